@@ -1,0 +1,349 @@
+"""The corpus format (Parquet) — the one reader/writer — as DESIGN.md's data contract describes.
+
+Layout of a corpus directory::
+
+    corpus.json                         format version, fingerprint, generator params, summary
+    items.parquet                       item_id:int64, embedding:fixed_size_list<float32>[D],
+                                        first_day:int32, optional title:string and gt_* columns
+    impressions/day=NNNN/part-*.parquet day:int32, user_id:int64, watch_item_id:int64 (nullable),
+                                        item_id:int64, click:int8, optional engaged:int8
+
+A corpus is written into a temporary sibling directory and renamed into place on success.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from semid.artifacts import atomic_path, read_json, write_json
+from semid.errors import DataError, SemidError
+from semid.fingerprint import fingerprint_file, fingerprint_of
+
+FORMAT_VERSION = 1
+ITEMS_FILE = "items.parquet"
+META_FILE = "corpus.json"
+IMPRESSIONS_DIR = "impressions"
+_DAY_DIR = re.compile(r"^day=(\d+)$")
+
+IMPRESSION_COLUMNS = ("day", "user_id", "watch_item_id", "item_id", "click")
+LABEL_COLUMNS = ("click", "engaged")
+
+
+def items_schema(dim: int, *, title: bool = False, extra: dict[str, pa.DataType] | None = None) -> pa.Schema:
+    fields = [
+        pa.field("item_id", pa.int64(), nullable=False),
+        pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False),
+        pa.field("first_day", pa.int32(), nullable=False),
+    ]
+    if title:
+        fields.append(pa.field("title", pa.string()))
+    for name, tp in (extra or {}).items():
+        fields.append(pa.field(name, tp))
+    return pa.schema(fields)
+
+
+def impressions_schema(*, engaged: bool = True) -> pa.Schema:
+    fields = [
+        pa.field("day", pa.int32(), nullable=False),
+        pa.field("user_id", pa.int64(), nullable=False),
+        pa.field("watch_item_id", pa.int64(), nullable=True),
+        pa.field("item_id", pa.int64(), nullable=False),
+        pa.field("click", pa.int8(), nullable=False),
+    ]
+    if engaged:
+        fields.append(pa.field("engaged", pa.int8(), nullable=False))
+    return pa.schema(fields)
+
+
+def embedding_array(values: np.ndarray) -> pa.FixedSizeListArray:
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# reading with lossless conversion
+
+
+def _read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+    if not path.exists():
+        raise DataError(path, None, "file is missing", "check the corpus path, or regenerate the corpus")
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataError(path, None, f"not a readable Parquet file ({str(e).splitlines()[0]})",
+                        "rewrite it with pyarrow / pandas.to_parquet") from None
+    except KeyError as e:
+        raise DataError(path, str(e).strip("'\""), "column is missing") from None
+
+
+def _require(table: pa.Table, path: Path, names: tuple[str, ...]) -> None:
+    for name in names:
+        if name not in table.column_names:
+            raise DataError(path, name, f"column is missing (found: {', '.join(table.column_names)})",
+                            "see the data contract in README.md")
+
+
+def to_int64(col: pa.ChunkedArray | pa.Array, path: Path, name: str, *, nullable: bool = False) -> np.ndarray:
+    """Integer ids as int64; lossless conversions only (smaller ints, integral floats, digit strings)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    tp = col.type
+    if col.null_count and not nullable:
+        raise DataError(path, name, f"{col.null_count} null value(s)", "every row needs a value")
+    if pa.types.is_integer(tp):
+        arr = col.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64) if nullable else \
+            col.to_numpy(zero_copy_only=False).astype(np.int64)
+        if pa.types.is_uint64(tp) and (col.to_numpy(zero_copy_only=False) > np.iinfo(np.int64).max).any():
+            raise DataError(path, name, "uint64 values beyond int64", "store ids as int64")
+        return arr
+    if pa.types.is_string(tp) or pa.types.is_large_string(tp):
+        strs = col.fill_null("-1").to_pylist() if nullable else col.to_pylist()
+        try:
+            arr = np.array([int(s) for s in strs], dtype=np.int64)
+        except ValueError:
+            bad = next(s for s in strs if not re.fullmatch(r"-?\d+", str(s)))
+            raise DataError(path, name, f"string ids that are not integers (e.g. {bad!r})",
+                            "map ids to int64 before importing") from None
+        return arr
+    if pa.types.is_floating(tp):
+        f = col.fill_null(-1).to_numpy(zero_copy_only=False) if nullable else col.to_numpy(zero_copy_only=False)
+        if not np.all(np.isfinite(f)) or np.any(f != np.round(f)):
+            raise DataError(path, name, f"type {tp} with non-integral values", "store ids as int64")
+        return f.astype(np.int64)
+    raise DataError(path, name, f"type {tp} is not an integer id type", "store it as int64")
+
+
+def to_embedding_matrix(col: pa.ChunkedArray | pa.Array, path: Path, dim: int | None = None) -> np.ndarray:
+    """(N, D) float32 from fixed/variable-size lists of float32/float64; checks shape and finiteness."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks else pa.array([], type=col.type)
+    tp = col.type
+    if not (pa.types.is_list(tp) or pa.types.is_fixed_size_list(tp) or pa.types.is_large_list(tp)):
+        raise DataError(path, "embedding", f"type {tp} is not a list of floats",
+                        "store one fixed_size_list<float32>[D] per item")
+    if not pa.types.is_floating(tp.value_type):
+        raise DataError(path, "embedding", f"list values are {tp.value_type}, not floats",
+                        "store float32 values")
+    if col.null_count:
+        raise DataError(path, "embedding", f"{col.null_count} item(s) have no embedding", "fill or drop them")
+    n = len(col)
+    if pa.types.is_fixed_size_list(tp):
+        d = tp.list_size
+    else:
+        lengths = col.value_lengths().to_numpy(zero_copy_only=False)
+        d = int(lengths[0]) if n else (dim or 0)
+        if n and (lengths != d).any():
+            i = int(np.flatnonzero(lengths != d)[0])
+            raise DataError(path, "embedding", f"row {i} has dimension {lengths[i]} but row 0 has {d}",
+                            "all embeddings must have the same dimension")
+    if dim is not None and n and d != dim:
+        raise DataError(path, "embedding", f"dimension {d} does not match the corpus dimension {dim}",
+                        "recompute the embeddings or fix corpus.json's embedding_dim")
+    flat = col.flatten().to_numpy(zero_copy_only=False)
+    if flat.dtype == np.float64:
+        if np.abs(flat[np.isfinite(flat)]).max(initial=0.0) > np.finfo(np.float32).max:
+            raise DataError(path, "embedding", "float64 values beyond float32 range", "rescale the embeddings")
+    mat = np.ascontiguousarray(flat.astype(np.float32, copy=False).reshape(n, d))
+    bad = ~np.isfinite(mat)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise DataError(path, "embedding", f"{len(rows)} item(s) contain NaN or inf (first at row {rows[0]})",
+                        "recompute or drop those items")
+    return mat
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Items:
+    item_id: np.ndarray  # int64 [N], sorted ascending
+    embedding: np.ndarray  # float32 [N, D]
+    first_day: np.ndarray  # int32 [N]
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # title, gt_* columns
+
+    def __len__(self) -> int:
+        return len(self.item_id)
+
+    @property
+    def dim(self) -> int:
+        return int(self.embedding.shape[1])
+
+    def index_of(self, ids: np.ndarray) -> np.ndarray:
+        """Row index for each id (``-1`` where unknown)."""
+        pos = np.searchsorted(self.item_id, ids)
+        pos = np.clip(pos, 0, max(len(self.item_id) - 1, 0))
+        ok = (len(self.item_id) > 0) & (self.item_id[pos] == ids) if len(self.item_id) else np.zeros(len(ids), bool)
+        return np.where(ok, pos, -1)
+
+
+class Corpus:
+    """A corpus directory. ``Corpus(path)`` checks the layout; ``validate_corpus`` checks the content."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise SemidError(f"corpus {self.path} does not exist (create one with `semid data synth` "
+                             f"or `semid data movielens`)")
+        self.items_path = self.path / ITEMS_FILE
+        self.impressions_path = self.path / IMPRESSIONS_DIR
+        meta_path = self.path / META_FILE
+        self.meta: dict[str, Any] = read_json(meta_path) if meta_path.exists() else {}
+        if self.meta.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+            raise SemidError(f"{meta_path}: format version {self.meta['format_version']} is newer than this "
+                             f"semid understands ({FORMAT_VERSION}); upgrade semid")
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta.get("fingerprint") or compute_fingerprint(self.path)
+
+    def day_files(self) -> dict[int, list[Path]]:
+        if not self.impressions_path.is_dir():
+            raise DataError(self.impressions_path, None, "directory is missing",
+                            "impressions go in impressions/day=NNNN/*.parquet")
+        out: dict[int, list[Path]] = {}
+        for d in sorted(self.impressions_path.iterdir()):
+            m = _DAY_DIR.match(d.name)
+            if not (m and d.is_dir()):
+                continue
+            out[int(m.group(1))] = sorted(d.glob("*.parquet"))
+        return dict(sorted(out.items()))
+
+    def days(self) -> list[int]:
+        return list(self.day_files())
+
+    def read_items(self, columns: list[str] | None = None) -> Items:
+        table = _read_parquet(self.items_path, columns=columns)
+        _require(table, self.items_path, ("item_id", "embedding", "first_day"))
+        ids = to_int64(table["item_id"], self.items_path, "item_id")
+        order = np.argsort(ids, kind="stable")
+        emb = to_embedding_matrix(table["embedding"], self.items_path, self.meta.get("embedding_dim"))
+        first = to_int64(table["first_day"], self.items_path, "first_day").astype(np.int32)
+        extra = {c: table[c].to_numpy(zero_copy_only=False)[order]
+                 for c in table.column_names if c not in ("item_id", "embedding", "first_day")}
+        return Items(ids[order], emb[order], first[order], extra)
+
+    def read_day(self, day: int, columns: list[str] | None = None) -> pa.Table:
+        files = self.day_files().get(day)
+        if files is None:
+            raise SemidError(f"{self.impressions_path}: no day={day:04d} partition (days present: "
+                             f"{_ranges(self.days())})")
+        tables = [_read_parquet(f, columns=columns) for f in files]
+        if not tables:
+            raise DataError(self.impressions_path / f"day={day:04d}", None, "day has no Parquet files",
+                            "remove the empty day directory or regenerate it")
+        return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+
+    def iter_days(self, columns: list[str] | None = None) -> Iterator[tuple[int, pa.Table]]:
+        for day in self.days():
+            yield day, self.read_day(day, columns)
+
+
+def _ranges(days: list[int]) -> str:
+    if not days:
+        return "none"
+    out, start, prev = [], days[0], days[0]
+    for d in days[1:] + [None]:  # type: ignore[list-item]
+        if d is not None and d == prev + 1:
+            prev = d
+            continue
+        out.append(f"{start}" if start == prev else f"{start}-{prev}")
+        if d is not None:
+            start = prev = d
+    return ",".join(out)
+
+
+def compute_fingerprint(path: str | Path) -> str:
+    """Content hash over every data file of the corpus (names and bytes)."""
+    path = Path(path)
+    files = [path / ITEMS_FILE] + sorted((path / IMPRESSIONS_DIR).glob("day=*/*.parquet"))
+    return fingerprint_of([[str(f.relative_to(path)), fingerprint_file(f)] for f in files if f.exists()])
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+class CorpusWriter:
+    """Writes a corpus into a temporary directory; ``close()`` adds corpus.json and renames it into place.
+
+    Items may be written in chunks (``write_items`` repeatedly); impressions as one or more parts per day.
+    """
+
+    def __init__(self, out: str | Path, dim: int, *, overwrite: bool = False, title: bool = False,
+                 item_extra: dict[str, pa.DataType] | None = None, engaged: bool = True) -> None:
+        self.out = Path(out)
+        self._ctx = atomic_path(self.out, overwrite=overwrite)
+        self.tmp = self._ctx.__enter__()
+        (self.tmp / IMPRESSIONS_DIR).mkdir(parents=True)
+        self.dim = dim
+        self.items_schema = items_schema(dim, title=title, extra=item_extra)
+        self.impressions_schema = impressions_schema(engaged=engaged)
+        self._items_writer = pq.ParquetWriter(self.tmp / ITEMS_FILE, self.items_schema)
+        self._parts: dict[int, int] = {}
+        self.n_items = 0
+        self.n_impressions = 0
+
+    def write_items(self, item_id: np.ndarray, embedding: np.ndarray, first_day: np.ndarray,
+                    **extra: Any) -> None:
+        cols: dict[str, Any] = {
+            "item_id": pa.array(item_id, pa.int64()),
+            "embedding": embedding_array(embedding),
+            "first_day": pa.array(first_day, pa.int32()),
+        }
+        for f in self.items_schema:
+            if f.name not in cols:
+                cols[f.name] = pa.array(extra[f.name], f.type)
+        self._items_writer.write_table(pa.table(cols, schema=self.items_schema), row_group_size=65536)
+        self.n_items += len(item_id)
+
+    def write_impressions(self, day: int, columns: dict[str, np.ndarray]) -> None:
+        d = self.tmp / IMPRESSIONS_DIR / f"day={day:04d}"
+        d.mkdir(exist_ok=True)
+        part = self._parts.get(day, 0)
+        self._parts[day] = part + 1
+        arrays = []
+        for f in self.impressions_schema:
+            v = columns[f.name]
+            if f.name == "watch_item_id":
+                v = np.asarray(v)
+                arrays.append(pa.array(v, pa.int64(), mask=v < 0))
+            else:
+                arrays.append(pa.array(v, f.type))
+        table = pa.Table.from_arrays(arrays, schema=self.impressions_schema)
+        pq.write_table(table, d / f"part-{part:04d}.parquet", row_group_size=1 << 20)
+        self.n_impressions += len(table)
+
+    def close(self, meta: dict[str, Any]) -> Path:
+        self._items_writer.close()
+        full = {
+            "format_version": FORMAT_VERSION,
+            "embedding_dim": self.dim,
+            "n_items": self.n_items,
+            "n_impressions": self.n_impressions,
+            "days": sorted(self._parts),
+            **meta,
+        }
+        full["fingerprint"] = compute_fingerprint(self.tmp)
+        write_json(self.tmp / META_FILE, full)
+        self._ctx.__exit__(None, None, None)
+        return self.out
+
+    def abort(self, exc: BaseException) -> None:
+        try:
+            self._items_writer.close()
+        finally:
+            self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+
+    def __enter__(self) -> "CorpusWriter":
+        return self
+
+    def __exit__(self, tp, exc, tb) -> None:  # type: ignore[no-untyped-def]
+        if exc is not None:
+            self.abort(exc)

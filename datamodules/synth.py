@@ -1,0 +1,448 @@
+"""Synthetic corpus: the two signals the paper's argument rests on, planted and measured.
+
+* **Content hierarchy** — items sit in the leaves of a topic tree (``hierarchy`` = branching per
+  level). An item's embedding is the sum of its ancestors' random centre offsets (shrinking with
+  depth) plus item noise, L2-normalised, so a good residual quantizer can recover coarse -> fine.
+* **Click model** (hidden)::
+
+      logit = bias + content_weight * content(u, w, i) + memorization_weight * q_i
+
+  ``content`` generalises to new items: a hierarchical topic bias, the user's interest in the
+  item's coarse topic, how related the candidate is to the watch item (shared topic-path depth)
+  and a hidden "style" direction of the embedding. ``q_i ~ N(0, 1)`` is drawn independently of
+  everything content-related, so only memorising the item can learn it.
+* **Dynamics** — Zipf item popularity decaying with item age (half-life, with an evergreen floor),
+  new items every day, users with sparse topic interests whose watch item is the last item they
+  clicked, candidates drawn from the watch item's topic, the user's interests or global popularity.
+
+Generation is chunked (items and impressions) with per-chunk seeded streams; memory is bounded by
+per-item metadata (no embedding matrix is held for more than one chunk).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from datamodules.corpus import CorpusWriter
+from semid.config import from_dict, load_yaml, resolve_conf
+from semid.errors import SemidError
+from semid.progress import bar
+
+
+@dataclass
+class SynthConfig:
+    seed: int = 0
+    dim: int = 256
+    hierarchy: list[int] = field(default_factory=lambda: [16, 8, 8])
+    level_scales: list[float] = field(default_factory=lambda: [1.0, 0.6, 0.35])
+    item_noise: float = 0.3
+    n_initial_items: int = 30000
+    n_new_items_per_day: int = 1000
+    n_days: int = 20
+    n_users: int = 20000
+    impressions_per_day: int = 100000
+    item_zipf: float = 1.05
+    topic_zipf: float = 0.8
+    user_zipf: float = 0.7
+    user_interest_concentration: float = 0.3
+    half_life_days: float = 4.0
+    evergreen_floor: float = 0.1
+    initial_max_age_days: float = 30.0
+    related_fraction: float = 0.5
+    interest_fraction: float = 0.3
+    rewatch_fraction: float = 0.7
+    content_weight: float = 1.0
+    memorization_weight: float = 1.0
+    target_ctr: float = 0.2
+    engaged_given_click: float = 0.5
+    chunk_impressions: int = 500000
+    chunk_items: int = 200000
+
+    def __post_init__(self) -> None:
+        if len(self.hierarchy) != len(self.level_scales):
+            raise SemidError("synth config: hierarchy and level_scales need one entry per level "
+                             f"(got {len(self.hierarchy)} and {len(self.level_scales)})")
+        if any(b < 1 for b in self.hierarchy):
+            raise SemidError("synth config: every hierarchy branching factor must be >= 1")
+        for name in ("dim", "n_days", "n_users", "impressions_per_day", "chunk_impressions", "chunk_items"):
+            if getattr(self, name) < 1:
+                raise SemidError(f"synth config: {name} must be >= 1")
+        if self.n_initial_items < 1:
+            raise SemidError("synth config: n_initial_items must be >= 1")
+        if not 0 <= self.related_fraction + self.interest_fraction <= 1:
+            raise SemidError("synth config: related_fraction + interest_fraction must be within [0, 1]")
+        if not 0 < self.target_ctr < 1:
+            raise SemidError("synth config: target_ctr must be within (0, 1)")
+
+    @property
+    def n_items(self) -> int:
+        return self.n_initial_items + self.n_new_items_per_day * (self.n_days - 1)
+
+    @property
+    def n_leaves(self) -> int:
+        return math.prod(self.hierarchy)
+
+
+def load_synth_config(preset_or_path: str, overrides: list[str] | None = None) -> SynthConfig:
+    from semid.config import apply_overrides
+
+    path = resolve_conf(preset_or_path, "data")
+    return from_dict(SynthConfig, apply_overrides(load_yaml(path), overrides or []), where=str(path))
+
+
+def _rng(seed: int, *stream: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, *stream]))
+
+
+# streams of the seed sequence: one per concern, so changing one size leaves the others alone
+_TOPICS, _ITEMS, _USERS, _EMB, _DAY, _CLICK = range(6)
+
+
+@dataclass
+class _World:
+    """Everything hidden that drives the corpus; per-item arrays are indexed by item row."""
+
+    cfg: SynthConfig
+    node_centres: list[np.ndarray]  # per level: [n_nodes_l, D]
+    node_bias: list[np.ndarray]  # per level: [n_nodes_l]
+    style: np.ndarray  # [D] hidden direction
+    leaf: np.ndarray  # int32 [N]
+    item_id: np.ndarray  # int64 [N]
+    first_day: np.ndarray  # int32 [N]
+    birth: np.ndarray  # float32 [N] (virtual age for the initial catalogue)
+    base_pop: np.ndarray  # float64 [N]
+    quality: np.ndarray  # float32 [N] q_i
+    quality_engaged: np.ndarray  # float32 [N]
+    style_score: np.ndarray  # float32 [N]
+    topic_bias: np.ndarray  # float32 [N]
+    user_id: np.ndarray  # int64 [U]
+    user_activity: np.ndarray  # float64 [U], sums to 1
+    user_interest: np.ndarray  # float32 [U, C0], rows sum to 1
+    interest_z_mean: float = 0.0
+    interest_z_std: float = 1.0
+    content_mean: float = 0.0
+    content_std: float = 1.0
+    bias: float = 0.0
+    engaged_bias: float = 0.0
+
+    def node_of(self, leaf: np.ndarray, level: int) -> np.ndarray:
+        return leaf // math.prod(self.cfg.hierarchy[level + 1:])
+
+
+def _zipf_weights(n: int, s: float, rng: np.random.Generator) -> np.ndarray:
+    w = np.arange(1, n + 1, dtype=np.float64) ** -s
+    return w[rng.permutation(n)]
+
+
+def _build_world(cfg: SynthConfig) -> _World:
+    rng = _rng(cfg.seed, _TOPICS)
+    d = cfg.dim
+    centres, biases = [], []
+    parent = np.zeros((1, d))
+    for level, (branch, scale) in enumerate(zip(cfg.hierarchy, cfg.level_scales)):
+        offsets = rng.normal(0.0, scale / math.sqrt(d), size=(len(parent) * branch, d))
+        parent = np.repeat(parent, branch, axis=0) + offsets
+        centres.append(parent.astype(np.float32))
+        biases.append(rng.normal(0.0, 1.0 / math.sqrt(len(cfg.hierarchy)), size=len(parent)).astype(np.float32))
+    style = rng.normal(size=d)
+    style /= np.linalg.norm(style)
+
+    # leaf popularity: Zipf over coarse topics, Dirichlet within
+    c0 = cfg.hierarchy[0]
+    per_coarse = cfg.n_leaves // c0
+    coarse_share = _zipf_weights(c0, cfg.topic_zipf, rng)
+    coarse_share /= coarse_share.sum()
+    leaf_share = (coarse_share[:, None] * rng.dirichlet(np.full(per_coarse, 2.0), size=c0)).reshape(-1)
+
+    irng = _rng(cfg.seed, _ITEMS)
+    n = cfg.n_items
+    leaf = irng.choice(cfg.n_leaves, size=n, p=leaf_share).astype(np.int32)
+    first_day = np.zeros(n, dtype=np.int32)
+    first_day[cfg.n_initial_items:] = 1 + np.arange(n - cfg.n_initial_items) // max(cfg.n_new_items_per_day, 1)
+    birth = first_day.astype(np.float32)
+    birth[: cfg.n_initial_items] = -irng.uniform(0, cfg.initial_max_age_days, cfg.n_initial_items)
+    # ids grow with time (as in real catalogues) but are shuffled within a day, so they carry no topic
+    item_id = np.empty(n, dtype=np.int64)
+    for day in np.unique(first_day):
+        rows = np.flatnonzero(first_day == day)
+        item_id[rows] = rows[0] + irng.permutation(len(rows))
+    item_id = item_id * 7 + 1000  # sparse, non-contiguous ids: hashing must not rely on density
+    base_pop = _zipf_weights(n, cfg.item_zipf, irng)
+    quality = irng.normal(size=n).astype(np.float32)
+    quality_engaged = (0.6 * quality + 0.8 * irng.normal(size=n)).astype(np.float32)
+    topic_bias = sum(b[leaf // math.prod(cfg.hierarchy[lv + 1:])] for lv, b in enumerate(biases))
+
+    urng = _rng(cfg.seed, _USERS)
+    u = cfg.n_users
+    user_id = urng.permutation(u).astype(np.int64) + 1
+    activity = _zipf_weights(u, cfg.user_zipf, urng)
+    interest = urng.dirichlet(np.full(c0, cfg.user_interest_concentration), size=u).astype(np.float32)
+    # Dirichlet with small concentration can underflow to exact zeros; keep rows proper distributions
+    interest = (interest + 1e-6) / (interest + 1e-6).sum(axis=1, keepdims=True)
+
+    world = _World(cfg, centres, biases, style.astype(np.float32), leaf, item_id, first_day, birth, base_pop,
+                   quality, quality_engaged, np.zeros(n, np.float32), topic_bias.astype(np.float32),
+                   user_id, activity / activity.sum(), interest)
+    z = np.log(interest + 1e-3)
+    world.interest_z_mean, world.interest_z_std = float(z.mean()), float(z.std() + 1e-9)
+    return world
+
+
+def _item_embeddings(world: _World, rows: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings of ``rows`` (one chunk) and their style scores: leaf centre + noise, L2-normalised."""
+    cfg = world.cfg
+    rng = _rng(cfg.seed, _EMB, chunk)
+    noise = rng.normal(0.0, cfg.item_noise / math.sqrt(cfg.dim), size=(len(rows), cfg.dim)).astype(np.float32)
+    emb = world.node_centres[-1][world.leaf[rows]] + noise
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    # the style score reads the item-level variation only, standardised: content the tree does not hold
+    style = (noise @ world.style) / (cfg.item_noise / math.sqrt(cfg.dim))
+    return emb, style.astype(np.float32)
+
+
+class _DaySampler:
+    """Per-day popularity with vectorised sampling inside topic groups (items sorted by leaf)."""
+
+    def __init__(self, world: _World) -> None:
+        self.world = world
+        self.order = np.argsort(world.leaf, kind="stable")
+        self.sorted_leaf = world.leaf[self.order]
+        cfg = world.cfg
+        self.group_bounds = []
+        for level in range(len(cfg.hierarchy)):
+            nodes = world.node_of(self.sorted_leaf, level)
+            n_nodes = math.prod(cfg.hierarchy[: level + 1])
+            starts = np.searchsorted(nodes, np.arange(n_nodes), side="left")
+            ends = np.searchsorted(nodes, np.arange(n_nodes), side="right")
+            self.group_bounds.append((starts, ends))
+
+    def set_day(self, day: int) -> np.ndarray:
+        w = self.world
+        cfg = w.cfg
+        age = day - w.birth
+        alive = w.first_day <= day
+        decay = cfg.evergreen_floor + (1 - cfg.evergreen_floor) * np.exp2(-np.maximum(age, 0) / cfg.half_life_days)
+        weight = np.where(alive, w.base_pop * decay, 0.0)
+        self.cum = np.cumsum(weight[self.order])
+        return weight
+
+    def sample(self, rng: np.random.Generator, level: int | None, group: np.ndarray | None, m: int) -> np.ndarray:
+        """Item rows drawn by popularity, within ``group`` nodes of ``level`` (or globally)."""
+        cum = self.cum
+        if level is None:
+            lo, hi = np.zeros(m), np.full(m, cum[-1])
+        else:
+            starts, ends = self.group_bounds[level]
+            s, e = starts[group], ends[group]
+            lo = np.where(s > 0, cum[np.maximum(s - 1, 0)], 0.0)
+            hi = np.where(e > 0, cum[np.maximum(e - 1, 0)], 0.0)
+            empty = hi - lo <= 0
+            lo[empty], hi[empty] = 0.0, cum[-1]  # no live item in that topic yet: fall back to global
+        pos = np.searchsorted(cum, lo + rng.random(m) * (hi - lo), side="right")
+        return self.order[np.minimum(pos, len(cum) - 1)]
+
+
+def _content_raw(world: _World, users: np.ndarray, watch: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    cfg = world.cfg
+    leaf_c, leaf_w = world.leaf[cand], world.leaf[watch]
+    shared = np.zeros(len(cand), np.float32)
+    still = np.ones(len(cand), bool)
+    for level in range(len(cfg.hierarchy)):
+        still &= world.node_of(leaf_c, level) == world.node_of(leaf_w, level)
+        shared += still
+    relatedness = 1.5 * shared / len(cfg.hierarchy)
+    coarse = world.node_of(leaf_c, 0)
+    interest = (np.log(world.user_interest[users, coarse] + 1e-3) - world.interest_z_mean) / world.interest_z_std
+    return world.topic_bias[cand] + interest + relatedness + 0.5 * world.style_score[cand]
+
+
+def _logits(world: _World, users: np.ndarray, watch: np.ndarray, cand: np.ndarray) -> dict[str, np.ndarray]:
+    cfg = world.cfg
+    content = (_content_raw(world, users, watch, cand) - world.content_mean) / world.content_std
+    content_part = cfg.content_weight * content
+    item_part = cfg.memorization_weight * world.quality[cand]
+    return {"content": content_part, "item": item_part, "full": world.bias + content_part + item_part}
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _solve_bias(logit: np.ndarray, target: float) -> float:
+    lo, hi = -20.0, 20.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if _sigmoid(logit + mid).mean() < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+class _ImpressionSim:
+    def __init__(self, world: _World) -> None:
+        self.world = world
+        self.sampler = _DaySampler(world)
+        self.last_click = np.full(world.cfg.n_users, -1, dtype=np.int64)
+
+    def chunk(self, day: int, rng: np.random.Generator, m: int) -> dict[str, np.ndarray]:
+        w, cfg, s = self.world, self.world.cfg, self.sampler
+        users = rng.choice(cfg.n_users, size=m, p=w.user_activity)
+        # watch item: the user's last click (re-watch), else something from the user's interests
+        interest_topic = _categorical_rows(w.user_interest[users], rng)
+        watch = s.sample(rng, 0, interest_topic, m)
+        prev = self.last_click[users]
+        rewatch = (prev >= 0) & (rng.random(m) < cfg.rewatch_fraction)
+        watch = np.where(rewatch, prev, watch)
+        # candidate: the watch item's level-1 topic, the user's interests, or global popularity
+        r = rng.random(m)
+        related = r < cfg.related_fraction
+        by_interest = (~related) & (r < cfg.related_fraction + cfg.interest_fraction)
+        cand = s.sample(rng, None, None, m)
+        rel_level = min(1, len(cfg.hierarchy) - 1)
+        idx = np.flatnonzero(related)
+        cand[idx] = s.sample(rng, rel_level, w.node_of(w.leaf[watch[idx]], rel_level), len(idx))
+        idx = np.flatnonzero(by_interest)
+        cand[idx] = s.sample(rng, 0, _categorical_rows(w.user_interest[users[idx]], rng), len(idx))
+        parts = _logits(w, users, watch, cand)
+        click = rng.random(m) < _sigmoid(parts["full"])
+        eng_logit = w.engaged_bias + 0.8 * w.quality_engaged[cand] + 0.5 * parts["content"]
+        engaged = click & (rng.random(m) < _sigmoid(eng_logit))
+        clicked = np.flatnonzero(click)
+        self.last_click[users[clicked]] = cand[clicked]  # later rows win: numpy keeps the last write
+        return {"users": users, "watch": watch, "cand": cand, "click": click, "engaged": engaged, **parts}
+
+
+def _categorical_rows(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    cum = np.cumsum(p, axis=1)
+    u = rng.random(len(p))[:, None] * cum[:, -1:]
+    return np.minimum((cum < u).sum(axis=1), p.shape[1] - 1)
+
+
+def _calibrate(world: _World) -> None:
+    """Standardise the content term and solve the biases for the target CTR on a pilot sample."""
+    cfg = world.cfg
+    sim = _ImpressionSim(world)
+    rng = _rng(cfg.seed, _CLICK, 10**6)
+    pilot_day = max(cfg.n_days // 2, 0)
+    sim.sampler.set_day(pilot_day)
+    m = min(50000, cfg.impressions_per_day * 2)
+    users = rng.choice(cfg.n_users, size=m, p=world.user_activity)
+    watch = sim.sampler.sample(rng, 0, _categorical_rows(world.user_interest[users], rng), m)
+    cand = sim.sampler.sample(rng, min(1, len(cfg.hierarchy) - 1),
+                              world.node_of(world.leaf[watch], min(1, len(cfg.hierarchy) - 1)), m)
+    mix = rng.random(m) < 0.5
+    cand[mix] = sim.sampler.sample(rng, None, None, int(mix.sum()))
+    raw = _content_raw(world, users, watch, cand)
+    world.content_mean, world.content_std = float(raw.mean()), float(raw.std() + 1e-9)
+    parts = _logits(world, users, watch, cand)
+    world.bias = _solve_bias(parts["full"] - world.bias, cfg.target_ctr)
+    eng = 0.8 * world.quality_engaged[cand] + 0.5 * parts["content"]
+    world.engaged_bias = _solve_bias(eng, cfg.engaged_given_click)
+
+
+def _auc(score: np.ndarray, label: np.ndarray) -> float | None:
+    from torchmetrics.functional.classification import binary_auroc
+    import torch
+
+    if label.min() == label.max():
+        return None
+    return float(binary_auroc(torch.from_numpy(score.astype(np.float32)), torch.from_numpy(label.astype(np.int64))))
+
+
+class _GroundTruth:
+    """Oracle AUCs of each hidden term, overall and on items introduced that day (sampled)."""
+
+    def __init__(self, cap: int = 400000) -> None:
+        self.cap = cap
+        self.rows: dict[str, list[np.ndarray]] = {k: [] for k in ("content", "item", "full", "click", "new", "pop")}
+        self.n = 0
+        self.per_day: list[dict[str, Any]] = []
+
+    def add(self, out: dict[str, np.ndarray], new: np.ndarray, pop: np.ndarray, rng: np.random.Generator) -> None:
+        keep = rng.random(len(new)) < min(1.0, self.cap / max(1, len(new)) / 8)
+        for k, v in (("content", out["content"]), ("item", out["item"]), ("full", out["full"]),
+                     ("click", out["click"]), ("new", new), ("pop", pop)):
+            self.rows[k].append(v[keep])
+
+    def summary(self) -> dict[str, Any]:
+        r = {k: np.concatenate(v) if v else np.zeros(0) for k, v in self.rows.items()}
+        click = r["click"].astype(np.int64)
+        out: dict[str, Any] = {"sampled_impressions": int(len(click))}
+        for name, score in (("oracle_full", r["full"]), ("oracle_content_only", r["content"]),
+                            ("oracle_item_only", r["item"]), ("popularity_only", np.log(r["pop"] + 1e-30))):
+            out[f"auc_{name}"] = _auc(score, click)
+            new = r["new"].astype(bool)
+            out[f"auc_{name}_new_items"] = _auc(score[new], click[new]) if new.sum() > 10 else None
+        out["share_impressions_on_new_items"] = float(r["new"].mean()) if len(r["new"]) else 0.0
+        return out
+
+
+def generate(cfg: SynthConfig, out: str | Path, *, overwrite: bool = False, preset: str | None = None) -> Path:
+    """Write a synthetic corpus to ``out`` (atomically). Returns the corpus path."""
+    t0 = time.time()
+    world = _build_world(cfg)
+    n = cfg.n_items
+    extra = {"gt_topic_path": pa.list_(pa.int32(), len(cfg.hierarchy)), "gt_quality": pa.float32(),
+             "title": pa.string()}
+    with CorpusWriter(out, cfg.dim, overwrite=overwrite, item_extra=extra) as writer:
+        with bar("synth items", total=n, unit="item") as pb:
+            for chunk, start in enumerate(range(0, n, cfg.chunk_items)):
+                rows = np.arange(start, min(n, start + cfg.chunk_items))
+                emb, style = _item_embeddings(world, rows, chunk)
+                world.style_score[rows] = style
+                leaf = world.leaf[rows]
+                path = np.stack([world.node_of(leaf, lv) for lv in range(len(cfg.hierarchy))], axis=1)
+                local = np.stack([path[:, 0]] + [path[:, lv] % cfg.hierarchy[lv]
+                                                  for lv in range(1, len(cfg.hierarchy))], axis=1)
+                titles = ["topic " + "/".join(map(str, p)) + f" #{int(i)}" for p, i in zip(local, world.item_id[rows])]
+                writer.write_items(world.item_id[rows], emb, world.first_day[rows],
+                                   gt_topic_path=pa.FixedSizeListArray.from_arrays(
+                                       pa.array(path.reshape(-1).astype(np.int32)), len(cfg.hierarchy)),
+                                   gt_quality=world.quality[rows], title=titles)
+                pb.update(len(rows))
+        _calibrate(world)
+        sim = _ImpressionSim(world)
+        truth = _GroundTruth()
+        per_day = []
+        with bar("synth impressions", total=cfg.n_days * cfg.impressions_per_day, unit="imp") as pb:
+            for day in range(cfg.n_days):
+                weight = sim.sampler.set_day(day)
+                left, chunk, clicks, new_imps = cfg.impressions_per_day, 0, 0, 0
+                while left > 0:
+                    m = min(left, cfg.chunk_impressions)
+                    rng = _rng(cfg.seed, _DAY, day, chunk)
+                    o = sim.chunk(day, rng, m)
+                    new = (world.first_day[o["cand"]] == day) & (day > 0)  # day 0: the whole catalogue
+                    truth.add(o, new, weight[o["cand"]], rng)
+                    writer.write_impressions(day, {
+                        "day": np.full(m, day, np.int32), "user_id": world.user_id[o["users"]],
+                        "watch_item_id": world.item_id[o["watch"]], "item_id": world.item_id[o["cand"]],
+                        "click": o["click"].astype(np.int8), "engaged": o["engaged"].astype(np.int8)})
+                    clicks += int(o["click"].sum())
+                    new_imps += int(new.sum())
+                    left -= m
+                    chunk += 1
+                    pb.update(m)
+                per_day.append({"day": day, "impressions": cfg.impressions_per_day, "ctr": clicks / cfg.impressions_per_day,
+                                "new_items": int((world.first_day == day).sum()),
+                                "impressions_on_new_items": new_imps})
+        summary = truth.summary()
+        summary["per_day"] = per_day
+        summary["content_std_raw"] = world.content_std
+        summary["click_bias"] = world.bias
+        path = writer.close({
+            "source": "synthetic",
+            "preset": preset,
+            "generator": {"name": "semid.synth", "version": 1, "params": asdict(cfg)},
+            "ground_truth": summary,
+            "n_users": cfg.n_users,
+            "build_seconds": round(time.time() - t0, 2),
+        })
+    return path

@@ -1,0 +1,124 @@
+"""Corpus validator: every check of the data contract, each failure one ``DataError`` naming file and field."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from datamodules.corpus import (
+    IMPRESSION_COLUMNS,
+    META_FILE,
+    Corpus,
+    Items,
+    _ranges,
+    _read_parquet,
+    _require,
+    compute_fingerprint,
+    to_int64,
+)
+from semid.errors import DataError
+
+
+@dataclass
+class ValidationReport:
+    n_items: int
+    dim: int
+    days: list[int]
+    n_impressions: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def validate_items(corpus: Corpus) -> Items:
+    items = corpus.read_items()  # types, dimension and finiteness are checked while reading
+    p = corpus.items_path
+    if len(items) == 0:
+        raise DataError(p, "item_id", "no items", "a corpus needs at least one item")
+    if (items.item_id < 0).any():
+        raise DataError(p, "item_id", f"{int((items.item_id < 0).sum())} negative id(s)", "ids must be >= 0")
+    dup = items.item_id[1:][items.item_id[1:] == items.item_id[:-1]]
+    if len(dup):
+        raise DataError(p, "item_id", f"{len(dup)} duplicate id(s), e.g. {int(dup[0])}",
+                        "keep one row per item")
+    if (items.first_day < 0).any():
+        raise DataError(p, "first_day", "negative days", "days count from 0")
+    return items
+
+
+def validate_day(corpus: Corpus, day: int, items: Items, report: ValidationReport) -> None:
+    for f in corpus.day_files()[day]:
+        t = _read_parquet(f)
+        _require(t, f, ("day", "user_id", "item_id", "click"))
+        if t.num_rows == 0:
+            raise DataError(f, None, "file has no rows", "drop the empty file or regenerate the day")
+        dcol = to_int64(t["day"], f, "day")
+        if (dcol != day).any():
+            raise DataError(f, "day", f"values {sorted(set(dcol.tolist()))[:3]} differ from its partition "
+                            f"day={day:04d}", "move the rows to their day's directory")
+        for name in ("user_id", "item_id"):
+            ids = to_int64(t[name], f, name)
+            if (ids < 0).any():
+                raise DataError(f, name, "negative ids", "ids must be >= 0")
+        cand = to_int64(t["item_id"], f, "item_id")
+        idx = items.index_of(cand)
+        if (idx < 0).any():
+            unknown = np.unique(cand[idx < 0])
+            raise DataError(f, "item_id", f"{len(unknown)} id(s) not in items.parquet, e.g. {int(unknown[0])}",
+                            "add the items or drop those impressions")
+        early = items.first_day[idx] > day
+        if early.any():
+            raise DataError(f, "item_id", f"{int(early.sum())} impression(s) of items before their first_day",
+                            "first_day must be <= the day of the item's first impression")
+        if "watch_item_id" in t.column_names:
+            w = to_int64(t["watch_item_id"], f, "watch_item_id", nullable=True)
+            wi = items.index_of(w[w >= 0])
+            if (wi < 0).any():
+                raise DataError(f, "watch_item_id", f"{int((wi < 0).sum())} id(s) not in items.parquet",
+                                "use null for 'no watch item'")
+        for label in ("click", "engaged"):
+            if label in t.column_names:
+                v = to_int64(t[label], f, label)
+                if not np.isin(v, (0, 1)).all():
+                    raise DataError(f, label, "labels other than 0/1", "store binary labels as int8 0/1")
+        if "engaged" in t.column_names:
+            eng = to_int64(t["engaged"], f, "engaged")
+            if (eng > to_int64(t["click"], f, "click")).any():
+                report.warnings.append(f"{f}: engaged=1 on rows with click=0")
+        key = np.stack([to_int64(t[c], f, c, nullable=True) for c in IMPRESSION_COLUMNS if c in t.column_names
+                        and c not in ("click", "day")], axis=1)
+        n_dup = len(key) - len(np.unique(key, axis=0))
+        if n_dup:
+            report.warnings.append(f"{f}: {n_dup} duplicate impression(s) (same user, watch item, candidate)")
+        report.n_impressions += t.num_rows
+
+
+def validate_corpus(path: str | Path, *, deep_fingerprint: bool = False) -> ValidationReport:
+    corpus = Corpus(path)
+    items = validate_items(corpus)
+    files = corpus.day_files()
+    if not files:
+        raise DataError(corpus.impressions_path, None, "no day=NNNN partitions",
+                        "write impressions to impressions/day=NNNN/*.parquet")
+    empty = [d for d, fs in files.items() if not fs]
+    if empty:
+        raise DataError(corpus.impressions_path / f"day={empty[0]:04d}", None, "day has no Parquet files",
+                        "remove the empty day directory or regenerate it")
+    days = list(files)
+    gaps = sorted(set(range(days[0], days[-1] + 1)) - set(days))
+    if gaps:
+        raise DataError(corpus.impressions_path, "day", f"days {_ranges(gaps)} are missing between "
+                        f"{days[0]} and {days[-1]}", "renumber the days consecutively (sequential training "
+                        "needs one partition per day)")
+    report = ValidationReport(len(items), items.dim, days, 0)
+    for day in days:
+        validate_day(corpus, day, items, report)
+    meta = corpus.meta
+    if meta:
+        if meta.get("embedding_dim") not in (None, items.dim):
+            raise DataError(corpus.path / META_FILE, "embedding_dim",
+                            f"{meta['embedding_dim']} but items have {items.dim}", "regenerate corpus.json")
+        if deep_fingerprint and meta.get("fingerprint") != compute_fingerprint(corpus.path):
+            raise DataError(corpus.path / META_FILE, "fingerprint", "does not match the files' content "
+                            "(files changed after the corpus was written)", "regenerate or re-import the corpus")
+    return report

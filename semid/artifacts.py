@@ -1,0 +1,69 @@
+"""Atomic artifact writes: build under a temporary sibling path, then rename into place.
+
+A crash, a full disk or a kill leaves either the old artifact or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+from semid.errors import SemidError
+
+
+def _tmp_sibling(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path (file or directory) that is renamed to ``path`` on success."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise SemidError(f"{path} already exists (pass --overwrite to replace it, or choose another --out)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(path)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise RuntimeError(f"nothing was written to {tmp}")
+        _replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    if tmp.is_dir() and path.exists():
+        old = _tmp_sibling(path)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        _remove(old)
+    else:
+        os.replace(tmp, path)
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir():
+        shutil.rmtree(p, ignore_errors=True)
+    elif p.exists():
+        p.unlink()
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise SemidError(f"{path} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SemidError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); rebuild it or restore a copy") from None

@@ -1,0 +1,49 @@
+"""The ``semid`` command. Each room registers its own sub-commands; this file only dispatches.
+
+User errors (``SemidError``) print one line and exit 2; ``--debug`` shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Sequence
+
+from semid.errors import SemidError
+
+# Modules exposing ``register(subparsers)``; each adds one command group.
+COMMAND_MODULES: tuple[str, ...] = (
+    "datamodules.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="semid", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("SEMID_DEBUG") == "1"
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        rc = args.func(args)
+        return int(rc or 0)
+    except SemidError as e:
+        if debug:
+            raise
+        print(f"semid: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("semid: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""YAML configs into typed dataclasses. Unknown keys are refused with the list of valid ones."""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from semid.errors import SemidError
+
+T = TypeVar("T")
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def resolve_conf(name_or_path: str | Path, group: str) -> Path:
+    """A path as given, or a preset name looked up in ``conf/<group>/<name>.yaml``."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.exists():
+            raise SemidError(f"config file {p} does not exist")
+        return p
+    candidate = CONF_DIR / group / f"{name_or_path}.yaml"
+    if not candidate.exists():
+        names = sorted(q.stem for q in (CONF_DIR / group).glob("*.yaml"))
+        raise SemidError(f"no preset '{name_or_path}' in conf/{group}/ (valid: {', '.join(names) or 'none'})")
+    return candidate
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise SemidError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise SemidError(f"{path}: expected a mapping of keys to values at the top level")
+    return data
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+    """Build dataclass ``cls`` from ``data``; nested dataclasses recurse; unknown keys are an error."""
+    if not isinstance(data, dict):
+        raise SemidError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise SemidError(f"{where}: unknown key(s) {', '.join(unknown)} (valid: {', '.join(sorted(fields))})")
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise SemidError(f"{where}: {e}") from None
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(args[0], value, where) if len(args) == 1 else value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise SemidError(f"{where}: expected a list, got {value!r}")
+        (inner, *_) = typing.get_args(tp) or (Any,)
+        return origin(_coerce(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool) and not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise SemidError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``a.b=3`` style overrides from the command line, values parsed as YAML scalars."""
+    out = dict(data)
+    for item in overrides:
+        if "=" not in item:
+            raise SemidError(f"override '{item}' must look like key=value (e.g. rqvae.levels=4)")
+        key, raw = item.split("=", 1)
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node[p] = dict(node.get(p) or {})
+            node = node[p]
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
+
+
+def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
+    data = apply_overrides(load_yaml(path), overrides or [])
+    return from_dict(cls, data, where=str(path))
