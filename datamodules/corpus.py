@@ -240,6 +240,35 @@ class Corpus:
                             "remove the empty day directory or regenerate it")
         return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
 
+    def read_day_share(self, day: int, rank: int, world: int, columns: list[str] | None = None) -> pa.Table:
+        """Rows ``[rank*n//world, (rank+1)*n//world)`` of a day, reading only the row groups that hold them.
+
+        Every rank gets ``n // world`` rows (the last ``n % world`` rows are dropped when ``world > 1``)
+        so that per-rank batch counts and sizes match, as row-wise sharding requires.
+        """
+        if world == 1:
+            return self.read_day(day, columns)
+        files = self.day_files().get(day) or []
+        groups = []  # (file, row group, first global row, rows)
+        start = 0
+        for f in files:
+            md = pq.ParquetFile(f).metadata
+            for g in range(md.num_row_groups):
+                rows = md.row_group(g).num_rows
+                groups.append((f, g, start, rows))
+                start += rows
+        per = start // world
+        lo, hi = rank * per, (rank + 1) * per
+        parts = []
+        for f, g, first, rows in groups:
+            if first + rows <= lo or first >= hi:
+                continue
+            t = pq.ParquetFile(f).read_row_group(g, columns=columns)
+            parts.append(t.slice(max(lo - first, 0), min(hi, first + rows) - max(lo, first)))
+        if not parts:
+            return self.read_day(day, columns).slice(0, 0)
+        return pa.concat_tables(parts, promote_options="permissive")
+
     def iter_days(self, columns: list[str] | None = None) -> Iterator[tuple[int, pa.Table]]:
         for day in self.days():
             yield day, self.read_day(day, columns)
@@ -317,7 +346,8 @@ class CorpusWriter:
             else:
                 arrays.append(pa.array(v, f.type))
         table = pa.Table.from_arrays(arrays, schema=self.impressions_schema)
-        pq.write_table(table, d / f"part-{part:04d}.parquet", row_group_size=1 << 20)
+        # small row groups let each rank of a distributed run read only its share of a day
+        pq.write_table(table, d / f"part-{part:04d}.parquet", row_group_size=65536)
         self.n_impressions += len(table)
 
     def close(self, meta: dict[str, Any]) -> Path:

@@ -15,6 +15,9 @@ from semid.errors import SemidError
 # Modules exposing ``register(subparsers)``; each adds one command group.
 COMMAND_MODULES: tuple[str, ...] = (
     "datamodules.cli",
+    "semid.sids_cli",
+    "embeddings.cli",
+    "rankers.cli",
 )
 
 

@@ -1,0 +1,315 @@
+"""Day-ordered ranking data: one training epoch per day, in order, evaluated on the following day.
+
+* ``train_dataloader`` serves day ``train_days[current_epoch]`` (``reload_dataloaders_every_n_epochs=1``),
+  shuffled within the day only; ``val_dataloader`` serves the day after it for the last
+  ``rolling_eval_days`` training days (the final one is the paper's "day N+1").
+* User history comes only from clicks on days strictly before the impression's day (no leakage):
+  ``UserHistory.before(day)`` is rebuilt from the corpus, so a resumed run sees the same history.
+* Each rank of a distributed run reads its own contiguous share of every day.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from datamodules.batch import RankingBatch
+from datamodules.corpus import Corpus, Items, to_int64
+from semid.errors import SemidError
+
+CONTEXT_DIM = 3
+HEAD, TORSO, TAIL = 0, 1, 2
+
+
+@dataclass
+class RankingDataConfig:
+    batch_size: int = 2048
+    eval_batch_size: int = 8192
+    history_length: int = 50
+    history_pooling: str = "mean"  # "sum": all tokens of all history items; "mean": mean over items
+    shuffle_within_day: bool = True
+    train_days: list[int] | None = None  # default: every day but the last
+    eval_day: int | None = None  # default: the day after the last training day
+    rolling_eval_days: int = 1  # also evaluate after each of the last k training days on the next day
+    head_share: float = 0.5  # head = most impressed items making up this share of training impressions
+    torso_share: float = 0.3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise SemidError("data.batch_size and data.eval_batch_size must be >= 1")
+        if self.history_pooling not in ("sum", "mean"):
+            raise SemidError(f"data.history_pooling must be 'sum' or 'mean', not '{self.history_pooling}'")
+        if self.rolling_eval_days < 1:
+            raise SemidError("data.rolling_eval_days must be >= 1 (the last training day is always evaluated)")
+
+
+class UserHistory:
+    """Each user's last ``max_len`` clicked items (item rows, oldest first) from completed days."""
+
+    def __init__(self, corpus: Corpus, items: Items, max_len: int) -> None:
+        self.corpus, self.items, self.max_len = corpus, items, max_len
+        self.users = np.zeros(0, np.int64)  # sorted user ids
+        self.matrix = np.full((0, max_len), -1, np.int64)  # right-aligned: newest last
+        self.length = np.zeros(0, np.int64)
+        self.days_done = 0  # history holds clicks of days < days_done
+
+    def before(self, day: int) -> "UserHistory":
+        if day < self.days_done:  # a restart (e.g. evaluating an earlier day): rebuild from scratch
+            self.__init__(self.corpus, self.items, self.max_len)  # type: ignore[misc]
+        for d in range(self.days_done, day):
+            if d in self.corpus.day_files():
+                t = self.corpus.read_day(d, ["user_id", "item_id", "click"])
+                clicked = t["click"].to_numpy(zero_copy_only=False) == 1
+                self._append(to_int64(t["user_id"], self.corpus.path, "user_id")[clicked],
+                             self.items.index_of(to_int64(t["item_id"], self.corpus.path, "item_id")[clicked]))
+            self.days_done = d + 1
+        return self
+
+    def _append(self, users: np.ndarray, rows: np.ndarray) -> None:
+        if self.max_len == 0 or len(users) == 0:
+            return
+        merged = np.union1d(self.users, users)
+        if len(merged) != len(self.users):
+            m = np.full((len(merged), self.max_len), -1, np.int64)
+            ln = np.zeros(len(merged), np.int64)
+            pos = np.searchsorted(merged, self.users)
+            m[pos], ln[pos] = self.matrix, self.length
+            self.users, self.matrix, self.length = merged, m, ln
+        u = np.searchsorted(self.users, users)
+        # old entries then the day's clicks in impression order; keep the last max_len per user
+        old_u = np.repeat(np.arange(len(self.users)), self.length)
+        old_v = self.matrix[np.arange(self.max_len)[None, :] >= self.max_len - self.length[:, None]]
+        all_u = np.concatenate([old_u, u])
+        all_v = np.concatenate([old_v, rows])
+        order = np.argsort(all_u, kind="stable")
+        all_u, all_v = all_u[order], all_v[order]
+        counts = np.bincount(all_u, minlength=len(self.users))
+        ends = np.cumsum(counts)
+        rank_from_end = ends[all_u] - np.arange(len(all_u))  # 1 = newest
+        keep = rank_from_end <= self.max_len
+        self.matrix.fill(-1)
+        self.matrix[all_u[keep], self.max_len - rank_from_end[keep]] = all_v[keep]
+        self.length = np.minimum(counts, self.max_len)
+
+    def of(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Jagged history (offsets [B+1], item rows) of each impression's user."""
+        pos = np.clip(np.searchsorted(self.users, user_ids), 0, max(len(self.users) - 1, 0))
+        known = (self.users[pos] == user_ids) if len(self.users) else np.zeros(len(user_ids), bool)
+        lengths = np.where(known, self.length[pos] if len(self.users) else 0, 0)
+        offsets = np.zeros(len(user_ids) + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        if not len(self.users):
+            return offsets, np.zeros(0, np.int64)
+        rows = self.matrix[pos]
+        mask = (np.arange(self.max_len)[None, :] >= self.max_len - lengths[:, None])
+        return offsets, rows[mask]
+
+
+@dataclass
+class DayFrame:
+    """One day's impressions (this rank's share), as item rows and labels."""
+
+    day: int
+    user_id: np.ndarray
+    cand: np.ndarray  # item rows
+    watch: np.ndarray  # item rows, -1 = none
+    labels: np.ndarray  # float32 [n, 2]
+    hist_offsets: np.ndarray
+    hist_rows: np.ndarray
+    is_new: np.ndarray
+    popularity: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.cand)
+
+
+class _DayBatches(IterableDataset):
+    def __init__(self, dm: "RankingDataModule", day: int, batch_size: int, shuffle: bool) -> None:
+        self.dm, self.day, self.batch_size, self.shuffle = dm, day, batch_size, shuffle
+
+    def __iter__(self) -> Iterator[RankingBatch]:
+        frame = self.dm.day_frame(self.day)
+        n = len(frame)
+        order = np.random.default_rng([self.dm.cfg.seed, self.day]).permutation(n) if self.shuffle else np.arange(n)
+        for start in range(0, n, self.batch_size):
+            yield self.dm.make_batch(frame, order[start:start + self.batch_size])
+
+    def __len__(self) -> int:
+        n = self.dm.day_rows(self.day)
+        return (n + self.batch_size - 1) // self.batch_size
+
+
+class RankingDataModule(L.LightningDataModule):
+    """``cache``: an ``embeddings.TokenCache`` (tables) or ``None`` for the Dense Input representation."""
+
+    def __init__(self, corpus: str | Path, cfg: RankingDataConfig, cache: Any | None = None,
+                 dense_input: bool = False) -> None:
+        super().__init__()
+        if cache is None and not dense_input:
+            raise SemidError("ranking data needs a token cache (sub-piece tables) or dense_input=True")
+        self.corpus = Corpus(corpus)
+        self.cfg, self.cache, self.dense_input = cfg, cache, dense_input
+        self.items: Items | None = None
+        self.forced_eval_day: int | None = None  # `semid rank eval --day D`
+        self._frames: dict[tuple[int, int, int], DayFrame] = {}
+
+    # -- set-up --------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.items is not None:
+            return
+        self.items = self.corpus.read_items(columns=["item_id", "embedding", "first_day"])
+        days = self.corpus.days()
+        if len(days) < 2:
+            raise SemidError(f"{self.corpus.path}: ranking needs at least 2 days (train, then evaluate); "
+                             f"found {len(days)}")
+        self.train_days = list(self.cfg.train_days) if self.cfg.train_days is not None else days[:-1]
+        missing = sorted(set(self.train_days) - set(days))
+        if missing:
+            raise SemidError(f"data.train_days: days {missing} are not in the corpus (days {days[0]}..{days[-1]})")
+        if self.train_days != sorted(self.train_days):
+            raise SemidError("data.train_days must be in increasing order (sequential training)")
+        self.eval_day = self.cfg.eval_day if self.cfg.eval_day is not None else self.train_days[-1] + 1
+        if self.eval_day not in days:
+            raise SemidError(f"data.eval_day {self.eval_day} is not in the corpus (days {days[0]}..{days[-1]})")
+        if self.eval_day <= self.train_days[-1]:
+            raise SemidError(f"data.eval_day {self.eval_day} must come after the last training day")
+        self.cache_rows = self.cache.rows_of(self.items.item_id) if self.cache is not None else None
+        self.history = UserHistory(self.corpus, self.items, self.cfg.history_length)
+        self._day_counts: dict[int, np.ndarray] = {}
+
+    def eval_days(self) -> list[int]:
+        k = self.cfg.rolling_eval_days
+        rolling = [d + 1 for d in self.train_days[-k:] if d + 1 in self.corpus.day_files()]
+        return sorted(set(rolling[:-1] + [self.eval_day]))
+
+    def _dist(self) -> tuple[int, int]:
+        t = getattr(self, "trainer", None)
+        return (t.global_rank, t.world_size) if t is not None else (0, 1)
+
+    # -- popularity buckets ----------------------------------------------------------------------
+    def _counts(self, day: int) -> np.ndarray:
+        if day not in self._day_counts:
+            ids = to_int64(self.corpus.read_day(day, ["item_id"])["item_id"], self.corpus.path, "item_id")
+            self._day_counts[day] = np.bincount(self.items.index_of(ids), minlength=len(self.items))
+        return self._day_counts[day]
+
+    def popularity_buckets(self, day: int) -> np.ndarray:
+        """Head/torso/tail of every item by impressions on the training days before ``day``."""
+        counts = sum((self._counts(d) for d in self.train_days if d < day), np.zeros(len(self.items), np.int64))
+        order = np.argsort(-counts, kind="stable")
+        share = np.cumsum(counts[order]) / max(int(counts.sum()), 1)
+        bucket = np.full(len(self.items), TAIL, np.int8)
+        head_end = np.searchsorted(share, self.cfg.head_share, side="left") + 1
+        torso_end = np.searchsorted(share, self.cfg.head_share + self.cfg.torso_share, side="left") + 1
+        bucket[order[:head_end]] = HEAD
+        bucket[order[head_end:torso_end]] = TORSO
+        bucket[counts == 0] = TAIL
+        return bucket
+
+    # -- frames and batches ----------------------------------------------------------------------
+    def day_rows(self, day: int) -> int:
+        rank, world = self._dist()
+        key = (day, rank, world)
+        if key in self._frames:
+            return len(self._frames[key])
+        import pyarrow.parquet as pq
+
+        n = sum(pq.ParquetFile(f).metadata.num_rows for f in self.corpus.day_files()[day])
+        return n // world if world > 1 else n
+
+    def day_frame(self, day: int) -> DayFrame:
+        rank, world = self._dist()
+        key = (day, rank, world)
+        if key in self._frames:
+            return self._frames[key]
+        assert self.items is not None
+        cols = ["user_id", "watch_item_id", "item_id", "click"] + \
+            (["engaged"] if "engaged" in self._day_columns(day) else [])
+        t = self.corpus.read_day_share(day, rank, world, cols)
+        p = self.corpus.path
+        users = to_int64(t["user_id"], p, "user_id")
+        cand = self.items.index_of(to_int64(t["item_id"], p, "item_id"))
+        if (cand < 0).any():
+            raise SemidError(f"{p}: day {day} has impressions of items missing from items.parquet "
+                             "(run `semid data validate`)")
+        watch_ids = to_int64(t["watch_item_id"], p, "watch_item_id", nullable=True)
+        watch = np.where(watch_ids >= 0, self.items.index_of(watch_ids), -1)
+        click = to_int64(t["click"], p, "click").astype(np.float32)
+        engaged = to_int64(t["engaged"], p, "engaged").astype(np.float32) if "engaged" in cols else click
+        offsets, hist = self.history.before(day).of(users)
+        frame = DayFrame(day, users, cand, watch, np.stack([click, engaged], 1), offsets, hist,
+                         self.items.first_day[cand] == day, self.popularity_buckets(day)[cand])
+        # keep only the frame in use plus the evaluation days' frames (reused every evaluation)
+        self._frames = {k: v for k, v in self._frames.items() if k[0] in self.eval_days()}
+        self._frames[key] = frame
+        return frame
+
+    def _day_columns(self, day: int) -> list[str]:
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(self.corpus.day_files()[day][0]).schema_arrow.names
+
+    def make_batch(self, f: DayFrame, idx: np.ndarray) -> RankingBatch:
+        assert self.items is not None
+        cand, watch = f.cand[idx], f.watch[idx]
+        h_len = f.hist_offsets[idx + 1] - f.hist_offsets[idx]
+        h_off = np.zeros(len(idx) + 1, np.int64)
+        np.cumsum(h_len, out=h_off[1:])
+        h_rows = f.hist_rows[_ranges(f.hist_offsets[idx], h_len)]
+        age = np.maximum(f.day - self.items.first_day[cand], 0)
+        context = np.stack([np.log1p(h_len) / 4.0, (watch < 0).astype(np.float64), np.log1p(age) / 3.0], 1)
+        kjt, content = None, None
+        if self.cache is not None:
+            from embeddings import build_kjt
+
+            cr = self.cache_rows
+            kjt = build_kjt(self.cache, {"candidate": cr[cand], "watch": np.where(watch >= 0, cr[watch], -1)},
+                            history=(h_off, cr[h_rows]), history_pooling=self.cfg.history_pooling)
+        else:
+            emb = self.items.embedding
+            watch_emb = np.where((watch >= 0)[:, None], emb[np.maximum(watch, 0)], 0.0)
+            hist_sum = np.zeros((len(idx), emb.shape[1]), np.float32)
+            if len(h_rows):
+                np.add.at(hist_sum, np.repeat(np.arange(len(idx)), h_len), emb[h_rows])
+            hist_mean = hist_sum / np.maximum(h_len, 1)[:, None]
+            content = {"candidate": torch.from_numpy(emb[cand]), "watch": torch.from_numpy(watch_emb.astype(np.float32)),
+                       "history": torch.from_numpy(hist_mean.astype(np.float32))}
+        return RankingBatch(kjt=kjt, content=content, context=torch.from_numpy(context.astype(np.float32)),
+                            labels=torch.from_numpy(f.labels[idx]), is_new=torch.from_numpy(f.is_new[idx]),
+                            popularity=torch.from_numpy(f.popularity[idx].astype(np.int8)), day=f.day)
+
+    # -- Lightning hooks ---------------------------------------------------------------------------
+    def _loader(self, day: int, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(_DayBatches(self, day, batch_size, shuffle), batch_size=None, num_workers=0)
+
+    def train_dataloader(self) -> DataLoader:
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        if epoch >= len(self.train_days):
+            raise SemidError(f"epoch {epoch} has no training day (train_days has {len(self.train_days)})")
+        return self._loader(self.train_days[epoch], self.cfg.batch_size, self.cfg.shuffle_within_day)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.forced_eval_day is not None:
+            return self._loader(self.forced_eval_day, self.cfg.eval_batch_size, False)
+        epoch = self.trainer.current_epoch if self.trainer is not None else len(self.train_days) - 1
+        day = self.train_days[min(epoch, len(self.train_days) - 1)] + 1
+        day = self.eval_day if epoch >= len(self.train_days) - 1 else day
+        if day not in self.eval_days():
+            return []
+        return self._loader(day, self.cfg.eval_batch_size, False)
+
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(s, s + l)`` for each (s, l), vectorised."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    offs = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return offs + np.arange(total)

@@ -1,0 +1,50 @@
+"""``semid rank fit`` / ``semid rank eval``."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    rank = sub.add_parser("rank", help="train and evaluate rankers day by day")
+    rsub = rank.add_subparsers(dest="rank_command", required=True, metavar="ACTION")
+
+    p = rsub.add_parser("fit", help="train on days 1..N in order, evaluate on day N+1 (writes results.json)")
+    p.add_argument("--config", required=True, help="conf/ranker/<representation>.yaml or a preset name")
+    p.add_argument("--corpus", type=Path, required=True)
+    p.add_argument("--sids", type=Path, help="sids.parquet (needed by SID representations)")
+    p.add_argument("--out", type=Path, help="run directory (default: runs/<config name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set ranker.use_history=true")
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
+    p.set_defaults(func=_fit)
+
+    p = rsub.add_parser("eval", help="evaluate a trained run on a day")
+    p.add_argument("run", type=Path, help="the run directory of `semid rank fit`")
+    p.add_argument("--day", type=int, help="day to evaluate (default: the run's evaluation day)")
+    p.add_argument("--checkpoint", type=Path, help="checkpoint (default: <run>/checkpoints/last.ckpt)")
+    p.add_argument("--json", type=Path, help="write the metrics to this file")
+    p.set_defaults(func=_eval)
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from rankers.fit import fit, load_rank_config, summary_line
+
+    cfg = load_rank_config(args.config, args.overrides)
+    out = args.out or Path("runs") / Path(args.config).stem
+    results = fit(cfg, args.corpus, out, sids_path=args.sids, resume=not args.no_resume)
+    print(summary_line(results))
+    print(f"results: {out / 'results.json'}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rankers.fit import evaluate, summary_line
+    from semid.artifacts import write_json
+
+    results = evaluate(args.run, args.day, args.checkpoint)
+    print(summary_line(results))
+    if args.json:
+        write_json(args.json, results)
+    return 0

@@ -1,0 +1,327 @@
+"""``semid rank fit``: train a ranker day by day on a corpus and write ``results.json``.
+
+Readable top to bottom: config -> token cache -> data -> model -> Trainer -> results.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from datamodules.corpus import Corpus, to_int64
+from datamodules.ranking import CONTEXT_DIM, RankingDataConfig, RankingDataModule
+from rankers.model import RankerConfig
+from rankers.module import OptimConfig, RankerModule
+from rankers.strategy import ShardingConfig, TorchRecStrategy
+from semid.artifacts import write_json
+from semid.config import apply_overrides, from_dict, load_yaml, resolve_conf
+from semid.errors import SemidError
+from semid.fingerprint import fingerprint_of
+
+
+@dataclass
+class TrainerConfig:
+    seed: int = 0
+    accelerator: str = "cpu"
+    devices: int = 1  # processes per node (must match the launcher's LOCAL_WORLD_SIZE)
+    num_nodes: int = 1
+    deterministic: bool = True
+    loggers: list[str] = field(default_factory=lambda: ["csv", "wandb"])
+    wandb_project: str = "semid"
+    wandb_group: str | None = None
+    num_bootstraps: int = 100
+    threads: int | None = None
+    log_every_n_steps: int = 50
+    progress_bar: bool | None = None  # None: when stderr is a terminal
+
+    def __post_init__(self) -> None:
+        unknown = set(self.loggers) - {"csv", "wandb"}
+        if unknown:
+            raise SemidError(f"trainer.loggers: unknown logger(s) {sorted(unknown)} (valid: csv, wandb)")
+
+
+@dataclass
+class RankFitConfig:
+    representation: str = "hash_8k"  # conf/embeddings preset name or YAML path
+    ranker: RankerConfig = field(default_factory=RankerConfig)
+    data: RankingDataConfig = field(default_factory=RankingDataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    sharding: ShardingConfig = field(default_factory=ShardingConfig)
+
+
+def load_rank_config(path_or_name: str | Path, overrides: list[str] | None = None) -> RankFitConfig:
+    path = resolve_conf(path_or_name, "ranker")
+    data = load_yaml(path)
+    base = data.pop("base", None)  # a ranker config may build on another one
+    if base is not None:
+        data = _merge(load_yaml(resolve_conf(base, "ranker")), data)
+    return from_dict(RankFitConfig, apply_overrides(data, overrides or []), where=str(path))
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+# -- token cache ---------------------------------------------------------------------------------------
+
+
+def training_impressions(corpus: Corpus, item_ids: np.ndarray, days: list[int]) -> np.ndarray:
+    """Impressions per item on the training days only (SPM must not see the evaluation day)."""
+    counts = np.zeros(len(item_ids), np.int64)
+    for d in days:
+        ids = to_int64(corpus.read_day(d, ["item_id"])["item_id"], corpus.path, "item_id")
+        pos = np.searchsorted(item_ids, ids)
+        counts += np.bincount(pos[(pos < len(item_ids))], minlength=len(item_ids))
+    return counts
+
+
+def prepare_tokens(cfg: RankFitConfig, corpus: Corpus, sids_path: Path | None, train_days: list[int],
+                   cache_dir: Path) -> tuple[Any, Any]:
+    """(representation config, TokenCache or None for Dense Input); the cache is reused when its
+    fingerprint (representation, SIDs, corpus, training days) matches."""
+    from embeddings import TokenCache, build_token_cache, load_representation_config
+    from semid.sid_table import read_sid_table
+
+    rep = load_representation_config(cfg.representation)
+    if rep.kind == "dense":
+        return rep, None
+    sids = read_sid_table(sids_path) if sids_path is not None else None
+    if sids is not None and sids.corpus_fingerprint not in (None, corpus.fingerprint):
+        raise SemidError(f"{sids_path}: SIDs were assigned on corpus {sids.corpus_fingerprint}, not on "
+                         f"{corpus.path} ({corpus.fingerprint}); run `semid sids assign` on this corpus")
+    key = fingerprint_of([asdict(rep), sids.fingerprint if sids else None, corpus.fingerprint, train_days])
+    path = cache_dir / f"tokens-{rep.name}-{key}"
+    if path.exists():
+        return rep, TokenCache.load(path, sids=sids)
+    items = corpus.read_items(columns=["item_id", "embedding", "first_day"])
+    counts = training_impressions(corpus, items.item_id, train_days)
+    try:
+        cache = build_token_cache(rep, sids, items.item_id, counts)
+    except TypeError as e:
+        raise SemidError(f"representation {rep.name}: {e}") from None
+    cache.save(path)
+    return rep, cache
+
+
+# -- run ----------------------------------------------------------------------------------------------------
+
+
+class _Throughput(L.Callback):
+    def __init__(self) -> None:
+        self.samples, self.seconds, self._t = 0, 0.0, 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # type: ignore[no-untyped-def]
+        # batch building + step, not the validation that runs after the day's last batch
+        now = time.perf_counter()
+        self.samples += len(batch)
+        self.seconds += now - self._t
+        self._t = now
+
+
+def _loggers(cfg: RankFitConfig, out: Path, run_name: str) -> list[Any]:
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+    loggers: list[Any] = []
+    if "csv" in cfg.trainer.loggers:
+        loggers.append(CSVLogger(out, name="csv", version=""))
+    if "wandb" in cfg.trainer.loggers:
+        os.environ.setdefault("WANDB_MODE", "offline")  # online only when the user asks for it
+        os.environ.setdefault("WANDB_SILENT", "true")
+        (out / "wandb").mkdir(parents=True, exist_ok=True)
+        loggers.append(WandbLogger(project=cfg.trainer.wandb_project, group=cfg.trainer.wandb_group,
+                                   name=run_name, save_dir=str(out), config=asdict(cfg)))
+    return loggers
+
+
+def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | None = None,
+        cache_dir: Path | None = None, resume: bool = True, max_train_days: int | None = None) -> dict[str, Any]:
+    """Train day by day and evaluate; returns (and writes) ``results.json``. ``max_train_days`` stops
+    after that many days, as an interruption would (a rerun resumes from the day-boundary checkpoint)."""
+    if cfg.trainer.threads:
+        torch.set_num_threads(cfg.trainer.threads)
+    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    corpus = Corpus(corpus_path)
+    out.mkdir(parents=True, exist_ok=True)
+    dm_probe = RankingDataModule(corpus_path, cfg.data, cache=None, dense_input=True)
+    dm_probe.setup()
+    rep, cache = prepare_tokens(cfg, corpus, sids_path, dm_probe.train_days, cache_dir or out / "cache")
+    dense = cache is None
+    dm = RankingDataModule(corpus_path, cfg.data, cache=cache, dense_input=dense)
+    dm.setup()
+    run_fp = fingerprint_of([asdict(cfg), corpus.fingerprint, cache.fingerprint if cache is not None else None])
+    done = out / "results.json"
+    if resume and done.exists():
+        prev = json.loads(done.read_text())
+        if prev.get("fingerprint") == run_fp and prev.get("metrics") is not None:
+            prev["skipped"] = True  # same inputs, finished: nothing to do
+            return prev
+
+    tables = None
+    if not dense:
+        from embeddings import embedding_bag_configs
+
+        roles = ["candidate", "watch"] + (["history"] if cfg.ranker.use_history else [])
+        tables = embedding_bag_configs(cache, cfg.ranker.embedding_dim, roles)
+    module = RankerModule(cfg.ranker, cfg.optim, tables=tables, content_dim=dm.items.dim if dense else None,
+                          context_dim=CONTEXT_DIM, num_bootstraps=cfg.trainer.num_bootstraps, seed=cfg.trainer.seed)
+    strategy: Any = "auto"
+    if not dense:
+        strategy = TorchRecStrategy(sharding=cfg.sharding, fused_params=cfg.optim.fused_params(),
+                                    table_seed=cfg.trainer.seed)
+    elif cfg.trainer.devices * cfg.trainer.num_nodes > 1:
+        strategy = "ddp"
+
+    ckpt_dir = out / "checkpoints"
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    # one checkpoint at every day boundary, replaced each day: what a rerun resumes from
+    ckpt = ModelCheckpoint(dirpath=ckpt_dir, every_n_epochs=1, save_top_k=0, save_last=True,
+                           enable_version_counter=False)
+    throughput = _Throughput()
+    n_days = len(dm.train_days) if max_train_days is None else min(max_train_days, len(dm.train_days))
+    from semid.progress import _enabled
+
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
+        strategy=strategy, max_epochs=n_days, reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
+        logger=_loggers(cfg, out, f"{rep.name}-{run_fp}"), callbacks=[ckpt, throughput],
+        deterministic=cfg.trainer.deterministic, log_every_n_steps=cfg.trainer.log_every_n_steps,
+        enable_progress_bar=cfg.trainer.progress_bar if cfg.trainer.progress_bar is not None else _enabled(),
+        enable_model_summary=False, default_root_dir=str(out))
+    last = ckpt_dir / "last.ckpt"
+    module.run_fingerprint = run_fp
+    if resume and last.exists():
+        _check_resumable(last, run_fp)
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume and last.exists() else None)
+    results = {
+        "representation": rep.name,
+        "representation_kind": rep.kind,
+        "setting": "with_history" if cfg.ranker.use_history else "without_history",
+        "fingerprint": run_fp,
+        "corpus": str(corpus.path),
+        "corpus_fingerprint": corpus.fingerprint,
+        "token_cache_fingerprint": cache.fingerprint if cache is not None else None,
+        "sids": str(sids_path) if sids_path else None,
+        "train_days": dm.train_days[:n_days],
+        "eval_day": dm.eval_day,
+        "table_rows": {t.name: t.num_embeddings for t in tables} if tables else {},
+        "lookups_per_item": float(np.mean(cache.lookups_per_item())) if cache is not None else 0.0,
+        "world_size": trainer.world_size,
+        "train_samples_per_s": throughput.samples / throughput.seconds if throughput.seconds else None,
+        "wall_seconds": time.perf_counter() - t0,
+        "metrics_by_day": {str(d): r for d, r in sorted(module.eval_results.items())},
+        "metrics": module.eval_results.get(dm.eval_day),
+        "config": asdict(cfg),
+    }
+    if isinstance(strategy, TorchRecStrategy):
+        results["sharding_plan"] = strategy.plan_summary()
+    if trainer.is_global_zero and n_days == len(dm.train_days):  # a stopped-early run writes none
+        write_json(out / "results.json", results)
+    _finish_wandb(trainer, results)
+    return results
+
+
+def _finish_wandb(trainer: L.Trainer, results: dict[str, Any]) -> None:
+    """Final metrics into the W&B summary, then close the run: Lightning leaves it open until exit,
+    which would merge the runs of an experiment that fits several rankers in one process."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    from rankers.metrics import flat_scalars
+
+    for lg in trainer.loggers:
+        if isinstance(lg, WandbLogger) and trainer.is_global_zero:
+            if results.get("metrics"):
+                lg.experiment.summary.update(flat_scalars(results["metrics"]))
+            lg.experiment.finish()
+
+
+def _check_resumable(last: Path, run_fp: str) -> None:
+    state = last / "lightning_state.pt"
+    found = torch.load(state, map_location="cpu", weights_only=False).get("semid_run_fingerprint") \
+        if state.exists() else None
+    if found != run_fp:
+        raise SemidError(f"{last} belongs to another run (fingerprint {found}, this run {run_fp}); pass "
+                         "--no-resume to start over or choose another --out")
+
+
+def summary_line(results: dict[str, Any]) -> str:
+    m = results.get("metrics") or {}
+    ctr = m.get("ctr", {})
+
+    def fmt(s: str) -> str:
+        r = ctr.get(s, {})
+        if r.get("auc") is None:
+            return f"{s} undefined ({r.get('undefined', 'not evaluated')})"
+        ci = f" [{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if "ci_low" in r else ""
+        return f"{s} {r['auc']:.4f}{ci}"
+
+    return f"{results['representation']} ({results['setting']}), day {results['eval_day']}: CTR AUC " + \
+        "; ".join(fmt(s) for s in ("overall", "new")) + \
+        (f"; {results['train_samples_per_s']:,.0f} samples/s" if results.get("train_samples_per_s") else "")
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    return json.loads((path / "results.json").read_text())
+
+
+def evaluate(run_dir: Path, day: int | None = None, checkpoint: Path | None = None) -> dict[str, Any]:
+    """Evaluate a trained run's checkpoint on ``day`` (default: its evaluation day)."""
+    run_dir = Path(run_dir)
+    prev = read_results(run_dir) if (run_dir / "results.json").exists() else None
+    if prev is None:
+        raise SemidError(f"{run_dir}: no results.json (train it first with `semid rank fit`)")
+    cfg = from_dict(RankFitConfig, prev["config"], where=str(run_dir / "results.json"))
+    corpus_path = Path(prev["corpus"])
+    ckpt = checkpoint or run_dir / "checkpoints" / "last.ckpt"
+    if not ckpt.exists():
+        raise SemidError(f"{ckpt} does not exist (the run has no checkpoint to evaluate)")
+    corpus = Corpus(corpus_path)
+    if corpus.fingerprint != prev["corpus_fingerprint"]:
+        raise SemidError(f"{corpus_path} changed since the run was trained (fingerprint {corpus.fingerprint}, "
+                         f"run used {prev['corpus_fingerprint']})")
+    L.seed_everything(cfg.trainer.seed, verbose=False)
+    sids = Path(prev["sids"]) if prev.get("sids") else None
+    rep, cache = prepare_tokens(cfg, corpus, sids, prev["train_days"], run_dir / "cache")
+    if cache is not None and cache.fingerprint != prev["token_cache_fingerprint"]:
+        raise SemidError(f"{run_dir}: the token cache no longer matches the one the run was trained with")
+    dm = RankingDataModule(corpus_path, cfg.data, cache=cache, dense_input=cache is None)
+    dm.setup()
+    dm.forced_eval_day = prev["eval_day"] if day is None else day
+    if dm.forced_eval_day not in corpus.day_files():
+        raise SemidError(f"--day {dm.forced_eval_day} is not a day of {corpus_path}")
+    tables = None
+    if cache is not None:
+        from embeddings import embedding_bag_configs
+
+        roles = ["candidate", "watch"] + (["history"] if cfg.ranker.use_history else [])
+        tables = embedding_bag_configs(cache, cfg.ranker.embedding_dim, roles)
+    module = RankerModule(cfg.ranker, cfg.optim, tables=tables, content_dim=dm.items.dim if cache is None else None,
+                          context_dim=CONTEXT_DIM, num_bootstraps=cfg.trainer.num_bootstraps, seed=cfg.trainer.seed)
+    strategy: Any = TorchRecStrategy(sharding=cfg.sharding, fused_params=cfg.optim.fused_params(),
+                                     table_seed=cfg.trainer.seed) if cache is not None else "auto"
+    trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, strategy=strategy, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    if cache is None:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        module.load_state_dict(state["state_dict"])
+        trainer.validate(module, datamodule=dm)
+    else:
+        trainer.validate(module, datamodule=dm, ckpt_path=str(ckpt))
+    return {"run": str(run_dir), "representation": rep.name, "setting": prev["setting"],
+            "eval_day": dm.forced_eval_day, "train_samples_per_s": None,
+            "metrics": module.eval_results.get(dm.forced_eval_day)}

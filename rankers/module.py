@@ -1,0 +1,129 @@
+"""The ranker as a LightningModule: two-task BCE, sliced evaluation, fused tables + dense optimizer."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from datamodules.batch import RankingBatch
+from rankers.metrics import SlicedMetrics, flat_scalars
+from rankers.model import TASKS, MultitaskRanker, RankerConfig
+from semid.errors import SemidError
+
+
+@dataclass
+class OptimConfig:
+    dense_optimizer: str = "adam"  # adam | adagrad
+    dense_lr: float = 0.002
+    table_optimizer: str = "rowwise_adagrad"  # FBGEMM fused kernel optimizer (see embeddings.fused_params)
+    table_lr: float = 0.05
+    table_eps: float = 1e-8
+    lr_decay_per_day: float = 1.0  # multiplies dense and table LR after each training day
+    engaged_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.dense_optimizer not in ("adam", "adagrad"):
+            raise SemidError(f"optim.dense_optimizer must be 'adam' or 'adagrad', not '{self.dense_optimizer}'")
+        if not 0 < self.lr_decay_per_day <= 1:
+            raise SemidError("optim.lr_decay_per_day must be in (0, 1]")
+
+    def fused_params(self) -> dict[str, Any]:
+        """FBGEMM fused-kernel optimizer settings for the TorchRec sharder (validated by embeddings)."""
+        from embeddings import fused_params
+
+        return fused_params(self.table_optimizer, self.table_lr, self.table_eps)
+
+
+class RankerModule(L.LightningModule):
+    def __init__(self, ranker: RankerConfig, optim: OptimConfig, *, tables: list[Any] | None = None,
+                 content_dim: int | None = None, context_dim: int = 3, num_bootstraps: int = 100,
+                 seed: int = 0) -> None:
+        super().__init__()
+        self.ranker_cfg, self.optim_cfg, self.seed = ranker, optim, seed
+        self.model = MultitaskRanker(ranker, tables=tables, content_dim=content_dim, context_dim=context_dim)
+        self.model.reset_dense_parameters(seed)
+        self.metrics = SlicedMetrics(num_bootstraps)
+        self.fused_optimizer: Any = None  # set by TorchRecStrategy after sharding
+        self.eval_results: dict[int, dict[str, Any]] = {}
+        self._eval_day: int | None = None
+
+    @property
+    def has_tables(self) -> bool:
+        return self.model.ebc is not None
+
+    def forward(self, batch: RankingBatch) -> Tensor:
+        return self.model(batch)
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        return batch.to(device) if isinstance(batch, RankingBatch) else super().transfer_batch_to_device(
+            batch, device, dataloader_idx)
+
+    def _loss(self, logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        bce = nn.functional.binary_cross_entropy_with_logits
+        ctr, eng = bce(logits[:, 0], labels[:, 0]), bce(logits[:, 1], labels[:, 1])
+        return ctr + self.optim_cfg.engaged_weight * eng, ctr, eng
+
+    def training_step(self, batch: RankingBatch, batch_idx: int) -> Tensor:
+        loss, ctr, eng = self._loss(self.model(batch), batch.labels)
+        n = len(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        self.log_dict({"train/ctr_logloss": ctr, "train/engaged_logloss": eng, "train/day": float(batch.day)},
+                      batch_size=n)
+        return loss
+
+    def validation_step(self, batch: RankingBatch, batch_idx: int) -> None:
+        logits = self.model(batch)
+        # bootstrap resampling draws from torch's RNG: seed it per (seed, day, batch) so intervals do not
+        # depend on what ran before (a resumed run reports the same intervals as an uninterrupted one)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(hash((self.seed, batch.day, batch_idx, self.global_rank)) & 0x7FFFFFFF)
+            self.metrics.update(logits, batch)
+        self._eval_day = batch.day
+
+    def on_validation_epoch_end(self) -> None:
+        if self._eval_day is None:
+            return
+        results = self.metrics.compute()
+        self.metrics.reset()
+        self.eval_results[self._eval_day] = results
+        # torchmetrics already reduced across ranks in compute(): write straight to the loggers instead of
+        # self.log's per-epoch (re)reduction; W&B needs a monotonic step, so the day goes in as a value
+        if self.trainer.is_global_zero:
+            for lg in self.loggers:
+                lg.log_metrics({**flat_scalars(results), "eval/day": float(self._eval_day)}, step=self.global_step)
+        self._eval_day = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["semid_eval_results"] = self.eval_results  # rolling evaluations survive a resume
+        checkpoint["semid_run_fingerprint"] = getattr(self, "run_fingerprint", None)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.eval_results = {int(k): v for k, v in checkpoint.get("semid_eval_results", {}).items()}
+
+    def configure_optimizers(self) -> Any:
+        from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
+        from torchrec.optim.optimizers import in_backward_optimizer_filter
+
+        o = self.optim_cfg
+        make = (lambda ps: torch.optim.Adam(ps, lr=o.dense_lr)) if o.dense_optimizer == "adam" else \
+            (lambda ps: torch.optim.Adagrad(ps, lr=o.dense_lr))
+        if self.has_tables:
+            if self.fused_optimizer is None:
+                raise SemidError("embedding tables must train through the fused TorchRec path: use "
+                                 "TorchRecStrategy (semid rank fit does), not an unsharded collection")
+            dense = dict(in_backward_optimizer_filter(self.named_parameters(), include=False))
+            dense = {k: v for k, v in dense.items() if v.requires_grad}
+            opt: Any = CombinedOptimizer([("dense", KeyedOptimizerWrapper(dense, make)),
+                                          ("tables", self.fused_optimizer)])
+        else:
+            opt = make([p for p in self.parameters() if p.requires_grad])
+        if o.lr_decay_per_day == 1.0:
+            return opt
+        sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=o.lr_decay_per_day)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def task_names(self) -> tuple[str, ...]:
+        return TASKS
