@@ -27,6 +27,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, help="write the metrics to this file")
     p.set_defaults(func=_eval)
 
+    register_plan(sub)
+
+
+def register_plan(sub: argparse._SubParsersAction) -> None:
+    from rankers.plan import PlanSpec
+
+    d = PlanSpec()
+    p = sub.add_parser("plan", help="TorchRec planner dry run for a paper-scale configuration (CPU only)")
+    p.add_argument("--representation", default=d.representation, help="hash | unigram | bigram | spm | all")
+    p.add_argument("--levels", type=int, default=d.levels, help="L (default 8)")
+    p.add_argument("--codebook-size", type=int, default=d.codebook_size, help="K (default 2048)")
+    p.add_argument("--hash-rows", type=int, default=d.hash_rows)
+    p.add_argument("--spm-rows", type=int, help="default: the bigram budget (L/2)*K^2")
+    p.add_argument("--dim", type=int, default=d.dim)
+    p.add_argument("--nodes", type=int, default=d.nodes)
+    p.add_argument("--gpus-per-node", type=int, default=d.gpus_per_node)
+    p.add_argument("--hbm-gb", type=float, default=d.hbm_gb)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="per-rank batch size")
+    p.add_argument("--sharding-types", help="comma list to constrain every table, e.g. row_wise,table_row_wise")
+    p.add_argument("--json", type=Path)
+    p.set_defaults(func=_plan)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from rankers.plan import PlanSpec, dry_run, render
+    from semid.artifacts import write_json
+
+    spec = PlanSpec(representation=args.representation, levels=args.levels, codebook_size=args.codebook_size,
+                    hash_rows=args.hash_rows, spm_rows=args.spm_rows, dim=args.dim, nodes=args.nodes,
+                    gpus_per_node=args.gpus_per_node, hbm_gb=args.hbm_gb, batch_size=args.batch_size,
+                    sharding_types=args.sharding_types.split(",") if args.sharding_types else None)
+    result = dry_run(spec)
+    render(result)
+    if args.json:
+        write_json(args.json, result)
+    return 0
+
 
 def _fit(args: argparse.Namespace) -> int:
     from rankers.fit import fit, load_rank_config, summary_line

@@ -1,0 +1,244 @@
+"""``semid experiment``: the paper's study end to end, from one config in ``conf/experiment/``.
+
+corpus -> RQ-VAE -> SIDs -> (token caches, inside each fit) -> one ranker per representation x setting
+x seed -> stability study (RQ-VAEs on early vs late days) -> report. Every stage is keyed by the
+fingerprint of its inputs: a rerun skips what exists, a changed config value reruns exactly what it
+affects. Ranker fits run as subprocesses (``semid rank fit``), ``parallel`` at a time.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from semid.config import apply_overrides, from_dict, load_yaml, resolve_conf
+from semid.errors import SemidError
+from semid.fingerprint import fingerprint_of
+
+SETTINGS = {"without_history": "ranker.use_history=false", "with_history": "ranker.use_history=true"}
+
+
+@dataclass
+class CorpusSpec:
+    synth: str | None = "small"  # conf/data preset to generate, or
+    path: str | None = None  # an existing corpus (e.g. from `semid data movielens`)
+
+
+@dataclass
+class StabilitySpec:
+    enabled: bool = True
+    early_days: list[int] = field(default_factory=lambda: [0, 9])  # [first, last] impression days
+    late_days: list[int] = field(default_factory=lambda: [10, 18])
+    representation: str = "spm_8k"
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "small"
+    corpus: CorpusSpec = field(default_factory=CorpusSpec)
+    rqvae: str = "small"
+    rqvae_overrides: list[str] = field(default_factory=list)
+    representations: list[str] = field(default_factory=lambda: ["hash_8k", "dense", "unigram", "bigram", "spm_8k"])
+    settings: list[str] = field(default_factory=lambda: ["without_history", "with_history"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    ranker_overrides: list[str] = field(default_factory=list)
+    reference: str = "hash_8k"
+    stability: StabilitySpec = field(default_factory=StabilitySpec)
+    lookup_vocab_sizes: list[int] = field(default_factory=lambda: [256, 1024, 4096, 16384])
+    parallel: int = 2
+    threads_per_fit: int = 1
+
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.settings) - set(SETTINGS))
+        if bad:
+            raise SemidError(f"experiment settings {bad} unknown (valid: {', '.join(SETTINGS)})")
+        if self.reference not in self.representations:
+            raise SemidError(f"experiment reference '{self.reference}' is not among the representations")
+        if (self.corpus.synth is None) == (self.corpus.path is None):
+            raise SemidError("experiment corpus: give exactly one of synth (a preset) or path (a corpus directory)")
+        if self.parallel < 1:
+            raise SemidError("experiment parallel must be >= 1")
+
+
+def load_experiment_config(name_or_path: str, overrides: list[str] | None = None) -> ExperimentConfig:
+    path = resolve_conf(name_or_path, "experiment")
+    return from_dict(ExperimentConfig, apply_overrides(load_yaml(path), overrides or []), where=str(path))
+
+
+@dataclass
+class FitJob:
+    representation: str
+    setting: str
+    seed: int
+    sids: Path | None
+    out: Path
+    tag: str = "main"
+
+    @property
+    def label(self) -> str:
+        return f"{self.representation}/{self.setting}/seed{self.seed}" + ("" if self.tag == "main" else f"/{self.tag}")
+
+
+class Experiment:
+    def __init__(self, cfg: ExperimentConfig, out: Path, *, log: Any = print) -> None:
+        self.cfg, self.out, self.log = cfg, Path(out), log
+        self.timings: dict[str, float] = {}
+
+    # -- stages ----------------------------------------------------------------------------------------
+    def corpus(self) -> Path:
+        from datamodules.corpus import Corpus
+        from datamodules.synth import generate, load_synth_config
+
+        if self.cfg.corpus.path:
+            return Path(self.cfg.corpus.path)
+        synth = load_synth_config(self.cfg.corpus.synth)  # type: ignore[arg-type]
+        fp = fingerprint_of(asdict(synth))
+        path = self.out / f"corpus-{self.cfg.corpus.synth}-{fp}"
+        if path.exists() and Corpus(path).meta.get("generator", {}).get("params") == asdict(synth):
+            self.log(f"corpus: reusing {path}")
+            return path
+        self._stage("corpus", lambda: generate(synth, path, overwrite=True, preset=self.cfg.corpus.synth))
+        return path
+
+    def rqvae(self, corpus: Path, days: list[int] | None = None, tag: str = "main") -> Path:
+        from datamodules.corpus import Corpus
+        from semid.rqvae.config import load_rqvae_config, rqvae_fingerprint
+        from semid.rqvae.train import train_rqvae
+
+        overrides = list(self.cfg.rqvae_overrides)
+        if days is not None:
+            overrides += [f"train.min_day={days[0]}", f"train.max_day={days[1]}"]
+        cfg = load_rqvae_config(self.cfg.rqvae, overrides)
+        fp = rqvae_fingerprint(cfg, Corpus(corpus).fingerprint)
+        out = self.out / f"rqvae-{tag}-{fp}"
+        if (out / "rqvae.pt").exists():
+            self.log(f"rqvae ({tag}): reusing {out}")
+            return out
+        self._stage(f"rqvae ({tag})", lambda: train_rqvae(corpus, cfg, out, overwrite=True, quiet=True))
+        return out
+
+    def sids(self, model: Path, corpus: Path) -> Path:
+        from semid.rqvae.assign import assign_sids
+        from semid.sid_table import read_sid_table
+
+        path = model / "sids.parquet"
+        if path.exists():
+            try:
+                read_sid_table(path)
+                self.log(f"sids: reusing {path}")
+                return path
+            except SemidError:
+                pass
+        self._stage(f"sids ({model.name})", lambda: assign_sids(model, corpus, path, overwrite=True))
+        return path
+
+    def _stage(self, name: str, fn: Any) -> Any:
+        self.log(f"{name}: running")
+        t = time.perf_counter()
+        out = fn()
+        self.timings[name] = time.perf_counter() - t
+        self.log(f"{name}: done in {self.timings[name]:.1f}s")
+        return out
+
+    # -- ranker fits -----------------------------------------------------------------------------------------
+    def jobs(self, sids: Path) -> list[FitJob]:
+        from embeddings import load_representation_config
+        from rankers.fit import load_rank_config
+
+        jobs = []
+        for rep in self.cfg.representations:
+            kind = load_representation_config(load_rank_config(rep).representation).kind
+            for setting in self.cfg.settings:
+                for seed in self.cfg.seeds:
+                    jobs.append(FitJob(rep, setting, seed, None if kind in ("dense", "hash") else sids,
+                                       self.out / "runs" / rep / setting / f"seed{seed}"))
+        return jobs
+
+    def run_fits(self, jobs: list[FitJob], corpus: Path) -> list[dict[str, Any]]:
+        from rankers.fit import read_results
+        from semid.progress import bar
+
+        results: list[dict[str, Any]] = []
+        failures: list[str] = []
+        t = time.perf_counter()
+        with bar("ranker fits", total=len(jobs), unit="fit") as pb, ThreadPoolExecutor(self.cfg.parallel) as pool:
+            futures = {pool.submit(self._fit_subprocess, j, corpus): j for j in jobs}
+            for fut in as_completed(futures):
+                job = futures[fut]
+                rc, tail = fut.result()
+                pb.update(1)
+                if rc != 0:
+                    failures.append(f"{job.label}: exit {rc}: {tail}")
+                    self.log(f"fit {job.label}: FAILED ({tail})")
+                    continue
+                r = read_results(job.out)
+                r.update(seed=job.seed, tag=job.tag, run_dir=str(job.out))
+                results.append(r)
+                m = (r.get("metrics") or {}).get("ctr", {})
+                self.log(f"fit {job.label}: CTR AUC {m.get('overall', {}).get('auc')}, "
+                         f"CTR/1D {m.get('new', {}).get('auc')}" + (" (reused)" if r.get("skipped") else ""))
+        self.timings["ranker fits"] = self.timings.get("ranker fits", 0.0) + time.perf_counter() - t
+        if failures:
+            raise SemidError(f"{len(failures)} ranker fit(s) failed; first: {failures[0]} "
+                             "(see the run directory's fit.log)")
+        return results
+
+    def _fit_subprocess(self, job: FitJob, corpus: Path) -> tuple[int, str]:
+        job.out.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "semid.cli", "rank", "fit", "--config", job.representation,
+               "--corpus", str(corpus), "--out", str(job.out)]
+        if job.sids is not None:
+            cmd += ["--sids", str(job.sids)]
+        overrides = list(self.cfg.ranker_overrides) + [SETTINGS[job.setting], f"trainer.seed={job.seed}",
+                                                        f"data.seed={job.seed}", f"trainer.threads={self.cfg.threads_per_fit}",
+                                                        f"trainer.wandb_group={self.cfg.name}", "trainer.progress_bar=false"]
+        for o in overrides:
+            cmd += ["--set", o]
+        env = dict(os.environ, OMP_NUM_THREADS=str(self.cfg.threads_per_fit), PYTHONWARNINGS="ignore",
+                   SEMID_PROGRESS="0")
+        with open(job.out / "fit.log", "w") as logf:
+            rc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env).returncode
+        tail = ""
+        if rc != 0:
+            lines = (job.out / "fit.log").read_text().strip().splitlines()
+            tail = next((l for l in reversed(lines) if l.startswith("semid: error")), lines[-1] if lines else "")
+        return rc, tail
+
+    # -- the whole study ---------------------------------------------------------------------------------------
+    def run(self) -> Path:
+        from semid.report import write_report
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        corpus = self.corpus()
+        model = self.rqvae(corpus)
+        sids = self.sids(model, corpus)
+        results = self.run_fits(self.jobs(sids), corpus)
+        stability = None
+        if self.cfg.stability.enabled:
+            stability = self.stability(corpus)
+        self.timings["total"] = time.perf_counter() - t0
+        return write_report(self.cfg, self.out, corpus, model, sids, results, stability, self.timings)
+
+    def stability(self, corpus: Path) -> dict[str, Any]:
+        """Appendix A.2: RQ-VAEs trained on early vs late days, each driving the same ranker."""
+        from semid.rqvae.compare import compare_tables
+        from semid.sid_table import read_sid_table
+
+        st = self.cfg.stability
+        tables, jobs = {}, []
+        for tag, days in (("early", st.early_days), ("late", st.late_days)):
+            model = self.rqvae(corpus, days, tag)
+            sids = self.sids(model, corpus)
+            tables[tag] = sids
+            jobs.append(FitJob(st.representation, "without_history", self.cfg.seeds[0], sids,
+                               self.out / "stability" / tag, tag=tag))
+        results = self.run_fits(jobs, corpus)
+        agreement = compare_tables(read_sid_table(tables["early"]), read_sid_table(tables["late"]))
+        return {"representation": st.representation, "early_days": st.early_days, "late_days": st.late_days,
+                "results": {r["tag"]: r for r in results}, "agreement": agreement}

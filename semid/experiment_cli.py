@@ -1,0 +1,26 @@
+"""``semid experiment``: the paper's study end to end (the README's main job)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("experiment", help="run the paper's study end to end and write report.md")
+    p.add_argument("--preset", default="small", help="conf/experiment preset or YAML file (default: small)")
+    p.add_argument("--out", type=Path, help="experiment directory (default: runs/experiment-<name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set seeds=[0,1,2]")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from semid.experiment import Experiment, load_experiment_config
+
+    cfg = load_experiment_config(args.preset, args.overrides)
+    out = args.out or Path("runs") / f"experiment-{cfg.name}"
+    print(f"experiment {cfg.name}: {len(cfg.representations)} representations x {len(cfg.settings)} settings x "
+          f"{len(cfg.seeds)} seed(s) -> {out}")
+    report = Experiment(cfg, out, log=lambda m: print(f"  {m}", flush=True)).run()
+    print(f"report: {report}")
+    return 0
