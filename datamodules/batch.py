@@ -16,6 +16,7 @@ class RankingBatch:
     labels: Tensor  # [B, 2] float (click, engaged)
     is_new: Tensor  # [B] bool: candidate introduced on this batch's day
     popularity: Tensor  # [B] int8: 0 head, 1 torso, 2 tail (by training impressions)
+    history_items: Tensor  # [B] float: number of items in the history bag (for mean pooling)
     day: int
 
     def __len__(self) -> int:
@@ -27,4 +28,4 @@ class RankingBatch:
             kjt=self.kjt.to(device, non_blocking=non_blocking) if self.kjt is not None else None,
             content={k: mv(v) for k, v in self.content.items()} if self.content is not None else None,
             context=mv(self.context), labels=mv(self.labels), is_new=mv(self.is_new),
-            popularity=mv(self.popularity), day=self.day)
+            popularity=mv(self.popularity), history_items=mv(self.history_items), day=self.day)

@@ -1,0 +1,43 @@
+"""Item representations: SIDs (or item ids) -> tokens -> rows of TorchRec embedding tables.
+
+Representations (``conf/embeddings/*.yaml``, ``kind:``): ``hash`` (random hashing of item ids, the
+baseline), ``ngram`` (unigram-SID n=1, bigram-SID n=2, any non-overlapping n), ``prefix_ngram``,
+``spm`` (SentencePiece over SIDs), ``hybrid`` (several of these, each with its own tables) and
+``dense`` (no table: ``cache.kind == "dense"``, ``cache.tables == []``; the ranker projects the raw
+content embedding, and ``cache.rows_of`` still maps item ids to rows of ``cache.item_id``).
+
+Names are imported on first use (PEP 562), so ``semid`` commands that never touch TorchRec do not pay
+for importing it.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "RepresentationConfig": "embeddings.registry",
+    "load_representation_config": "embeddings.registry",
+    "TokenCache": "embeddings.token_cache",
+    "build_token_cache": "embeddings.token_cache",
+    "TableSpec": "embeddings.tokenizer",
+    "TokenizerWarning": "embeddings.tokenizer",
+    "TableOptimizerConfig": "embeddings.torchrec_io",
+    "build_kjt": "embeddings.torchrec_io",
+    "embedding_bag_configs": "embeddings.torchrec_io",
+    "feature_keys": "embeddings.torchrec_io",
+    "fused_params": "embeddings.torchrec_io",
+    "popularity_buckets": "embeddings.lookup_stats",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'embeddings' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -28,10 +28,13 @@ class RankerConfig:
     tower_hidden: list[int] = field(default_factory=lambda: [32])
     depth_multiplier: float = 1.0  # the Dense Input 1.5x / 2x baselines
     use_history: bool = False
+    history_pooling: str = "mean"  # "mean" over history items, or "sum" of all their tokens
 
     def __post_init__(self) -> None:
         if self.architecture not in ("mmoe", "shared_bottom"):
             raise SemidError(f"ranker.architecture must be 'mmoe' or 'shared_bottom', not '{self.architecture}'")
+        if self.history_pooling not in ("mean", "sum"):
+            raise SemidError(f"ranker.history_pooling must be 'mean' or 'sum', not '{self.history_pooling}'")
         if self.depth_multiplier < 1 or not self.hidden:
             raise SemidError("ranker.depth_multiplier must be >= 1 and ranker.hidden non-empty")
 
@@ -96,7 +99,10 @@ class MultitaskRanker(nn.Module):
             if batch.kjt is None:
                 raise SemidError("this ranker has embedding tables but the batch carries no sparse features")
             pooled = self.ebc(batch.kjt).to_dict()  # by key: column order follows the sharding plan
-            return {r: torch.stack([pooled[k] for k in keys]).sum(0) for r, keys in self.role_keys.items()}
+            v = {r: torch.stack([pooled[k] for k in keys]).sum(0) for r, keys in self.role_keys.items()}
+            if "history" in v and self.cfg.history_pooling == "mean":
+                v["history"] = v["history"] / batch.history_items.clamp(min=1).unsqueeze(1)
+            return v
         assert self.content_proj is not None and batch.content is not None
         return {r: self.content_proj(batch.content[r]) for r in self.roles}
 

@@ -120,14 +120,17 @@ class TorchRecStrategy(DDPStrategy):
         device = self.root_device
         topology = Topology(world_size=world, compute_device=device.type,
                             local_world_size=int(os.environ["LOCAL_WORLD_SIZE"]))
+        # every table on the fused kernel: left alone, the planner makes small tables data_parallel
+        # with dense gradients, which the dense optimizer would then update (30x slower here)
+        default_types = [s for s in _sharders(self.fused_params)[0].sharding_types(device.type)
+                         if s != "data_parallel"]
         constraints = {}
         for t in tables:
-            types = self.sharding.per_table.get(t.name, self.sharding.sharding_types)
-            if types:
-                constraints[t.name] = ParameterConstraints(sharding_types=list(types),
-                                                           compute_kernels=[self.sharding.compute_kernel])
+            types = self.sharding.per_table.get(t.name, self.sharding.sharding_types) or default_types
+            constraints[t.name] = ParameterConstraints(sharding_types=list(types),
+                                                       compute_kernels=[self.sharding.compute_kernel])
         sharders = _sharders(self.fused_params)
-        planner = EmbeddingShardingPlanner(topology=topology, constraints=constraints or None, debug=False,
+        planner = EmbeddingShardingPlanner(topology=topology, constraints=constraints, debug=False,
                                            batch_size=self.sharding.batch_size_hint)
         self.plan = planner.collective_plan(module, sharders, dist.GroupMember.WORLD)
         dmp = DistributedModelParallel(module, env=ShardingEnv.from_process_group(dist.GroupMember.WORLD),
@@ -217,12 +220,20 @@ class TorchRecStrategy(DDPStrategy):
         if self.is_global_zero:
             shutil.rmtree(filepath, ignore_errors=True)
 
+    def setup_distributed(self) -> None:
+        self._owns_process_group = not dist.is_initialized()
+        super().setup_distributed()
+
     def teardown(self) -> None:
         from torchrec.distributed import DistributedModelParallel
 
         if isinstance(self.model, DistributedModelParallel):
             self.model = self.lightning_module
         super().teardown()
+        # leave the process as we found it: a later fit (or anything else) in the same process
+        # initialises its own group instead of inheriting this run's
+        if getattr(self, "_owns_process_group", False) and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _materialise_dense_state(opt: Any) -> None:

@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "semid.sids_cli",
     "embeddings.cli",
     "rankers.cli",
+    "semid.experiment_cli",
 )
 
 

@@ -13,7 +13,8 @@ def _batch(labels, is_new, pop):
     n = len(labels)
     lab = torch.tensor(labels, dtype=torch.float32)
     return RankingBatch(kjt=None, content=None, context=torch.zeros(n, 3), labels=torch.stack([lab, lab], 1),
-                        is_new=torch.tensor(is_new), popularity=torch.tensor(pop, dtype=torch.int8), day=3)
+                        is_new=torch.tensor(is_new), popularity=torch.tensor(pop, dtype=torch.int8),
+                        history_items=torch.zeros(n), day=3)
 
 
 def _hand_auc(scores, labels):

@@ -1,0 +1,134 @@
+"""The RQ-VAE's data: items sampled in proportion to their impressions (paper: a random sample of
+*impressed* items), plus a fixed held-out item sample for SID health.
+
+Impression counts are streamed one day at a time from ``impressions/day=*/``; only the item
+embeddings are held in memory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+
+from datamodules.corpus import Corpus, Items
+from semid.errors import DataError, SemidError
+
+
+def impression_counts(corpus: Corpus, items: Items, min_day: int | None = None,
+                      max_day: int | None = None) -> np.ndarray:
+    """Impressions per item row [N] over days [min_day, max_day] (inclusive; None = open)."""
+    counts = np.zeros(len(items), dtype=np.int64)
+    days = [d for d in corpus.days() if (min_day is None or d >= min_day) and (max_day is None or d <= max_day)]
+    if not days:
+        raise SemidError(f"{corpus.impressions_path}: no impression days within [{min_day}, {max_day}] "
+                         f"(days present: {corpus.days()[:1]}..{corpus.days()[-1:]}); fix train.min_day/max_day")
+    for day in days:
+        ids = corpus.read_day(day, columns=["item_id"])["item_id"].to_numpy()
+        rows = items.index_of(ids.astype(np.int64))
+        if (rows < 0).any():
+            bad = int(ids[rows < 0][0])
+            raise DataError(corpus.impressions_path / f"day={day:04d}", "item_id",
+                            f"{int((rows < 0).sum())} impression(s) name items missing from items.parquet "
+                            f"(e.g. {bad})", "run `semid data validate` and fix the corpus")
+        counts += np.bincount(rows, minlength=len(items))
+    return counts
+
+
+@dataclass
+class RqvaeSample:
+    """Which item rows train (with sampling weights) and which are held out."""
+
+    train_rows: np.ndarray  # int64 [M], impressed items not held out
+    train_weights: np.ndarray  # float64 [M], impressions of each, sums to 1
+    holdout_rows: np.ndarray  # int64 [H]
+
+
+def split_items(counts: np.ndarray, holdout_items: int, seed: int) -> RqvaeSample:
+    """Hold out a random item sample (from all items), train on the impressed rest by impressions."""
+    n = len(counts)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 4099]))
+    holdout = np.sort(rng.choice(n, size=min(holdout_items, n), replace=False)) if holdout_items else \
+        np.zeros(0, np.int64)
+    mask = counts > 0
+    mask[holdout] = False
+    rows = np.flatnonzero(mask)
+    if len(rows) == 0:
+        raise SemidError("no impressed items left to train the RQ-VAE on (lower train.holdout_items, or widen "
+                         "train.min_day/max_day)")
+    w = counts[rows].astype(np.float64)
+    return RqvaeSample(rows.astype(np.int64), w / w.sum(), holdout.astype(np.int64))
+
+
+class ImpressionWeightedBatches(IterableDataset):
+    """``steps`` batches of item embeddings drawn with replacement by impression share.
+
+    The first batch has ``first_batch_size`` items: the model runs k-means on it.
+    """
+
+    def __init__(self, embedding: torch.Tensor, rows: np.ndarray, weights: np.ndarray, batch_size: int,
+                 steps: int, first_batch_size: int, seed: int) -> None:
+        self.embedding, self.rows, self.batch_size, self.steps = embedding, rows, batch_size, steps
+        self.first_batch_size, self.seed = first_batch_size, seed
+        self.cum = np.cumsum(weights)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info is not None else 0
+        rank = torch.distributed.get_rank() if torch.distributed.is_available() and \
+            torch.distributed.is_initialized() else 0
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 7, rank, worker]))
+        for step in range(self.steps):
+            size = self.first_batch_size if step == 0 else self.batch_size
+            # inverse-CDF sampling: O(B log M) per batch, fine for millions of items
+            pick = np.searchsorted(self.cum, rng.random(size) * self.cum[-1], side="right")
+            yield self.embedding[self.rows[np.minimum(pick, len(self.rows) - 1)]]
+
+
+class RqvaeDataModule(L.LightningDataModule):
+    """Items of a corpus for RQ-VAE training; ``setup`` reads embeddings and streams impression counts."""
+
+    def __init__(self, corpus: Corpus, *, batch_size: int, steps: int, first_batch_size: int, holdout_items: int,
+                 seed: int, min_day: int | None = None, max_day: int | None = None,
+                 eval_batch_size: int = 8192) -> None:
+        super().__init__()
+        self.corpus = corpus
+        self.batch_size, self.steps, self.first_batch_size = batch_size, steps, first_batch_size
+        self.holdout_items, self.seed = holdout_items, seed
+        self.min_day, self.max_day = min_day, max_day
+        self.eval_batch_size = eval_batch_size
+        self.items: Items | None = None
+        self.sample: RqvaeSample | None = None
+        self.counts: np.ndarray | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.items is not None:
+            return
+        self.items = self.corpus.read_items(columns=["item_id", "embedding", "first_day"])
+        if len(self.items) == 0:
+            raise DataError(self.corpus.items_path, None, "no items", "the corpus needs items to train on")
+        self.counts = impression_counts(self.corpus, self.items, self.min_day, self.max_day)
+        self.sample = split_items(self.counts, self.holdout_items, self.seed)
+        self._embedding = torch.from_numpy(self.items.embedding)
+
+    @property
+    def input_dim(self) -> int:
+        assert self.items is not None, "call setup() first"
+        return self.items.dim
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.sample is not None
+        ds = ImpressionWeightedBatches(self._embedding, self.sample.train_rows, self.sample.train_weights,
+                                       self.batch_size, self.steps, self.first_batch_size, self.seed)
+        return DataLoader(ds, batch_size=None, num_workers=0)
+
+    def val_dataloader(self) -> DataLoader:
+        assert self.sample is not None
+        x = self._embedding[torch.from_numpy(self.sample.holdout_rows)]
+        return DataLoader(TensorDataset(x), batch_size=self.eval_batch_size, shuffle=False)

@@ -1,0 +1,172 @@
+"""Embedding lookups per item vs table size (the paper's Figure 4), split by item popularity.
+
+SPM's lookups per item depend on the vocabulary and on the item: popular items' SIDs merge into few
+pieces, rare items fall back to unigrams. N-gram representations have a fixed count (unigram L,
+bigram ceil(L/2), hashing 1) whatever the item.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from datamodules.corpus import Corpus, to_int64
+from embeddings.hashing import HashConfig
+from embeddings.ngram import NgramConfig
+from embeddings.registry import RepresentationConfig
+from embeddings.spm import SpmConfig
+from embeddings.token_cache import TokenCache, build_token_cache
+from semid.errors import SemidError
+from semid.progress import progress
+from semid.sid_table import SidTable
+
+BUCKETS = ("head", "torso", "tail")
+DEFAULT_VOCAB_SIZES = (512, 1024, 2048, 4096, 8192, 16384, 32768)
+
+
+def popularity_buckets(impressions: np.ndarray, head_share: float = 0.5, torso_share: float = 0.3) -> np.ndarray:
+    """'head' / 'torso' / 'tail' per item by impressions (the same rule as datamodules.ranking).
+
+    Items sorted by impressions (most first): head = the items that make the first ``head_share`` of all
+    impressions (the item crossing it included), torso = the next ``torso_share``, tail = the rest
+    (never-impressed items included).
+    """
+    imp = np.asarray(impressions, np.float64)
+    if not (0 < head_share and 0 <= torso_share and head_share + torso_share <= 1):
+        raise SemidError(f"need head_share > 0, torso_share >= 0, sum <= 1; got {head_share}, {torso_share}")
+    order = np.argsort(-imp, kind="stable")
+    total = imp.sum()
+    out = np.full(len(imp), "tail", dtype="<U5")
+    if total <= 0:
+        return out
+    before = (np.cumsum(imp[order]) - imp[order]) / total  # share of impressions of more popular items
+    label = np.where(before < head_share, "head", np.where(before < head_share + torso_share, "torso", "tail"))
+    label[imp[order] == 0] = "tail"
+    out[order] = label
+    return out
+
+
+def corpus_impressions(corpus: Corpus, item_ids: np.ndarray, days: Sequence[int] | None = None) -> np.ndarray:
+    """Impressions per item (aligned with sorted ``item_ids``) over ``days`` (default: all days)."""
+    counts = np.zeros(len(item_ids), np.int64)
+    wanted = corpus.days() if days is None else list(days)
+    missing = sorted(set(wanted) - set(corpus.days()))
+    if missing:
+        raise SemidError(f"{corpus.impressions_path}: no impressions for day(s) {missing[:5]} "
+                         f"(days present: {corpus.days()[0]}..{corpus.days()[-1]})")
+    for day in progress(wanted, "impressions", unit="day"):
+        t = corpus.read_day(day, columns=["item_id"])
+        ids = to_int64(t["item_id"], corpus.impressions_path, "item_id")
+        pos = np.clip(np.searchsorted(item_ids, ids), 0, max(len(item_ids) - 1, 0))
+        ok = item_ids[pos] == ids
+        counts += np.bincount(pos[ok], minlength=len(item_ids))
+    return counts
+
+
+def corpus_item_ids(corpus: Corpus) -> np.ndarray:
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(corpus.items_path, columns=["item_id"])
+    return np.sort(to_int64(t["item_id"], corpus.items_path, "item_id"))
+
+
+def lookup_stats(cache: TokenCache, buckets: np.ndarray) -> dict[str, Any]:
+    """Table size, mean lookups per item overall and per popularity bucket, and the <unk> share for SPM."""
+    per_item = cache.lookups_per_item()
+    row: dict[str, Any] = {
+        "name": cache.name, "kind": cache.kind, "table_rows": int(sum(t.num_rows for t in cache.tables)),
+        "tables": len(cache.tables), "mean_lookups": {"all": float(per_item.mean()) if len(per_item) else 0.0},
+        "items": {"all": len(per_item)},
+    }
+    for b in BUCKETS:
+        sel = buckets == b
+        row["mean_lookups"][b] = float(per_item[sel].mean()) if sel.any() else None
+        row["items"][b] = int(sel.sum())
+    if cache.kind == "spm":
+        vals = cache.jagged[0].values
+        row["unk_token_share"] = float((vals == 0).mean()) if len(vals) else 0.0
+        row["requested_vocab_size"] = cache.config.vocab_size  # type: ignore[union-attr]
+    return row
+
+
+def lookup_report(sids: SidTable, item_ids: np.ndarray, impressions: np.ndarray,
+                  vocab_sizes: Sequence[int] = DEFAULT_VOCAB_SIZES, hash_rows: int = 8192) -> dict[str, Any]:
+    """Figure 4's numbers: SPM at several vocabulary sizes vs unigram, bigram and hashing."""
+    item_ids = np.asarray(item_ids, np.int64)
+    buckets = popularity_buckets(impressions)
+    reps: list[RepresentationConfig] = [SpmConfig(name=f"spm_{v}", vocab_size=int(v)) for v in vocab_sizes]
+    reps += [NgramConfig(name="unigram", n=1), NgramConfig(name="bigram", n=2),
+             HashConfig(name=f"hash_{hash_rows}", rows=hash_rows)]
+    rows, notes = [], []
+    for cfg in progress(reps, "representations"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cache = build_token_cache(cfg, sids, item_ids, impressions)
+        notes += [str(w.message) for w in caught]
+        rows.append(lookup_stats(cache, buckets))
+    return {
+        "sid_levels": sids.levels, "codebook_size": sids.codebook_size, "sid_space": sids.space_fingerprint,
+        "sid_table": sids.fingerprint, "items": len(item_ids), "impressions": int(np.sum(impressions)),
+        "bucket_definition": "items by impressions, most first: head = first 50% of impressions, torso = the "
+                             "next 30%, tail = the rest (never-impressed included)",
+        "representations": rows, "warnings": notes,
+    }
+
+
+def render_report(report: dict[str, Any]) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(record=True, width=120)
+    t = Table(title=f"embedding lookups per item vs table size  (L={report['sid_levels']}, "
+                    f"K={report['codebook_size']}, {report['items']:,} items)")
+    for col in ("representation", "table rows", "tables", "all", *BUCKETS, "<unk> share"):
+        t.add_column(col, justify="left" if col == "representation" else "right")
+    for r in report["representations"]:
+        m = r["mean_lookups"]
+        t.add_row(r["name"], f"{r['table_rows']:,}", str(r["tables"]),
+                  *[("-" if m[b] is None else f"{m[b]:.2f}") for b in ("all", *BUCKETS)],
+                  f"{r['unk_token_share']:.2%}" if "unk_token_share" in r else "")
+    counts = report["representations"][0]["items"]
+    console.print(t)
+    console.print("items per bucket: " + ", ".join(f"{b} {counts[b]:,}" for b in BUCKETS) +
+                  f"  ({report['bucket_definition']})")
+    return console.export_text()
+
+
+def plot_report(report: dict[str, Any], path: str | Path) -> Path:
+    """Figure 4: x = table size (log), y = mean lookups per item; SPM lines per bucket, N-gram points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from semid.artifacts import atomic_path
+
+    spm = sorted((r for r in report["representations"] if r["kind"] == "spm"), key=lambda r: r["table_rows"])
+    other = [r for r in report["representations"] if r["kind"] != "spm"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    styles = {"head": "tab:red", "torso": "tab:orange", "tail": "tab:blue", "all": "black"}
+    for b in (*BUCKETS, "all"):
+        pts = [(r["table_rows"], r["mean_lookups"][b]) for r in spm if r["mean_lookups"][b] is not None]
+        if pts:
+            x, y = zip(*pts)
+            ax.plot(x, y, marker="o", color=styles[b], linestyle="--" if b == "all" else "-", label=f"SPM {b}")
+    for r, marker in zip(other, ("s", "^", "D", "v", "P")):
+        ax.scatter([r["table_rows"]], [r["mean_lookups"]["all"]], marker=marker, s=60,
+                   color="tab:green" if r["kind"] == "ngram" else "tab:gray",
+                   zorder=3, label=f"{r['name']} (N-gram)" if r["kind"] == "ngram" else r["name"])
+    ax.set_xscale("log")
+    ax.set_xlabel("table size (rows, log scale)")
+    ax.set_ylabel("mean embedding lookups per item")
+    ax.set_title(f"Lookups per item vs table size (L={report['sid_levels']}, K={report['codebook_size']})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=130)
+    plt.close(fig)
+    return path

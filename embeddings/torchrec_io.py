@@ -1,0 +1,167 @@
+"""TorchRec glue: tables as ``EmbeddingBagConfig``s shared by all roles, batches as ``KeyedJaggedTensor``s.
+
+Feature key of role r on table t: ``f"{r}__{t.name}"``. An item's representation for a role is the SUM
+of the pooled outputs of that role's features, read by key (``KeyedTensor.to_dict()``), never by
+column position (the pooled column order follows the sharding plan).
+
+Tables must train through FBGEMM's fused kernels (``fused_params`` below, given to the sharder that
+``DistributedModelParallel`` uses in rankers/): an unsharded EBC with dense gradients is ~30x slower.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from fbgemm_gpu.split_embedding_configs import EmbOptimType
+from fbgemm_gpu.tbe.config.optimizer_config import WeightDecayMode
+from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+from embeddings.token_cache import TokenCache
+from embeddings.tokenizer import ConfigError, gather_csr
+from semid.errors import SemidError
+
+HISTORY_POOLING = ("sum", "mean")
+
+
+def feature_key(role: str, table: str) -> str:
+    return f"{role}__{table}"
+
+
+def feature_keys(cache: TokenCache, role: str) -> list[str]:
+    """The feature names of ``role``, one per table, in table order."""
+    return [feature_key(role, t.name) for t in cache.tables]
+
+
+def embedding_bag_configs(cache: TokenCache, dim: int, roles: Sequence[str]) -> list[EmbeddingBagConfig]:
+    """One SUM-pooled table per cache table, shared by the features of every role."""
+    if not roles:
+        raise SemidError("embedding_bag_configs needs at least one role (e.g. candidate, watch, history)")
+    if len(set(roles)) != len(roles):
+        raise SemidError(f"roles must be distinct, got {list(roles)}")
+    return [EmbeddingBagConfig(name=t.name, embedding_dim=dim, num_embeddings=t.num_rows,
+                               feature_names=[feature_key(r, t.name) for r in roles], pooling=PoolingType.SUM)
+            for t in cache.tables]
+
+
+def build_kjt(cache: TokenCache, batch: dict[str, np.ndarray],
+              history: tuple[np.ndarray, np.ndarray] | None = None, history_role: str = "history",
+              history_pooling: str = "sum") -> KeyedJaggedTensor:
+    """The sparse input of a batch of B samples.
+
+    ``batch[role]``: cache rows [B] of one item per sample (``cache.rows_of``; -1 = no item, empty bag).
+    ``history``: (offsets [B+1], item rows [nnz]) -- every token of a sample's history items goes into one
+    bag per table. ``history_pooling="mean"`` adds weights 1/(items in the sample's history) so that the SUM
+    pooled bag is the mean over items; then every key carries weights (1.0 for single-item roles) and the
+    EBC must be built with ``is_weighted=True``. Keys are ordered roles (batch order, then history) x tables.
+    """
+    if not cache.tables:
+        raise SemidError(f"representation '{cache.name}' ({cache.kind}) has no embedding tables: feed the raw "
+                         "content embedding to the ranker instead of a KJT")
+    if history_pooling not in HISTORY_POOLING:
+        raise SemidError(f"history_pooling must be one of {', '.join(HISTORY_POOLING)}, got {history_pooling!r}")
+    if not batch and history is None:
+        raise SemidError("build_kjt needs at least one role in batch or a history")
+    sizes = {role: len(np.asarray(rows)) for role, rows in batch.items()}
+    if history is not None:
+        sizes[history_role] = len(history[0]) - 1
+    if history_role in batch and history is not None:
+        raise SemidError(f"role {history_role!r} is given both as a single-item role and as the history")
+    if len(set(sizes.values())) > 1:
+        raise SemidError(f"every role needs the same batch size, got {sizes}")
+    weighted = history is not None and history_pooling == "mean"
+
+    keys: list[str] = []
+    values: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
+    weights: list[np.ndarray] = []
+    n = len(cache)
+    for role, rows in batch.items():
+        rows = _rows(rows, n, role)
+        for t, jag in zip(cache.tables, cache.jagged):
+            v, ln = gather_csr(jag.offsets, jag.values, rows)
+            keys.append(feature_key(role, t.name))
+            values.append(v)
+            lengths.append(ln)
+            if weighted:
+                weights.append(np.ones(len(v), np.float32))
+    if history is not None:
+        offsets = np.asarray(history[0], np.int64)
+        items = _rows(history[1], n, history_role)
+        if offsets[0] != 0 or offsets[-1] != len(items) or (np.diff(offsets) < 0).any():
+            raise SemidError(f"history offsets must rise from 0 to the number of history items ({len(items)})")
+        counts = np.diff(offsets)
+        if weighted:  # mean over the sample's (present) history items
+            present = np.concatenate([[0], np.cumsum(items >= 0)])
+            n_items = present[offsets[1:]] - present[offsets[:-1]]
+            item_w = (1.0 / np.maximum(n_items, 1)).astype(np.float32)
+            sample_of_item = np.repeat(np.arange(len(counts)), counts)
+        for t, jag in zip(cache.tables, cache.jagged):
+            v, per_item = gather_csr(jag.offsets, jag.values, items)
+            cum = np.concatenate([[0], np.cumsum(per_item)])
+            keys.append(feature_key(history_role, t.name))
+            values.append(v)
+            lengths.append(cum[offsets[1:]] - cum[offsets[:-1]])
+            if weighted:
+                weights.append(np.repeat(item_w[sample_of_item], per_item))
+    return KeyedJaggedTensor(
+        keys=keys,
+        values=torch.from_numpy(np.concatenate(values).astype(np.int64)),
+        lengths=torch.from_numpy(np.concatenate(lengths).astype(np.int32)),
+        weights=torch.from_numpy(np.concatenate(weights)) if weighted else None,
+    )
+
+
+def _rows(rows: np.ndarray, n: int, role: str) -> np.ndarray:
+    rows = np.asarray(rows, np.int64)
+    if rows.ndim != 1:
+        raise SemidError(f"rows of role {role!r} must be a 1-d array of cache rows, got shape {rows.shape}")
+    if rows.size and (rows.max() >= n or rows.min() < -1):
+        raise SemidError(f"rows of role {role!r} must be cache rows in [0, {n}) or -1 (map item ids with "
+                         "cache.rows_of)")
+    return rows
+
+
+# --- fused optimizer for the tables ------------------------------------------------------------------
+
+# name in configs -> FBGEMM optimizer. CPU kernels support the first three.
+OPTIMIZERS: dict[str, EmbOptimType] = {
+    "rowwise_adagrad": EmbOptimType.EXACT_ROWWISE_ADAGRAD,
+    "adagrad": EmbOptimType.EXACT_ADAGRAD,
+    "sgd": EmbOptimType.EXACT_SGD,
+    "adam": EmbOptimType.ADAM,  # GPU only
+}
+
+
+@dataclass
+class TableOptimizerConfig:
+    """How the embedding tables are updated, inside FBGEMM's backward (no dense gradients)."""
+
+    optimizer: str = "rowwise_adagrad"
+    lr: float = 0.01
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0:
+            raise ConfigError(f"need lr > 0, eps > 0, weight_decay >= 0; got {self.lr}, {self.eps}, "
+                              f"{self.weight_decay}")
+
+    def fused_params(self) -> dict[str, Any]:
+        return fused_params(self.optimizer, self.lr, self.eps, self.weight_decay)
+
+
+def fused_params(optimizer: str = "rowwise_adagrad", lr: float = 0.01, eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> dict[str, Any]:
+    """Settings for ``EmbeddingBagCollectionSharder(fused_params=...)`` (FBGEMM TBE keyword arguments)."""
+    if optimizer not in OPTIMIZERS:
+        raise SemidError(f"table optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    out: dict[str, Any] = {"optimizer": OPTIMIZERS[optimizer], "learning_rate": float(lr), "eps": float(eps)}
+    if weight_decay:  # FBGEMM ignores weight_decay unless a mode is named
+        out["weight_decay"] = float(weight_decay)
+        out["weight_decay_mode"] = WeightDecayMode.L2
+    return out
