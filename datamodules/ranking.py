@@ -290,9 +290,9 @@ class RankingDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        if epoch >= len(self.train_days):
-            raise SemidError(f"epoch {epoch} has no training day (train_days has {len(self.train_days)})")
-        return self._loader(self.train_days[epoch], self.cfg.batch_size, self.cfg.shuffle_within_day)
+        # resuming a run whose last day is done, Lightning still asks for a loader before it stops
+        day = self.train_days[min(epoch, len(self.train_days) - 1)]
+        return self._loader(day, self.cfg.batch_size, self.cfg.shuffle_within_day)
 
     def val_dataloader(self) -> DataLoader | list:
         if self.forced_eval_day is not None:

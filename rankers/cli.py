@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set ranker.use_history=true")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
+    p.add_argument("--max-train-days", type=int, metavar="N",
+                   help="stop after N training days (a rerun resumes from there), e.g. to split a long run into jobs")
     p.set_defaults(func=_fit)
 
     p = rsub.add_parser("eval", help="evaluate a trained run on a day")
@@ -70,7 +72,13 @@ def _fit(args: argparse.Namespace) -> int:
 
     cfg = load_rank_config(args.config, args.overrides)
     out = args.out or Path("runs") / Path(args.config).stem
-    results = fit(cfg, args.corpus, out, sids_path=args.sids, resume=not args.no_resume)
+    results = fit(cfg, args.corpus, out, sids_path=args.sids, resume=not args.no_resume,
+                  max_train_days=args.max_train_days)
+    if results.get("global_rank", 0) != 0:
+        return 0  # one summary per run, from rank 0
+    if results.get("metrics") is None:
+        print(f"stopped after {len(results['train_days'])} training day(s); rerun without --max-train-days to resume")
+        return 0
     print(summary_line(results))
     print(f"results: {out / 'results.json'}")
     return 0

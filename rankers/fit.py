@@ -73,6 +73,19 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# settings that change where and how a run executes, not what it learns: a checkpoint written under
+# one sharding plan, world size or logger set resumes under another
+_EXECUTION_ONLY = {"devices", "num_nodes", "threads", "progress_bar", "loggers", "wandb_project", "wandb_group",
+                   "log_every_n_steps", "accelerator"}
+
+
+def learned_part(cfg: RankFitConfig) -> dict[str, Any]:
+    d = asdict(cfg)
+    d.pop("sharding")
+    d["trainer"] = {k: v for k, v in d["trainer"].items() if k not in _EXECUTION_ONLY}
+    return d
+
+
 # -- token cache ---------------------------------------------------------------------------------------
 
 
@@ -151,6 +164,7 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
         cache_dir: Path | None = None, resume: bool = True, max_train_days: int | None = None) -> dict[str, Any]:
     """Train day by day and evaluate; returns (and writes) ``results.json``. ``max_train_days`` stops
     after that many days, as an interruption would (a rerun resumes from the day-boundary checkpoint)."""
+    _devices_from_launcher(cfg)
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
@@ -162,7 +176,7 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
     dense = cache is None
     dm = RankingDataModule(corpus_path, cfg.data, cache=cache, dense_input=dense)
     dm.setup()
-    run_fp = fingerprint_of([asdict(cfg), corpus.fingerprint, cache.fingerprint if cache is not None else None])
+    run_fp = fingerprint_of([learned_part(cfg), corpus.fingerprint, cache.fingerprint if cache is not None else None])
     done = out / "results.json"
     if resume and done.exists():
         prev = json.loads(done.read_text())
@@ -203,6 +217,7 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
         enable_progress_bar=cfg.trainer.progress_bar if cfg.trainer.progress_bar is not None else _enabled(),
         enable_model_summary=False, default_root_dir=str(out))
     last = ckpt_dir / "last.ckpt"
+    _recover_interrupted_save(last)
     module.run_fingerprint = run_fp
     if resume and last.exists():
         _check_resumable(last, run_fp)
@@ -222,7 +237,10 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
         "table_rows": {t.name: t.num_embeddings for t in tables} if tables else {},
         "lookups_per_item": float(np.mean(cache.lookups_per_item())) if cache is not None else 0.0,
         "world_size": trainer.world_size,
-        "train_samples_per_s": throughput.samples / throughput.seconds if throughput.seconds else None,
+        "global_rank": trainer.global_rank,
+        # every rank trains on an equal share: rank 0's rate times the world size is the global rate
+        "train_samples_per_s": trainer.world_size * throughput.samples / throughput.seconds
+        if throughput.seconds else None,
         "wall_seconds": time.perf_counter() - t0,
         "metrics_by_day": {str(d): r for d, r in sorted(module.eval_results.items())},
         "metrics": module.eval_results.get(dm.eval_day),
@@ -248,6 +266,24 @@ def _finish_wandb(trainer: L.Trainer, results: dict[str, Any]) -> None:
             if results.get("metrics"):
                 lg.experiment.summary.update(flat_scalars(results["metrics"]))
             lg.experiment.finish()
+
+
+def _devices_from_launcher(cfg: RankFitConfig) -> None:
+    """Under torchrun / `fabric run` the launcher decides the processes: take devices and nodes from it
+    (Lightning only checks devices * num_nodes == WORLD_SIZE)."""
+    from lightning.fabric.plugins.environments import TorchElasticEnvironment
+
+    if TorchElasticEnvironment.detect():
+        local, world = int(os.environ["LOCAL_WORLD_SIZE"]), int(os.environ["WORLD_SIZE"])
+        cfg.trainer.devices, cfg.trainer.num_nodes = local, world // local
+
+
+def _recover_interrupted_save(last: Path) -> None:
+    """A kill between the two renames of a checkpoint save leaves only the previous checkpoint, parked
+    as ``.last.ckpt.old-dcp`` (see TorchRecStrategy.save_checkpoint): put it back."""
+    old = last.with_name(f".{last.name}.old-dcp")
+    if not last.exists() and (old / "lightning_state.pt").exists():
+        os.replace(old, last)
 
 
 def _check_resumable(last: Path, run_fp: str) -> None:

@@ -93,3 +93,14 @@ def test_depth_multiplier_adds_layers():
 def test_config_typos_are_rejected():
     with pytest.raises(SemidError, match=r"unknown key\(s\) lr .*valid: .*dense_lr"):
         load_rank_config("hash_8k", ["optim.lr=0.1"])
+
+
+def test_a_save_interrupted_between_renames_is_recovered(signal_corpus, tmp_path):
+    cfg = load_rank_config("hash_8k", FAST)
+    fit(cfg, signal_corpus, tmp_path / "r", max_train_days=1)
+    ckpts = tmp_path / "r" / "checkpoints"
+    (ckpts / "last.ckpt").rename(ckpts / ".last.ckpt.old-dcp")  # the state a kill mid-save leaves
+    (ckpts / ".last.ckpt.tmp-dcp").mkdir()  # and a half-written new one
+    r = fit(cfg, signal_corpus, tmp_path / "r")
+    full = fit(cfg, signal_corpus, tmp_path / "full")
+    assert r["metrics"]["ctr"] == full["metrics"]["ctr"]
