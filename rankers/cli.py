@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set ranker.use_history=true")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
+    p.add_argument("--restart-if-changed", action="store_true",
+                   help="if --out holds a checkpoint of another configuration, discard it instead of failing")
     p.add_argument("--max-train-days", type=int, metavar="N",
                    help="stop after N training days (a rerun resumes from there), e.g. to split a long run into jobs")
     p.set_defaults(func=_fit)
@@ -73,7 +75,7 @@ def _fit(args: argparse.Namespace) -> int:
     cfg = load_rank_config(args.config, args.overrides)
     out = args.out or Path("runs") / Path(args.config).stem
     results = fit(cfg, args.corpus, out, sids_path=args.sids, resume=not args.no_resume,
-                  max_train_days=args.max_train_days)
+                  max_train_days=args.max_train_days, restart_if_changed=args.restart_if_changed)
     if results.get("global_rank", 0) != 0:
         return 0  # one summary per run, from rank 0
     if results.get("metrics") is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -161,7 +162,8 @@ def _loggers(cfg: RankFitConfig, out: Path, run_name: str) -> list[Any]:
 
 
 def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | None = None,
-        cache_dir: Path | None = None, resume: bool = True, max_train_days: int | None = None) -> dict[str, Any]:
+        cache_dir: Path | None = None, resume: bool = True, max_train_days: int | None = None,
+        restart_if_changed: bool = False) -> dict[str, Any]:
     """Train day by day and evaluate; returns (and writes) ``results.json``. ``max_train_days`` stops
     after that many days, as an interruption would (a rerun resumes from the day-boundary checkpoint)."""
     _devices_from_launcher(cfg)
@@ -220,7 +222,12 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
     _recover_interrupted_save(last)
     module.run_fingerprint = run_fp
     if resume and last.exists():
-        _check_resumable(last, run_fp)
+        try:
+            _check_resumable(last, run_fp)
+        except SemidError:
+            if not restart_if_changed:
+                raise
+            shutil.rmtree(ckpt_dir)  # another configuration's checkpoint: this run starts over
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume and last.exists() else None)
     results = {
@@ -232,6 +239,8 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
         "corpus_fingerprint": corpus.fingerprint,
         "token_cache_fingerprint": cache.fingerprint if cache is not None else None,
         "sids": str(sids_path) if sids_path else None,
+        "sids_fingerprint": _sids_fingerprint(sids_path),
+        "learned_config": learned_part(cfg),
         "train_days": dm.train_days[:n_days],
         "eval_day": dm.eval_day,
         "table_rows": {t.name: t.num_embeddings for t in tables} if tables else {},
@@ -276,6 +285,23 @@ def _devices_from_launcher(cfg: RankFitConfig) -> None:
     if TorchElasticEnvironment.detect():
         local, world = int(os.environ["LOCAL_WORLD_SIZE"]), int(os.environ["WORLD_SIZE"])
         cfg.trainer.devices, cfg.trainer.num_nodes = local, world // local
+
+
+def _sids_fingerprint(sids_path: Path | None) -> str | None:
+    from semid.sid_table import read_sid_table
+
+    return read_sid_table(sids_path).fingerprint if sids_path else None
+
+
+def is_up_to_date(out: Path, cfg: RankFitConfig, corpus_fingerprint: str, sids_path: Path | None) -> bool:
+    """A finished run in ``out`` made from exactly these inputs (checked without loading any model)."""
+    done = out / "results.json"
+    if not done.exists():
+        return False
+    prev = json.loads(done.read_text())
+    return (prev.get("metrics") is not None and prev.get("corpus_fingerprint") == corpus_fingerprint
+            and prev.get("learned_config") == json.loads(json.dumps(learned_part(cfg)))
+            and prev.get("sids_fingerprint") == _sids_fingerprint(sids_path))
 
 
 def _recover_interrupted_save(last: Path) -> None:

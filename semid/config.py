@@ -94,7 +94,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         for p in parts[:-1]:
             node[p] = dict(node.get(p) or {})
             node = node[p]
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise SemidError(f"override '{item}': the value is not valid YAML ({str(e).splitlines()[0]}); "
+                             "quote list items that contain brackets or commas") from None
     return out
 
 

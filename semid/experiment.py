@@ -177,7 +177,7 @@ class Experiment:
                     self.log(f"fit {job.label}: FAILED ({tail})")
                     continue
                 r = read_results(job.out)
-                r.update(seed=job.seed, tag=job.tag, run_dir=str(job.out))
+                r.update(seed=job.seed, tag=job.tag, run_dir=str(job.out), skipped=tail == "reused")
                 results.append(r)
                 m = (r.get("metrics") or {}).get("ctr", {})
                 self.log(f"fit {job.label}: CTR AUC {m.get('overall', {}).get('auc')}, "
@@ -188,16 +188,24 @@ class Experiment:
                              "(see the run directory's fit.log)")
         return results
 
+    def _overrides(self, job: FitJob) -> list[str]:
+        return list(self.cfg.ranker_overrides) + [SETTINGS[job.setting], f"trainer.seed={job.seed}",
+                                                   f"data.seed={job.seed}", f"trainer.threads={self.cfg.threads_per_fit}",
+                                                   f"trainer.wandb_group={self.cfg.name}", "trainer.progress_bar=false"]
+
     def _fit_subprocess(self, job: FitJob, corpus: Path) -> tuple[int, str]:
+        from datamodules.corpus import Corpus
+        from rankers.fit import is_up_to_date, load_rank_config
+
+        if is_up_to_date(job.out, load_rank_config(job.representation, self._overrides(job)),
+                         Corpus(corpus).fingerprint, job.sids):
+            return 0, "reused"
         job.out.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "semid.cli", "rank", "fit", "--config", job.representation,
-               "--corpus", str(corpus), "--out", str(job.out)]
+               "--corpus", str(corpus), "--out", str(job.out), "--restart-if-changed"]
         if job.sids is not None:
             cmd += ["--sids", str(job.sids)]
-        overrides = list(self.cfg.ranker_overrides) + [SETTINGS[job.setting], f"trainer.seed={job.seed}",
-                                                        f"data.seed={job.seed}", f"trainer.threads={self.cfg.threads_per_fit}",
-                                                        f"trainer.wandb_group={self.cfg.name}", "trainer.progress_bar=false"]
-        for o in overrides:
+        for o in self._overrides(job):
             cmd += ["--set", o]
         env = dict(os.environ, OMP_NUM_THREADS=str(self.cfg.threads_per_fit), PYTHONWARNINGS="ignore",
                    SEMID_PROGRESS="0")

@@ -232,17 +232,24 @@ def write_report(cfg: Any, out: Path, corpus: Path, model: Path, sids: Path, res
         order = sorted(reps, key=lambda r: (r != cfg.reference, r))
         for r in order:
             row = reps[r]
+            ref = r == cfg.reference
             L.append(f"| {r} | {row['table_rows']:,} | {row['lookups_per_item']:.2f} | {_fmt(row['overall'])} | "
-                     f"{_fmt(row['overall'], 'improvement_pct', 'improvement_ci', True)} | {_fmt(row['new'])} | "
-                     f"{_fmt(row['new'], 'improvement_pct', 'improvement_ci', True)} | {_fmt(row['head'])} | "
+                     f"{'reference' if ref else _fmt(row['overall'], 'improvement_pct', 'improvement_ci', True)} | "
+                     f"{_fmt(row['new'])} | "
+                     f"{'reference' if ref else _fmt(row['new'], 'improvement_pct', 'improvement_ci', True)} | {_fmt(row['head'])} | "
                      f"{_fmt(row['torso'])} | {_fmt(row['tail'])} | {row['samples_per_s']:,.0f} |")
         L.append("")
     L.append("![% improvement over the reference (Figures 2 and 3)](figures/improvement.png)\n")
     L.append("## Embedding lookups per item (Figure 4)\n")
     L.append("![lookups per item vs table size](figures/lookups_per_item.png)\n")
-    from embeddings.lookup_stats import render_report as render_lookups
-
-    L.append("```\n" + render_lookups(lookups).strip() + "\n```\n")
+    L.append("| representation | table rows | tables | all | head | torso | tail | `<unk>` share |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in lookups["representations"]:
+        m = r["mean_lookups"]
+        cells = ["-" if m.get(b) is None else f"{m[b]:.2f}" for b in ("all", "head", "torso", "tail")]
+        unk = f"{r['unk_token_share']:.1%}" if "unk_token_share" in r else ""
+        L.append(f"| {r['name']} | {r['table_rows']:,} | {r['tables']} | " + " | ".join(cells) + f" | {unk} |")
+    L.append(f"\nPopularity buckets: {lookups['bucket_definition']}.\n")
     L.append("## Table 1: similarity of items sharing a SID prefix\n")
     L.append("| prefix length n | avg pairwise cosine | prefixes | sub-trie size p25 | median | p75 |")
     L.append("|---:|---:|---:|---:|---:|---:|")
