@@ -20,10 +20,10 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from datamodules.batch import RankingBatch
 from datamodules.corpus import Corpus, Items, to_int64
+from datamodules.stats import popularity_buckets
 from semid.errors import SemidError
 
 CONTEXT_DIM = 3
-HEAD, TORSO, TAIL = 0, 1, 2
 
 
 @dataclass
@@ -199,15 +199,7 @@ class RankingDataModule(L.LightningDataModule):
     def popularity_buckets(self, day: int) -> np.ndarray:
         """Head/torso/tail of every item by impressions on the training days before ``day``."""
         counts = sum((self._counts(d) for d in self.train_days if d < day), np.zeros(len(self.items), np.int64))
-        order = np.argsort(-counts, kind="stable")
-        share = np.cumsum(counts[order]) / max(int(counts.sum()), 1)
-        bucket = np.full(len(self.items), TAIL, np.int8)
-        head_end = np.searchsorted(share, self.cfg.head_share, side="left") + 1
-        torso_end = np.searchsorted(share, self.cfg.head_share + self.cfg.torso_share, side="left") + 1
-        bucket[order[:head_end]] = HEAD
-        bucket[order[head_end:torso_end]] = TORSO
-        bucket[counts == 0] = TAIL
-        return bucket
+        return popularity_buckets(counts, self.cfg.head_share, self.cfg.torso_share)
 
     # -- frames and batches ----------------------------------------------------------------------
     def day_rows(self, day: int) -> int:

@@ -7,7 +7,49 @@ from typing import Any
 import numpy as np
 
 from datamodules.corpus import Corpus, to_int64
+from semid.errors import SemidError
 from semid.progress import progress
+
+HEAD, TORSO, TAIL = 0, 1, 2
+BUCKETS = ("head", "torso", "tail")
+
+
+def popularity_buckets(impressions: np.ndarray, head_share: float = 0.5, torso_share: float = 0.3) -> np.ndarray:
+    """HEAD / TORSO / TAIL (int8) per item by impressions.
+
+    Items sorted by impressions (most first): head = the items that make the first ``head_share`` of all
+    impressions (the item crossing it included), torso = the next ``torso_share``, tail = the rest
+    (never-impressed items included).
+    """
+    imp = np.asarray(impressions, np.float64)
+    if not (0 < head_share and 0 <= torso_share and head_share + torso_share <= 1):
+        raise SemidError(f"need head_share > 0, torso_share >= 0, sum <= 1; got {head_share}, {torso_share}")
+    out = np.full(len(imp), TAIL, np.int8)
+    total = imp.sum()
+    if total <= 0:
+        return out
+    order = np.argsort(-imp, kind="stable")
+    before = (np.cumsum(imp[order]) - imp[order]) / total  # share of impressions of more popular items
+    label = np.where(before < head_share, HEAD, np.where(before < head_share + torso_share, TORSO, TAIL))
+    label[imp[order] == 0] = TAIL
+    out[order] = label
+    return out
+
+
+def corpus_impressions(corpus: Corpus, item_ids: np.ndarray, days: list[int] | None = None) -> np.ndarray:
+    """Impressions per item (aligned with sorted ``item_ids``) over ``days`` (default: all days)."""
+    counts = np.zeros(len(item_ids), np.int64)
+    wanted = corpus.days() if days is None else list(days)
+    missing = sorted(set(wanted) - set(corpus.days()))
+    if missing:
+        raise SemidError(f"{corpus.impressions_path}: no impressions for day(s) {missing[:5]} "
+                         f"(days present: {corpus.days()[0]}..{corpus.days()[-1]})")
+    for day in progress(wanted, "impressions", unit="day"):
+        ids = to_int64(corpus.read_day(day, columns=["item_id"])["item_id"], corpus.impressions_path, "item_id")
+        pos = np.clip(np.searchsorted(item_ids, ids), 0, max(len(item_ids) - 1, 0))
+        ok = item_ids[pos] == ids if len(item_ids) else np.zeros(len(ids), bool)
+        counts += np.bincount(pos[ok], minlength=len(item_ids))
+    return counts
 
 
 def fit_zipf_exponent(counts: np.ndarray, min_count: int = 5) -> float | None:

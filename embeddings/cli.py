@@ -75,7 +75,8 @@ def _parse_sizes(text: str) -> list[int]:
 
 def _spm_report(args: argparse.Namespace) -> int:
     from datamodules.corpus import Corpus
-    from embeddings.lookup_stats import (corpus_impressions, lookup_report, plot_report, render_report)
+    from datamodules.stats import corpus_impressions
+    from embeddings.lookup_stats import lookup_report, plot_report, render_report
     from semid.artifacts import write_json
     from semid.sid_table import read_sid_table
 
@@ -97,7 +98,8 @@ def _spm_report(args: argparse.Namespace) -> int:
 
 def _tokens_build(args: argparse.Namespace) -> int:
     from datamodules.corpus import Corpus
-    from embeddings.lookup_stats import corpus_impressions, corpus_item_ids
+    from datamodules.stats import corpus_impressions
+    from embeddings.lookup_stats import corpus_item_ids
     from embeddings.registry import load_representation_config
     from embeddings.token_cache import TokenCache, build_token_cache
     from semid.errors import SemidError

@@ -13,56 +13,22 @@ from typing import Any, Sequence
 import numpy as np
 
 from datamodules.corpus import Corpus, to_int64
+from datamodules.stats import BUCKETS
+from datamodules.stats import popularity_buckets as _bucket_codes
 from embeddings.hashing import HashConfig
 from embeddings.ngram import NgramConfig
 from embeddings.registry import RepresentationConfig
 from embeddings.spm import SpmConfig
 from embeddings.token_cache import TokenCache, build_token_cache
-from semid.errors import SemidError
 from semid.progress import progress
 from semid.sid_table import SidTable
 
-BUCKETS = ("head", "torso", "tail")
 DEFAULT_VOCAB_SIZES = (512, 1024, 2048, 4096, 8192, 16384, 32768)
 
 
 def popularity_buckets(impressions: np.ndarray, head_share: float = 0.5, torso_share: float = 0.3) -> np.ndarray:
-    """'head' / 'torso' / 'tail' per item by impressions (the same rule as datamodules.ranking).
-
-    Items sorted by impressions (most first): head = the items that make the first ``head_share`` of all
-    impressions (the item crossing it included), torso = the next ``torso_share``, tail = the rest
-    (never-impressed items included).
-    """
-    imp = np.asarray(impressions, np.float64)
-    if not (0 < head_share and 0 <= torso_share and head_share + torso_share <= 1):
-        raise SemidError(f"need head_share > 0, torso_share >= 0, sum <= 1; got {head_share}, {torso_share}")
-    order = np.argsort(-imp, kind="stable")
-    total = imp.sum()
-    out = np.full(len(imp), "tail", dtype="<U5")
-    if total <= 0:
-        return out
-    before = (np.cumsum(imp[order]) - imp[order]) / total  # share of impressions of more popular items
-    label = np.where(before < head_share, "head", np.where(before < head_share + torso_share, "torso", "tail"))
-    label[imp[order] == 0] = "tail"
-    out[order] = label
-    return out
-
-
-def corpus_impressions(corpus: Corpus, item_ids: np.ndarray, days: Sequence[int] | None = None) -> np.ndarray:
-    """Impressions per item (aligned with sorted ``item_ids``) over ``days`` (default: all days)."""
-    counts = np.zeros(len(item_ids), np.int64)
-    wanted = corpus.days() if days is None else list(days)
-    missing = sorted(set(wanted) - set(corpus.days()))
-    if missing:
-        raise SemidError(f"{corpus.impressions_path}: no impressions for day(s) {missing[:5]} "
-                         f"(days present: {corpus.days()[0]}..{corpus.days()[-1]})")
-    for day in progress(wanted, "impressions", unit="day"):
-        t = corpus.read_day(day, columns=["item_id"])
-        ids = to_int64(t["item_id"], corpus.impressions_path, "item_id")
-        pos = np.clip(np.searchsorted(item_ids, ids), 0, max(len(item_ids) - 1, 0))
-        ok = item_ids[pos] == ids
-        counts += np.bincount(pos[ok], minlength=len(item_ids))
-    return counts
+    """'head' / 'torso' / 'tail' per item by impressions: ``datamodules.stats.popularity_buckets`` by name."""
+    return np.asarray(BUCKETS)[_bucket_codes(impressions, head_share, torso_share)]
 
 
 def corpus_item_ids(corpus: Corpus) -> np.ndarray:

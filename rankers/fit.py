@@ -16,8 +16,9 @@ import lightning as L
 import numpy as np
 import torch
 
-from datamodules.corpus import Corpus, to_int64
+from datamodules.corpus import Corpus
 from datamodules.ranking import CONTEXT_DIM, RankingDataConfig, RankingDataModule
+from datamodules.stats import corpus_impressions
 from rankers.model import RankerConfig
 from rankers.module import OptimConfig, RankerModule
 from rankers.strategy import ShardingConfig, TorchRecStrategy
@@ -90,16 +91,6 @@ def learned_part(cfg: RankFitConfig) -> dict[str, Any]:
 # -- token cache ---------------------------------------------------------------------------------------
 
 
-def training_impressions(corpus: Corpus, item_ids: np.ndarray, days: list[int]) -> np.ndarray:
-    """Impressions per item on the training days only (SPM must not see the evaluation day)."""
-    counts = np.zeros(len(item_ids), np.int64)
-    for d in days:
-        ids = to_int64(corpus.read_day(d, ["item_id"])["item_id"], corpus.path, "item_id")
-        pos = np.searchsorted(item_ids, ids)
-        counts += np.bincount(pos[(pos < len(item_ids))], minlength=len(item_ids))
-    return counts
-
-
 def prepare_tokens(cfg: RankFitConfig, corpus: Corpus, sids_path: Path | None, train_days: list[int],
                    cache_dir: Path) -> tuple[Any, Any]:
     """(representation config, TokenCache or None for Dense Input); the cache is reused when its
@@ -119,7 +110,7 @@ def prepare_tokens(cfg: RankFitConfig, corpus: Corpus, sids_path: Path | None, t
     if path.exists():
         return rep, TokenCache.load(path, sids=sids)
     items = corpus.read_items(columns=["item_id", "embedding", "first_day"])
-    counts = training_impressions(corpus, items.item_id, train_days)
+    counts = corpus_impressions(corpus, items.item_id, train_days)  # SPM must not see the evaluation day
     try:
         cache = build_token_cache(rep, sids, items.item_id, counts)
     except TypeError as e:

@@ -15,7 +15,7 @@ from torchmetrics.classification import BinaryAUROC
 from torchmetrics.wrappers import BootStrapper
 
 from datamodules.batch import RankingBatch
-from datamodules.ranking import HEAD, TAIL, TORSO
+from datamodules.stats import HEAD, TAIL, TORSO
 from rankers.model import TASKS
 
 SLICES = ("overall", "new", "head", "torso", "tail")

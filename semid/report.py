@@ -190,7 +190,8 @@ def _ev(x: tuple[float, float] | None) -> str:
 def write_report(cfg: Any, out: Path, corpus: Path, model: Path, sids: Path, results: list[dict[str, Any]],
                  stability: dict[str, Any] | None, timings: dict[str, float]) -> Path:
     from datamodules.corpus import Corpus
-    from embeddings.lookup_stats import corpus_impressions, lookup_report, plot_report
+    from datamodules.stats import corpus_impressions
+    from embeddings.lookup_stats import lookup_report, plot_report
     from semid.rqvae.report import table1 as table1_of
     from semid.sid_table import read_sid_table
 

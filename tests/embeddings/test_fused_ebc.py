@@ -2,7 +2,6 @@
 fused optimizer updating exactly the looked-up rows (and by the exact SGD amount)."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from datamodules.corpus import Corpus
-from datamodules.ranking import HEAD, TAIL, RankingDataConfig, RankingDataModule, UserHistory
+from datamodules.ranking import RankingDataConfig, RankingDataModule, UserHistory
+from datamodules.stats import HEAD, TAIL
 
 
 def _clicks(corpus: Corpus):
