@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "embeddings.cli",
     "rankers.cli",
     "semid.experiment_cli",
+    "semid.bench.cli",
 )
 
 

@@ -1,0 +1,137 @@
+"""``semid sids ...``: train the RQ-VAE, assign SIDs, report on them, compare two tables, benchmark peers."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    sids = sub.add_parser("sids", help="Semantic IDs: train the RQ-VAE, assign, report, compare, bench")
+    ssub = sids.add_subparsers(dest="sids_command", required=True, metavar="ACTION")
+
+    p = ssub.add_parser("train", help="train an RQ-VAE on a corpus and freeze it (rqvae.pt + health.json)")
+    p.add_argument("--corpus", type=Path, required=True, help="corpus directory")
+    p.add_argument("--config", default="small", help="preset in conf/rqvae/ (tiny, small, paper) or a YAML file")
+    p.add_argument("--out", type=Path, help="run directory (default: runs/rqvae-<config>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set model.levels=3 --set train.steps=500")
+    p.add_argument("--seed", type=int, help="override train.seed")
+    p.add_argument("--logger", choices=("csv", "wandb"), help="override run.logger (CSV is always written)")
+    p.add_argument("--threads", type=int, help="override run.threads (CPU threads; 1 is often fastest on a busy machine)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.set_defaults(func=_train)
+
+    p = ssub.add_parser("assign", help="write sids.parquet for every item of a corpus with a frozen RQ-VAE")
+    p.add_argument("--model", type=Path, required=True, help="run directory or its rqvae.pt")
+    p.add_argument("--corpus", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="SID table to write, e.g. sids.parquet")
+    p.add_argument("--update", action="store_true", help="add items missing from an existing table only")
+    p.add_argument("--overwrite", action="store_true", help="rewrite an existing table from scratch")
+    p.add_argument("--batch-size", type=int, default=8192, help="items per encoding batch (SIDs do not depend on it)")
+    p.add_argument("--threads", type=int, help="CPU threads for encoding (SIDs do not depend on it)")
+    p.set_defaults(func=_assign)
+
+    p = ssub.add_parser("report", help="Table 1 (similarity by shared prefix), utilisation, collisions, sub-trie browser")
+    p.add_argument("sids", type=Path, help="SID table (sids.parquet)")
+    p.add_argument("--corpus", type=Path, required=True, help="corpus the items and embeddings come from")
+    p.add_argument("--model", type=Path, help="refuse the table unless this RQ-VAE made it")
+    p.add_argument("--prefix", help="browse the sub-trie under this SID prefix, e.g. --prefix 3,17")
+    p.add_argument("--max-children", type=int, default=8, help="codes shown per node of the browser")
+    p.add_argument("--max-items", type=int, default=5, help="items shown per full SID in the browser")
+    p.add_argument("--json", type=Path, help="also write the report as JSON")
+    p.set_defaults(func=_report)
+
+    p = ssub.add_parser("compare", help="agreement of two SID tables (per-level codes, prefix stability)")
+    p.add_argument("a", type=Path)
+    p.add_argument("b", type=Path)
+    p.add_argument("--json", type=Path, help="also write the comparison as JSON")
+    p.set_defaults(func=_compare)
+
+    p = ssub.add_parser("bench", help="RQ-VAE vs residual k-means (faiss) and ResidualVQ on the same embeddings")
+    p.add_argument("--corpus", type=Path, required=True)
+    p.add_argument("--config", default="small", help="RQ-VAE preset or YAML; peers use its L, K and steps")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--threads", type=int, help="CPU threads for every method (override run.threads)")
+    p.add_argument("--json", type=Path, help="also write the results as JSON")
+    p.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    p.set_defaults(func=_bench)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from semid.rqvae.config import load_rqvae_config
+    from semid.rqvae.train import train_rqvae
+
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    if args.logger:
+        overrides.append(f"run.logger={args.logger}")
+    if args.threads is not None:
+        overrides.append(f"run.threads={args.threads}")
+    cfg = load_rqvae_config(args.config, overrides)
+    out = args.out or Path("runs") / f"rqvae-{Path(args.config).stem}"
+    r = train_rqvae(args.corpus, cfg, out, overwrite=args.overwrite)
+    h = r.health["all_items"]
+    print(f"wrote {out}/rqvae.pt (fingerprint {r.model.fingerprint}) in {r.fit_seconds:.0f}s: relative error "
+          f"{h['relative_error']:.3f}, utilisation per level {', '.join(f'{u:.0%}' for u in h['utilisation_per_level'])}, "
+          f"unique SIDs {h['unique_sid_fraction']:.2%} (all items); dead-code resets "
+          f"{r.health['train']['dead_code_resets_per_level']}; health in {out}/health.json")
+    return 0
+
+
+def _assign(args: argparse.Namespace) -> int:
+    from semid.rqvae.assign import assign_sids
+    from semid.rqvae.config import cpu_threads
+
+    with cpu_threads(args.threads):
+        r = assign_sids(args.model, args.corpus, args.out, update=args.update, overwrite=args.overwrite,
+                        batch_size=args.batch_size)
+    print(f"wrote {r.path}: {len(r.table):,} items ({r.added:,} assigned now), L={r.table.levels}, "
+          f"K={r.table.codebook_size}, RQ-VAE {r.table.rqvae_fingerprint}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from datamodules.corpus import Corpus
+    from semid.artifacts import write_json
+    from semid.rqvae.frozen import load_frozen
+    from semid.rqvae.report import parse_prefix, render_report, sid_report
+    from semid.sid_table import read_sid_table
+
+    expect = load_frozen(args.model).fingerprint if args.model else None
+    table = read_sid_table(args.sids, expect_rqvae=expect)
+    items = Corpus(args.corpus).read_items()
+    prefix = parse_prefix(args.prefix) if args.prefix else None
+    report = sid_report(table, items, prefix, args.max_children, args.max_items)
+    render_report(report)
+    if args.json:
+        write_json(args.json, report)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from semid.artifacts import write_json
+    from semid.rqvae.compare import compare_tables, render_compare
+    from semid.sid_table import read_sid_table
+
+    result = compare_tables(read_sid_table(args.a), read_sid_table(args.b))
+    render_compare(result)
+    if args.json:
+        write_json(args.json, result)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from semid.artifacts import write_json
+    from semid.rqvae.bench import bench_peers, markdown_table, render_bench
+    from semid.rqvae.config import load_rqvae_config
+
+    overrides = list(args.overrides) + ([f"run.threads={args.threads}"] if args.threads is not None else [])
+    cfg = load_rqvae_config(args.config, overrides)
+    result = bench_peers(args.corpus, cfg)
+    render_bench(result)
+    if args.markdown:
+        print(markdown_table(result))
+    if args.json:
+        write_json(args.json, result)
+    return 0
