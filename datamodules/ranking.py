@@ -146,12 +146,13 @@ class RankingDataModule(L.LightningDataModule):
     """``cache``: an ``embeddings.TokenCache`` (tables) or ``None`` for the Dense Input representation."""
 
     def __init__(self, corpus: str | Path, cfg: RankingDataConfig, cache: Any | None = None,
-                 dense_input: bool = False) -> None:
+                 dense_input: bool = False, with_history: bool = True) -> None:
         super().__init__()
         if cache is None and not dense_input:
             raise SemidError("ranking data needs a token cache (sub-piece tables) or dense_input=True")
         self.corpus = Corpus(corpus)
         self.cfg, self.cache, self.dense_input = cfg, cache, dense_input
+        self.with_history = with_history  # without it, no history bag is built (the setting ignores it)
         self.items: Items | None = None
         self.forced_eval_day: int | None = None  # `semid rank eval --day D`
         self._frames: dict[tuple[int, int, int], DayFrame] = {}
@@ -261,16 +262,16 @@ class RankingDataModule(L.LightningDataModule):
             # history as one SUM bag; "mean" pooling divides by the item count in the ranker, which equals
             # a weighted bag without FBGEMM's ~3x slower weighted kernels
             kjt = build_kjt(self.cache, {"candidate": cr[cand], "watch": np.where(watch >= 0, cr[watch], -1)},
-                            history=(h_off, cr[h_rows]), history_pooling="sum")
+                            history=(h_off, cr[h_rows]) if self.with_history else None, history_pooling="sum")
         else:
-            emb = self.items.embedding
-            watch_emb = np.where((watch >= 0)[:, None], emb[np.maximum(watch, 0)], 0.0)
-            hist_sum = np.zeros((len(idx), emb.shape[1]), np.float32)
-            if len(h_rows):
-                np.add.at(hist_sum, np.repeat(np.arange(len(idx)), h_len), emb[h_rows])
-            hist_mean = hist_sum / np.maximum(h_len, 1)[:, None]
-            content = {"candidate": torch.from_numpy(emb[cand]), "watch": torch.from_numpy(watch_emb.astype(np.float32)),
-                       "history": torch.from_numpy(hist_mean.astype(np.float32))}
+            emb = torch.from_numpy(self.items.embedding)
+            watch_t = torch.from_numpy(watch)
+            watch_emb = emb[watch_t.clamp(min=0)] * (watch_t >= 0).unsqueeze(1)
+            content = {"candidate": emb[torch.from_numpy(cand)], "watch": watch_emb}
+            if self.with_history:
+                seg = torch.from_numpy(np.repeat(np.arange(len(idx)), h_len))
+                hist = torch.zeros(len(idx), emb.shape[1]).index_add_(0, seg, emb[torch.from_numpy(h_rows)])
+                content["history"] = hist / torch.from_numpy(np.maximum(h_len, 1).astype(np.float32)).unsqueeze(1)
         return RankingBatch(kjt=kjt, content=content, context=torch.from_numpy(context.astype(np.float32)),
                             labels=torch.from_numpy(f.labels[idx]), is_new=torch.from_numpy(f.is_new[idx]),
                             popularity=torch.from_numpy(f.popularity[idx].astype(np.int8)),

@@ -167,7 +167,7 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
     dm_probe.setup()
     rep, cache = prepare_tokens(cfg, corpus, sids_path, dm_probe.train_days, cache_dir or out / "cache")
     dense = cache is None
-    dm = RankingDataModule(corpus_path, cfg.data, cache=cache, dense_input=dense)
+    dm = RankingDataModule(corpus_path, cfg.data, cache=cache, dense_input=dense, with_history=cfg.ranker.use_history)
     dm.setup()
     run_fp = fingerprint_of([learned_part(cfg), corpus.fingerprint, cache.fingerprint if cache is not None else None])
     done = out / "results.json"
@@ -352,7 +352,8 @@ def evaluate(run_dir: Path, day: int | None = None, checkpoint: Path | None = No
     rep, cache = prepare_tokens(cfg, corpus, sids, prev["train_days"], run_dir / "cache")
     if cache is not None and cache.fingerprint != prev["token_cache_fingerprint"]:
         raise SemidError(f"{run_dir}: the token cache no longer matches the one the run was trained with")
-    dm = RankingDataModule(corpus_path, cfg.data, cache=cache, dense_input=cache is None)
+    dm = RankingDataModule(corpus_path, cfg.data, cache=cache, dense_input=cache is None,
+                           with_history=cfg.ranker.use_history)
     dm.setup()
     dm.forced_eval_day = prev["eval_day"] if day is None else day
     if dm.forced_eval_day not in corpus.day_files():

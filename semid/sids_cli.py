@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="SID table to write, e.g. sids.parquet")
     p.add_argument("--update", action="store_true", help="add items missing from an existing table only")
     p.add_argument("--overwrite", action="store_true", help="rewrite an existing table from scratch")
-    p.add_argument("--batch-size", type=int, default=8192, help="items per encoding batch (SIDs do not depend on it)")
+    p.add_argument("--batch-size", type=int, default=1024,
+                   help="items per encoding batch (default 1024; SIDs do not depend on it)")
     p.add_argument("--threads", type=int, help="CPU threads for encoding (SIDs do not depend on it)")
     p.set_defaults(func=_assign)
 

@@ -27,7 +27,7 @@ class AssignResult:
 
 
 def assign_sids(model_path: str | Path, corpus_path: str | Path, out: str | Path, *, update: bool = False,
-                overwrite: bool = False, batch_size: int = 8192) -> AssignResult:
+                overwrite: bool = False, batch_size: int = 1024) -> AssignResult:
     model = load_frozen(model_path)
     corpus = Corpus(corpus_path)
     items = corpus.read_items(columns=["item_id", "embedding", "first_day"])

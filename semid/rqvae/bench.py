@@ -10,6 +10,7 @@ space directly; the RQ-VAE reconstructs through its decoder.
 """
 from __future__ import annotations
 
+import importlib
 import math
 import tempfile
 import time
@@ -21,6 +22,7 @@ import torch
 
 from datamodules.corpus import Corpus
 from datamodules.rqvae_data import impression_counts, split_items
+from semid.errors import SemidError
 from semid.rqvae.config import RqvaeConfig, cpu_threads
 from semid.rqvae.health import codes_summary, relative_error
 
@@ -118,8 +120,13 @@ def _bench_residual_vq(cfg: RqvaeConfig, sampler: Callable[[int], np.ndarray], x
 
 
 def bench_peers(corpus_path: str | Path, cfg: RqvaeConfig) -> dict[str, Any]:
-    import faiss  # noqa: F401  (loaded first so that cpu_threads reaches it too)
-
+    for module in ("faiss", "vector_quantize_pytorch"):
+        # imported before cpu_threads so that the thread setting reaches faiss too
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise SemidError(f"`semid sids bench` needs {module} (install the bench extra: "
+                             "pip install -e '.[bench]')") from None
     with cpu_threads(cfg.run.threads):
         return _bench(corpus_path, cfg)
 

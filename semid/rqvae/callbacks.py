@@ -7,7 +7,7 @@ import lightning as L
 import torch
 
 from semid.rqvae.health import CodeUsage
-from semid.rqvae.model import RqvaeModule
+from semid.rqvae.module import RqvaeModule
 
 
 def reset_dead_codes(codebooks: torch.Tensor, residuals: torch.Tensor, dead: torch.Tensor,

@@ -80,7 +80,7 @@ class RunConfig:
     checkpoint_every_n_steps: int = 1000
     accelerator: str = "cpu"
     devices: int = 1
-    encode_batch_size: int = 8192
+    encode_batch_size: int = 1024  # items per encoding batch; SIDs do not depend on it, speed does (cache)
     # CPU threads for torch (and faiss in the bench); None = library default. On a shared machine 1 can be
     # far faster than 2: an OpenMP region waits for its slowest thread, and a descheduled one stalls it.
     threads: int | None = None
@@ -121,9 +121,12 @@ def config_from_dict(data: dict[str, Any], where: str = "rqvae config") -> Rqvae
 
 
 def learned_part(cfg: RqvaeConfig) -> dict[str, Any]:
-    """The part of the config that decides the learned model (everything but ``run``)."""
+    """The part of the config that decides the learned model: everything but ``run``, and without
+    ``model.input_dim``, which the corpus fixes (so a config with it unset or set to the corpus dimension
+    names the same model)."""
     d = to_dict(cfg)
     d.pop("run")
+    d["model"].pop("input_dim")
     return d
 
 

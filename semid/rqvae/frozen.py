@@ -52,7 +52,7 @@ class FrozenRqvae:
                              "embeddings of this kind)")
 
     @torch.no_grad()
-    def encode(self, embedding: np.ndarray, batch_size: int = 8192, where: str = "input") -> np.ndarray:
+    def encode(self, embedding: np.ndarray, batch_size: int = 1024, where: str = "input") -> np.ndarray:
         """SIDs int32 [N, L] of embeddings [N, D]; the same for any ``batch_size``."""
         self._check_dim(embedding, where)
         out = np.empty((len(embedding), self.levels), dtype=np.int32)
@@ -62,7 +62,7 @@ class FrozenRqvae:
         return out
 
     @torch.no_grad()
-    def reconstruct(self, codes: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+    def reconstruct(self, codes: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """x̂ float32 [N, D] decoded from SIDs [N, L]."""
         out = np.empty((len(codes), self.input_dim), dtype=np.float32)
         for s in range(0, len(codes), max(1, batch_size)):

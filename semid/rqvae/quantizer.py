@@ -39,7 +39,7 @@ def nearest_code(r: Tensor, codebook: Tensor, chunk: int = 8192) -> Tensor:
     for s in range(0, len(r), chunk):
         x = r[s:s + chunk]
         # ||x||² is the same for every code of a row, so it cannot change the argmin: left out
-        out.append((c2 - 2.0 * x @ codebook.T).argmin(dim=-1))
+        out.append(torch.addmm(c2, x, codebook.T, alpha=-2.0).argmin(dim=-1))  # ||e||² - 2 x·e
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=r.device)
 
 

@@ -37,7 +37,7 @@ from semid.rqvae.callbacks import DeadCodeReset, TrainCodeUsage
 from semid.rqvae.config import RqvaeConfig, rqvae_fingerprint, cpu_threads
 from semid.rqvae.frozen import EXPORT_FILE, FrozenRqvae, export_frozen, load_frozen, with_input_dim
 from semid.rqvae.health import codes_summary, relative_error
-from semid.rqvae.model import RqvaeModule
+from semid.rqvae.module import RqvaeModule
 
 HEALTH_FILE = "health.json"
 
@@ -123,15 +123,16 @@ def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwr
         if t.reset_dead_codes:
             callbacks.insert(0, DeadCodeReset(t.dead_after_steps, t.seed))
         has_holdout = len(dm.sample.holdout_rows) > 0
-        trainer = L.Trainer(
-            max_steps=t.steps, max_epochs=1, accelerator=cfg.run.accelerator, devices=cfg.run.devices,
-            logger=_loggers(cfg, run_dir, fingerprint), callbacks=callbacks,
-            log_every_n_steps=cfg.run.log_every_n_steps,
-            val_check_interval=min(cfg.run.health_every_n_steps, t.steps) if has_holdout else 1.0,
-            limit_val_batches=1.0 if has_holdout else 0, check_val_every_n_epoch=None if has_holdout else 1,
-            num_sanity_val_steps=0, enable_model_summary=False, enable_progress_bar=progress_enabled(),
-            default_root_dir=run_dir,
-        )
+        with _quiet_lightning():
+            trainer = L.Trainer(
+                max_steps=t.steps, max_epochs=1, accelerator=cfg.run.accelerator, devices=cfg.run.devices,
+                logger=_loggers(cfg, run_dir, fingerprint), callbacks=callbacks,
+                log_every_n_steps=cfg.run.log_every_n_steps,
+                val_check_interval=min(cfg.run.health_every_n_steps, t.steps) if has_holdout else 1.0,
+                limit_val_batches=1.0 if has_holdout else 0, check_val_every_n_epoch=None if has_holdout else 1,
+                num_sanity_val_steps=0, enable_model_summary=False, enable_progress_bar=progress_enabled(),
+                default_root_dir=run_dir,
+            )
         t0 = time.perf_counter()
         with warnings.catch_warnings(), _quiet_lightning():
             # the batches are generated in-process (num_workers=0), so the length warning does not apply

@@ -93,3 +93,11 @@ def test_health_summary_is_written(tiny_model) -> None:
     assert len(h["train"]["dead_code_resets_per_level"]) == levels
     assert 0 < h["heldout"]["unique_sid_fraction"] <= 1 and h["heldout"]["largest_collision_group"] >= 1
     assert h["heldout"]["items"] == 100
+
+
+def test_fingerprint_does_not_depend_on_spelling_out_the_input_dim(tiny_model, tiny_corpus: Path) -> None:
+    cfg = load_rqvae_config("tiny", ["train.steps=30", "train.holdout_items=100"])
+    corpus_fp = Corpus(tiny_corpus).fingerprint
+    assert rqvae_fingerprint(cfg, corpus_fp) == tiny_model.model.fingerprint  # what a caller can predict
+    assert rqvae_fingerprint(replace(cfg, model=replace(cfg.model, input_dim=16)), corpus_fp) == \
+        tiny_model.model.fingerprint

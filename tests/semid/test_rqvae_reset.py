@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from semid.rqvae.callbacks import DeadCodeReset, reset_dead_codes
-from semid.rqvae.model import RqvaeModule
+from semid.rqvae.module import RqvaeModule
 from semid.rqvae.quantizer import Quantized
 
 

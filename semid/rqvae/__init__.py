@@ -1,0 +1,28 @@
+"""Stage 1: RQ-VAE Semantic IDs — train, freeze, assign, report, compare, benchmark.
+
+Other rooms use these names; the rest of the package is private to it. Names load lazily so that
+``from semid.rqvae import load_frozen`` does not pull in Lightning.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "RqvaeConfig": "semid.rqvae.config", "load_rqvae_config": "semid.rqvae.config",
+    "rqvae_fingerprint": "semid.rqvae.config",
+    "Rqvae": "semid.rqvae.model", "rqvae_loss": "semid.rqvae.model",
+    "FrozenRqvae": "semid.rqvae.frozen", "load_frozen": "semid.rqvae.frozen",
+    "train_rqvae": "semid.rqvae.train", "TrainResult": "semid.rqvae.train",
+    "assign_sids": "semid.rqvae.assign",
+    "sid_report": "semid.rqvae.report", "table1": "semid.rqvae.report",
+    "compare_tables": "semid.rqvae.compare",
+    "bench_peers": "semid.rqvae.bench",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'semid.rqvae' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
