@@ -160,6 +160,9 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
     _devices_from_launcher(cfg)
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
+        # Lightning's launcher calls torch.set_num_threads(cpu_count // processes) unless OMP_NUM_THREADS is
+        # set, which silently undid trainer.threads (and spawned ranks inherit this environment)
+        os.environ["OMP_NUM_THREADS"] = str(cfg.trainer.threads)
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     corpus = Corpus(corpus_path)
     out.mkdir(parents=True, exist_ok=True)
