@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import BinaryAUROC
-from torchmetrics.wrappers import BootStrapper
+from torchmetrics.utilities import dim_zero_cat
 
 from datamodules.batch import RankingBatch
 from datamodules.stats import HEAD, TAIL, TORSO
@@ -27,13 +27,34 @@ def slice_masks(batch: RankingBatch) -> dict[str, Tensor]:
             "head": pop == HEAD, "torso": pop == TORSO, "tail": pop == TAIL}
 
 
+def bootstrap_auc(probs: Tensor, target: Tensor, num: int, seed: int) -> Tensor:
+    """AUC of ``num`` bootstrap resamples (n draws with replacement), all at once: sort once, then each
+    resample is a vector of counts and its AUC a weighted rank statistic (ties count one half).
+    A resample without both classes gives NaN."""
+    g = torch.Generator().manual_seed(seed)
+    p, order = torch.sort(probs.detach().double().cpu())
+    y = target.detach().cpu()[order].double()
+    _, grp = torch.unique_consecutive(p, return_inverse=True)
+    n, groups = len(p), int(grp[-1]) + 1
+    chunk = max(1, 4_000_000 // max(n, 1))  # resamples per pass: bounded memory on large evaluation days
+    out = []
+    for s in range(0, num, chunk):
+        b = min(chunk, num - s)
+        w = torch.zeros(b, n, dtype=torch.float64).scatter_add_(
+            1, torch.randint(0, n, (b, n), generator=g), torch.ones(b, n, dtype=torch.float64))
+        pos = torch.zeros(b, groups, dtype=torch.float64).index_add_(1, grp, w * y)
+        neg = torch.zeros(b, groups, dtype=torch.float64).index_add_(1, grp, w * (1 - y))
+        below = torch.cumsum(neg, 1) - neg
+        out.append((pos * (below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1)))
+    return torch.cat(out)
+
+
 class _SliceMetrics(nn.Module):
-    def __init__(self, num_bootstraps: int) -> None:
+    def __init__(self, num_bootstraps: int, seed: int = 0) -> None:
         super().__init__()
+        # keeps every prediction (synced across ranks); the bootstrap resamples those, no copies per resample
         self.auc = BinaryAUROC()
-        # quantile CIs need every resample's predictions: memory is num_bootstraps x impressions
-        self.boot = BootStrapper(BinaryAUROC(), num_bootstraps=num_bootstraps, quantile=torch.tensor([0.025, 0.975]),
-                                 sampling_strategy="multinomial") if num_bootstraps > 0 else None
+        self.num_bootstraps, self.seed = num_bootstraps, seed
         self.logloss = MeanMetric()
         self.n = SumMetric()
         self.positives = SumMetric()
@@ -44,8 +65,6 @@ class _SliceMetrics(nn.Module):
         probs = torch.sigmoid(logits)
         t = target.long()
         self.auc.update(probs, t)
-        if self.boot is not None:
-            self.boot.update(probs, t)
         self.logloss.update(nn.functional.binary_cross_entropy_with_logits(logits, target.float(), reduction="none"))
         self.n.update(torch.tensor(float(target.numel())))
         self.positives.update(target.float().sum())
@@ -60,25 +79,28 @@ class _SliceMetrics(nn.Module):
                     "undefined": f"{'no positives' if pos == 0 else 'no negatives'} among {n} impressions"}
         out["auc"] = float(self.auc.compute())
         out["logloss"] = float(self.logloss.compute())
-        if self.boot is not None:
-            b = self.boot.compute()
-            lo, hi = b["quantile"].tolist()
-            out.update(ci_low=lo, ci_high=hi, bootstrap_std=float(b["std"]))
+        if self.num_bootstraps > 0:
+            with self.auc.sync_context():
+                preds, target = dim_zero_cat(self.auc.preds), dim_zero_cat(self.auc.target)
+            b = bootstrap_auc(preds, target, self.num_bootstraps, self.seed)
+            b = b[~b.isnan()]
+            lo, hi = torch.quantile(b, torch.tensor([0.025, 0.975], dtype=b.dtype)).tolist()
+            out.update(ci_low=lo, ci_high=hi, bootstrap_std=float(b.std()))
         return out
 
     def reset(self) -> None:
-        for m in (self.auc, self.boot, self.logloss, self.n, self.positives):
-            if m is not None:
-                m.reset()
+        for m in (self.auc, self.logloss, self.n, self.positives):
+            m.reset()
 
 
 class SlicedMetrics(nn.Module):
     """``update(logits [B, T], batch)``; ``compute() -> {task: {slice: {...}}}``."""
 
-    def __init__(self, num_bootstraps: int = 100) -> None:
+    def __init__(self, num_bootstraps: int = 100, seed: int = 0) -> None:
         super().__init__()
-        # BootStrapper resamples in update() from torch's global RNG, seeded by the run's seed
-        self.m = nn.ModuleDict({f"{task}__{s}": _SliceMetrics(num_bootstraps) for task in TASKS for s in SLICES})
+        # resamples are drawn in compute() from a generator per (seed, slice): the same intervals whatever ran before
+        self.m = nn.ModuleDict({f"{task}__{s}": _SliceMetrics(num_bootstraps, seed * 1000 + i)
+                                for i, (task, s) in enumerate((t, s) for t in TASKS for s in SLICES)})
 
     def update(self, logits: Tensor, batch: RankingBatch) -> None:
         masks = slice_masks(batch)

@@ -45,7 +45,7 @@ class RankerModule(L.LightningModule):
         self.ranker_cfg, self.optim_cfg, self.seed = ranker, optim, seed
         self.model = MultitaskRanker(ranker, tables=tables, content_dim=content_dim, context_dim=context_dim)
         self.model.reset_dense_parameters(seed)
-        self.metrics = SlicedMetrics(num_bootstraps)
+        self.metrics = SlicedMetrics(num_bootstraps, seed)
         self.fused_optimizer: Any = None  # set by TorchRecStrategy after sharding
         self.eval_results: dict[int, dict[str, Any]] = {}
         self._eval_day: int | None = None
@@ -79,12 +79,7 @@ class RankerModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: RankingBatch, batch_idx: int) -> None:
-        logits = self.model(batch)
-        # bootstrap resampling draws from torch's RNG: seed it per (seed, day, batch) so intervals do not
-        # depend on what ran before (a resumed run reports the same intervals as an uninterrupted one)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(hash((self.seed, batch.day, batch_idx, self.global_rank)) & 0x7FFFFFFF)
-            self.metrics.update(logits, batch)
+        self.metrics.update(self.model(batch), batch)
         self._eval_day = batch.day
 
     def on_validation_epoch_end(self) -> None:

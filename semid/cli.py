@@ -10,6 +10,12 @@ import os
 import sys
 from typing import Sequence
 
+# Read by libgomp when torch loads, so it must be set before any command module imports torch: idle
+# OpenMP threads sleep instead of spinning. On a shared or oversubscribed machine a spinning barrier waits
+# for a descheduled sibling thread on every parallel op (rank fit, 2 threads, load 4: 3.2k -> 70k samples/s;
+# neutral with 1 thread). Spawned ranks and experiment fits inherit it; export OMP_WAIT_POLICY to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from semid.errors import SemidError
 
 # Modules exposing ``register(subparsers)``; each adds one command group.

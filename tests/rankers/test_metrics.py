@@ -50,3 +50,22 @@ def test_slices_without_positives_or_items_are_undefined_with_reason():
     assert r["new"]["auc"] is None and r["new"]["undefined"] == "no impressions in this slice"
     assert r["head"]["auc"] is None and r["head"]["undefined"] == "no positives among 1 impressions"
     assert r["overall"]["auc"] is not None
+
+
+def test_vectorised_bootstrap_equals_torchmetrics_on_each_resample():
+    """bootstrap_auc is hand-written (all resamples from one sort, ~13x faster than BootStrapper's copies):
+    each resample's AUC must equal torchmetrics' on the same resample, ties included."""
+    from torchmetrics.functional.classification import binary_auroc
+
+    from rankers.metrics import bootstrap_auc
+
+    g = torch.Generator().manual_seed(1)
+    probs = torch.round(torch.rand(300, generator=g) * 20) / 20  # many ties
+    target = (torch.rand(300, generator=g) < probs).long()
+    got = bootstrap_auc(probs, target, num=5, seed=7)
+    p, order = torch.sort(probs.double())
+    y = target[order]
+    idx = torch.randint(0, 300, (5, 300), generator=torch.Generator().manual_seed(7))
+    for b in range(5):
+        expected = binary_auroc(p[idx[b]].float(), y[idx[b]])
+        assert abs(float(got[b]) - float(expected)) < 1e-6

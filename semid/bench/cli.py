@@ -1,0 +1,121 @@
+"""``semid bench ...``: embedding-lookup and pipeline benchmarks (JSON + Markdown under ``--out``)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from semid.errors import SemidError
+
+
+def _ints(s: str) -> list[int]:
+    try:
+        return [int(x.replace("_", "")) for x in s.split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+
+
+def _names(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from semid.bench.lookups import CONTENDERS, DISTRIBUTIONS, LAYOUTS
+
+    bench = sub.add_parser("bench", help="benchmarks: embedding lookups, pipeline stages")
+    bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
+
+    p = bsub.add_parser("lookups", help="lookup throughput: TorchRec DMP vs FBGEMM TBE vs nn.EmbeddingBag vs "
+                        "a bandwidth ceiling, per representation layout and table size")
+    p.add_argument("--rows", type=_ints, default=[8192, 131072, 1048576],
+                   help="total table rows of each layout, comma-separated (default 8192,131072,1048576)")
+    p.add_argument("--batch", type=int, default=4096, help="samples per batch (default 4096)")
+    p.add_argument("--dim", type=int, default=64, help="embedding dimension (default 64)")
+    p.add_argument("--layouts", type=_names, default=list(LAYOUTS), help=f"subset of {','.join(LAYOUTS)}")
+    p.add_argument("--distributions", type=_names, default=list(DISTRIBUTIONS),
+                   help=f"id distributions: {','.join(DISTRIBUTIONS)}")
+    p.add_argument("--contenders", type=_names, default=list(CONTENDERS), help=f"subset of {','.join(CONTENDERS)}")
+    p.add_argument("--levels", type=int, default=4, help="SID levels L (default 4; read from --sids when given)")
+    p.add_argument("--history", type=int, default=20, help="items per history bag (default 20)")
+    p.add_argument("--corpus", type=Path, help="with --sids: measure SPM bag lengths from a real token cache")
+    p.add_argument("--sids", type=Path, help="SID table of --corpus (semid sids assign)")
+    p.add_argument("--spm-representation", default="spm_8k", help="SPM preset for --corpus/--sids (default spm_8k)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds; figures are medians (default 5)")
+    p.add_argument("--iters", type=int, default=5, help="batches per contender per round (default 5)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed batches per contender first (default 2)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    p.add_argument("--dmp2", action="store_true", help="also DMP on 2 spawned processes (gloo, table_wise)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/bench"),
+                   help="writes lookups.json and lookups.md here (default runs/bench)")
+    p.set_defaults(func=_lookups)
+
+    p = bsub.add_parser("pipeline", help="pipeline stages: synthetic corpus, SPM token cache, RQ-VAE encoding, "
+                        "ranker training (samples/s and peak memory, each in a child process)")
+    p.add_argument("--corpus", type=Path, help="corpus for the later stages (default: the one the synth stage "
+                   "writes under --out)")
+    p.add_argument("--sids", type=Path, help="SID table of --corpus (needed by the spm stages)")
+    p.add_argument("--rqvae", type=Path, help="frozen RQ-VAE (run dir or rqvae.pt) to time encoding with; default: "
+                   "a briefly trained one of the same shape (encoding speed does not depend on training)")
+    p.add_argument("--preset", default="small", help="synthetic corpus preset (default small)")
+    p.add_argument("--stages", type=_names, default=None,
+                   help="subset of synth,tokens,rqvae_encode,rank_fit (default: all)")
+    p.add_argument("--representations", type=_names, default=["hash_8k", "spm_8k"],
+                   help="ranker configs to train (default hash_8k,spm_8k)")
+    p.add_argument("--train-days", type=_ints, default=[0, 1, 2], help="ranker training days (default 0,1,2)")
+    p.add_argument("--threads", type=_ints, default=[1], help="torch threads per ranker run, comma-separated "
+                   "(default 1)")
+    p.add_argument("--devices", type=_ints, default=[1], help="processes per ranker run, e.g. 1,2 (default 1)")
+    p.add_argument("--spm-representation", default="spm_8k", help="SPM preset of the tokens stage (default spm_8k)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra ranker config override for every run")
+    p.add_argument("--out", type=Path, default=Path("runs/bench"),
+                   help="writes pipeline.json and pipeline.md here (default runs/bench)")
+    p.set_defaults(func=_pipeline)
+
+
+def _lookups(args: argparse.Namespace) -> int:
+    from semid.artifacts import write_json
+    from semid.bench.lookups import LookupBenchConfig, render_markdown, run_lookup_bench, spm_lengths_from
+
+    levels, spm, source = args.levels, None, "default: bag lengths uniform in 1..L"
+    if (args.corpus is None) != (args.sids is None):
+        raise SemidError("--corpus and --sids go together (SPM bag lengths come from a token cache built on them)")
+    if args.sids is not None and "spm" in args.layouts:
+        from semid.sid_table import read_sid_table
+
+        levels = read_sid_table(args.sids).levels
+        spm, source = spm_lengths_from(args.corpus, args.sids, args.spm_representation)
+        print(f"SPM bag lengths: {source}")
+    cfg = LookupBenchConfig(layouts=args.layouts, rows=args.rows, distributions=args.distributions,
+                            contenders=args.contenders, batch=args.batch, dim=args.dim, levels=levels,
+                            history=args.history, spm_lengths=spm, spm_source=source, rounds=args.rounds,
+                            iters=args.iters, warmup=args.warmup, device=args.device, threads=args.threads,
+                            dmp2=args.dmp2, seed=args.seed)
+    res = run_lookup_bench(cfg)
+    md = render_markdown(res)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "lookups.json", res)
+    (args.out / "lookups.md").write_text(md + "\n")
+    print(md)
+    print(f"wrote {args.out / 'lookups.json'} and {args.out / 'lookups.md'}")
+    return 0
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from semid.artifacts import write_json
+    from semid.bench.pipeline import PipelineBenchConfig, render_markdown, run_pipeline_bench
+
+    cfg = PipelineBenchConfig(out=args.out, preset=args.preset, corpus=args.corpus, sids=args.sids,
+                              rqvae=args.rqvae, stages=args.stages, representations=args.representations,
+                              train_days=args.train_days, threads=args.threads, devices=args.devices,
+                              overrides=list(args.overrides), spm_representation=args.spm_representation)
+    res = run_pipeline_bench(cfg)
+    md = render_markdown(res)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "pipeline.json", res)
+    (args.out / "pipeline.md").write_text(md + "\n")
+    print(md)
+    print(f"wrote {args.out / 'pipeline.json'} and {args.out / 'pipeline.md'}")
+    return 0
+

@@ -1,0 +1,561 @@
+"""``semid bench lookups``: embedding-lookup throughput of the project's TorchRec path against its peers.
+
+For each representation's table layout and several table sizes, forward and forward+backward+update
+throughput of:
+
+* ``torchrec_dmp``: the project's path. The tables of an ``EmbeddingBagCollection`` sharded by
+  ``DistributedModelParallel`` on a 1-process group with FBGEMM's fused EXACT_ROWWISE_ADAGRAD, planned
+  and initialised by the very code ``semid rank fit`` uses (``rankers.strategy.TorchRecStrategy``);
+  ``torchrec_dmp_tw`` is the same with ``table_wise`` sharding forced;
+* ``fbgemm_tbe``: FBGEMM's ``SplitTableBatchedEmbeddingBagsCodegen`` called directly (same optimizer);
+* ``eb_sgd`` / ``eb_adagrad`` / ``eb_sparseadam``: ``torch.nn.EmbeddingBag(sparse=True)`` with
+  ``torch.optim.SGD`` / ``Adagrad`` / ``SparseAdam`` -- what a user would otherwise write;
+* ``ceiling``: the same rows moved by plain torch ops (``index_select`` for the forward, plus
+  ``index_add_`` of a gradient for training) -- the memory-bandwidth ceiling of this access pattern.
+
+Effective GB/s uses one byte model for every contender: 4 bytes x dim x lookups, once for the forward
+(rows read) and three times for training (read in the forward, read and written by the update). GB/s
+ratios therefore equal lookups/s ratios; optimizer state traffic is not counted.
+
+Layouts (one "sample" = one item's bag(s)): ``hash`` 1 table, 1 lookup; ``unigram`` L tables, 1 lookup
+each; ``bigram`` L/2 tables, 1 lookup each; ``spm`` 1 table, a bag of its measured lookups per item
+(from a real token cache with ``--corpus/--sids``, else lengths uniform in 1..L, mean (L+1)/2 = 2.5 for
+L = 4); ``history`` 1 table, a bag of H items (hash rows). ``--rows`` is the layout's total row count,
+split evenly over its tables.
+"""
+from __future__ import annotations
+
+import gc
+import itertools
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from semid.bench.timing import interleaved, machine, markdown_table, median, ratio
+from semid.errors import SemidError
+
+LAYOUTS = ("hash", "unigram", "bigram", "spm", "history")
+DISTRIBUTIONS = ("zipf", "uniform")
+CONTENDERS = ("torchrec_dmp", "torchrec_dmp_tw", "fbgemm_tbe", "eb_sgd", "eb_adagrad", "eb_sparseadam", "ceiling")
+REFERENCE = "torchrec_dmp"
+ZIPF_S = 1.05  # exponent of the Zipf id distribution (rank r drawn with p ~ (r + 1)^-s)
+_N_BATCHES = 4  # distinct pre-built batches cycled through, so caches do not see one batch only
+
+
+@dataclass
+class LookupBenchConfig:
+    layouts: list[str] = field(default_factory=lambda: list(LAYOUTS))
+    rows: list[int] = field(default_factory=lambda: [8192, 131072, 1048576])
+    distributions: list[str] = field(default_factory=lambda: list(DISTRIBUTIONS))
+    contenders: list[str] = field(default_factory=lambda: list(CONTENDERS))
+    batch: int = 4096
+    dim: int = 64
+    levels: int = 4  # L of the SIDs (taken from --sids when given)
+    history: int = 20  # H items in a history bag
+    spm_lengths: list[int] | None = None  # empirical SPM bag lengths; None: uniform in 1..levels
+    spm_source: str = "default: bag lengths uniform in 1..L"
+    rounds: int = 5
+    iters: int = 5
+    warmup: int = 2
+    lr: float = 0.01
+    device: str = "cpu"
+    threads: int | None = None
+    dmp2: bool = False  # also DMP on 2 processes (table_wise), spawned
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        bad = [x for x in self.layouts if x not in LAYOUTS] + \
+            [x for x in self.distributions if x not in DISTRIBUTIONS] + \
+            [x for x in self.contenders if x not in CONTENDERS]
+        if bad:
+            raise SemidError(f"unknown layout/distribution/contender {bad} (layouts: {', '.join(LAYOUTS)}; "
+                             f"distributions: {', '.join(DISTRIBUTIONS)}; contenders: {', '.join(CONTENDERS)})")
+        if min(self.batch, self.dim, self.rounds, self.iters, self.levels, self.history) < 1:
+            raise SemidError("--batch, --dim, --rounds, --iters, --levels and --history must be >= 1")
+        if min(self.rows, default=0) < 2:
+            raise SemidError(f"--rows must list table sizes >= 2, got {self.rows}")
+        if self.device not in ("cpu", "cuda"):
+            raise SemidError(f"--device must be cpu or cuda, got {self.device!r}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise SemidError("--device cuda: no CUDA device is visible to torch (run on a GPU machine, or use "
+                             "--device cpu)")
+        if self.dmp2 and self.batch % 2:
+            raise SemidError(f"--dmp2 splits the batch over 2 processes: --batch must be even, got {self.batch}")
+        if self.dim % 4:
+            raise SemidError(f"--dim must be a multiple of 4 (FBGEMM's row alignment), got {self.dim}")
+
+
+# -- workloads -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Layout:
+    name: str
+    table_rows: list[int]
+    bag: list[int | None]  # fixed bag length per table; None = SPM's variable length
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.table_rows)
+
+
+def make_layout(name: str, rows: int, cfg: LookupBenchConfig) -> Layout:
+    L = cfg.levels
+    if name == "hash":
+        return Layout(name, [rows], [1])
+    if name == "unigram":
+        return Layout(name, [max(rows // L, 1)] * L, [1] * L)
+    if name == "bigram":
+        g = max(L // 2, 1)
+        return Layout(name, [max(rows // g, 1)] * g, [1] * g)
+    if name == "spm":
+        return Layout(name, [rows], [None])
+    if name == "history":
+        return Layout(name, [rows], [cfg.history])
+    raise SemidError(f"unknown layout {name!r}")
+
+
+@dataclass
+class Batch:
+    values: list[np.ndarray]  # per table: row ids int64
+    lengths: list[np.ndarray]  # per table: bag length per sample int64 [B]
+
+    @property
+    def lookups(self) -> int:
+        return int(sum(len(v) for v in self.values))
+
+
+class _IdSampler:
+    """Row ids of one table: uniform, or Zipf over a random permutation of the rows (hot rows scattered)."""
+
+    def __init__(self, rows: int, dist: str, rng: np.random.Generator) -> None:
+        self.rows, self.dist = rows, dist
+        if dist == "zipf":
+            p = 1.0 / np.arange(1, rows + 1, dtype=np.float64) ** ZIPF_S
+            self.cdf = np.cumsum(p / p.sum())
+            self.perm = rng.permutation(rows)
+
+    def __call__(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        if self.dist == "uniform":
+            return rng.integers(0, self.rows, n, dtype=np.int64)
+        rank = np.minimum(np.searchsorted(self.cdf, rng.random(n)), self.rows - 1)
+        return self.perm[rank].astype(np.int64)
+
+
+def make_batches(layout: Layout, dist: str, cfg: LookupBenchConfig, n: int = _N_BATCHES) -> list[Batch]:
+    rng = np.random.default_rng([cfg.seed, LAYOUTS.index(layout.name), layout.total_rows, DISTRIBUTIONS.index(dist)])
+    samplers = [_IdSampler(r, dist, rng) for r in layout.table_rows]
+    spm = np.asarray(cfg.spm_lengths if cfg.spm_lengths else np.arange(1, cfg.levels + 1), np.int64)
+    out = []
+    for _ in range(n):
+        values, lengths = [], []
+        for sampler, bag in zip(samplers, layout.bag):
+            ln = np.full(cfg.batch, bag, np.int64) if bag is not None else rng.choice(spm, cfg.batch)
+            lengths.append(ln)
+            values.append(sampler(int(ln.sum()), rng))
+        out.append(Batch(values, lengths))
+    return out
+
+
+# -- contenders ----------------------------------------------------------------------------------------
+
+Step = Callable[[], object]
+
+
+@dataclass
+class _Built:
+    fwd: Step
+    train: Step
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _cycle(items: list[Any]) -> Callable[[], Any]:
+    it = itertools.cycle(items)
+    return lambda: next(it)
+
+
+def _grads(batches: list[Batch], width: int, device: torch.device) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return (torch.randn(len(batches[0].lengths[0]), width, generator=g) * 1e-3).to(device)
+
+
+def _tbe_inputs(b: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = np.concatenate(b.lengths)
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return torch.from_numpy(np.concatenate(b.values)).to(device), torch.from_numpy(offsets).to(device)
+
+
+def _build_torchrec(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig, device: torch.device,
+                    sharding_types: list[str] | None) -> _Built:
+    """The ranker's path: EBC on ``meta`` -> ``TorchRecStrategy._shard`` (its planner constraints, sharder
+    with fused params, DMP, ``init_tables``) on the current process group."""
+    from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor
+
+    from embeddings import fused_params
+    from rankers.strategy import ShardingConfig, TorchRecStrategy
+
+    configs = [EmbeddingBagConfig(name=f"t{i}", embedding_dim=cfg.dim, num_embeddings=r, feature_names=[f"f{i}"])
+               for i, r in enumerate(layout.table_rows)]
+
+    class _Tables(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ebc = EmbeddingBagCollection(tables=configs, device=torch.device("meta"))
+
+        def forward(self, kjt: KeyedJaggedTensor) -> Any:
+            return self.ebc(kjt)
+
+    strategy = TorchRecStrategy(sharding=ShardingConfig(sharding_types=sharding_types),
+                                fused_params=fused_params("rowwise_adagrad", cfg.lr), table_seed=cfg.seed,
+                                parallel_devices=[device])
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    old = os.environ.get("LOCAL_WORLD_SIZE")
+    os.environ["LOCAL_WORLD_SIZE"] = str(world)  # what the strategy's setup_environment would set
+    try:
+        dmp = strategy._shard(_Tables())  # type: ignore[arg-type]
+    finally:
+        if old is None:
+            os.environ.pop("LOCAL_WORLD_SIZE", None)
+        else:
+            os.environ["LOCAL_WORLD_SIZE"] = old
+    keys = [f"f{i}" for i in range(len(layout.table_rows))]
+    kjts = [KeyedJaggedTensor(keys=keys, values=torch.from_numpy(np.concatenate(b.values)),
+                              lengths=torch.from_numpy(np.concatenate(b.lengths).astype(np.int32))).to(device)
+            for b in batches]
+    nxt = _cycle(kjts)
+    grad = _grads(batches, cfg.dim * len(configs), device)
+
+    def fwd() -> object:
+        with torch.no_grad():
+            return dmp(nxt()).values()
+
+    def train() -> object:
+        out = dmp(nxt()).values()
+        out.backward(grad)  # FBGEMM's fused backward applies rowwise Adagrad; nothing else to step
+        return out
+
+    types = sorted({v["sharding_type"] for v in strategy.plan_summary().values()})
+    return _Built(fwd, train, {"sharding_type": ",".join(types)})
+
+
+def _build_tbe(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig, device: torch.device) -> _Built:
+    from fbgemm_gpu.split_table_batched_embeddings_ops_common import EmbeddingLocation
+    from fbgemm_gpu.split_table_batched_embeddings_ops_training import ComputeDevice, \
+        SplitTableBatchedEmbeddingBagsCodegen
+
+    from embeddings import fused_params
+
+    cuda = device.type == "cuda"
+    specs = [(r, cfg.dim, EmbeddingLocation.DEVICE if cuda else EmbeddingLocation.HOST,
+              ComputeDevice.CUDA if cuda else ComputeDevice.CPU) for r in layout.table_rows]
+    tbe = SplitTableBatchedEmbeddingBagsCodegen(specs, device=device, **fused_params("rowwise_adagrad", cfg.lr))
+    inputs = [_tbe_inputs(b, device) for b in batches]
+    nxt = _cycle(inputs)
+    grad = _grads(batches, cfg.dim * len(specs), device)
+
+    def fwd() -> object:
+        with torch.no_grad():
+            return tbe(*nxt())
+
+    def train() -> object:
+        out = tbe(*nxt())
+        out.backward(grad)
+        return out
+
+    return _Built(fwd, train)
+
+
+def _build_embedding_bag(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig, device: torch.device,
+                         optimizer: str) -> _Built:
+    bags = nn.ModuleList([nn.EmbeddingBag(r, cfg.dim, mode="sum", sparse=True, include_last_offset=True)
+                          for r in layout.table_rows]).to(device)
+    params = list(bags.parameters())
+    opt: torch.optim.Optimizer = {
+        "sgd": lambda: torch.optim.SGD(params, lr=cfg.lr),
+        "adagrad": lambda: torch.optim.Adagrad(params, lr=cfg.lr),
+        "sparseadam": lambda: torch.optim.SparseAdam(params, lr=cfg.lr),
+    }[optimizer]()
+    inputs = []
+    for b in batches:
+        per_table = []
+        for v, ln in zip(b.values, b.lengths):
+            off = np.zeros(len(ln) + 1, np.int64)
+            np.cumsum(ln, out=off[1:])
+            per_table.append((torch.from_numpy(v).to(device), torch.from_numpy(off).to(device)))
+        inputs.append(per_table)
+    nxt = _cycle(inputs)
+    grad = _grads(batches, cfg.dim, device)
+
+    def fwd() -> object:
+        with torch.no_grad():
+            return [bag(v, o) for bag, (v, o) in zip(bags, nxt())]
+
+    def train() -> object:
+        outs = [bag(v, o) for bag, (v, o) in zip(bags, nxt())]
+        torch.autograd.backward(outs, [grad] * len(outs))
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return outs
+
+    return _Built(fwd, train)
+
+
+def _build_ceiling(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig, device: torch.device) -> _Built:
+    """The same rows moved with plain torch ops: gather (forward), gather + scatter-add (training).
+
+    Into preallocated buffers: a fresh [lookups, dim] output per call costs page faults, not bandwidth."""
+    w = torch.empty(layout.total_rows, cfg.dim, device=device).uniform_(-0.01, 0.01)
+    starts = np.concatenate([[0], np.cumsum(layout.table_rows)[:-1]])
+    ids = [torch.from_numpy(np.concatenate([v + s for v, s in zip(b.values, starts)])).to(device) for b in batches]
+    n_max = max(len(i) for i in ids)
+    rows = torch.empty(n_max, cfg.dim, device=device)
+    grad = torch.full((n_max, cfg.dim), 1e-6, device=device)
+    nxt = _cycle(ids)
+
+    def fwd() -> object:
+        i = nxt()
+        return torch.index_select(w, 0, i, out=rows[:len(i)])
+
+    def train() -> object:
+        i = nxt()
+        out = torch.index_select(w, 0, i, out=rows[:len(i)])
+        w.index_add_(0, i, grad[:len(i)], alpha=-1.0)
+        return out
+
+    return _Built(fwd, train)
+
+
+def _build(name: str, layout: Layout, batches: list[Batch], cfg: LookupBenchConfig, device: torch.device) -> _Built:
+    if name == "torchrec_dmp":
+        return _build_torchrec(layout, batches, cfg, device, None)
+    if name == "torchrec_dmp_tw":
+        return _build_torchrec(layout, batches, cfg, device, ["table_wise"])
+    if name == "fbgemm_tbe":
+        return _build_tbe(layout, batches, cfg, device)
+    if name.startswith("eb_"):
+        return _build_embedding_bag(layout, batches, cfg, device, name[3:])
+    if name == "ceiling":
+        return _build_ceiling(layout, batches, cfg, device)
+    raise SemidError(f"unknown contender {name!r}")
+
+
+# -- process group -------------------------------------------------------------------------------------
+
+
+class _OneProcessGroup:
+    """A 1-process group (gloo on CPU, NCCL on GPU) for DMP, unless one exists; torn down on exit."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.owned = device, False
+
+    def __enter__(self) -> "_OneProcessGroup":
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+            self.owned = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import torch.distributed as dist
+
+        if self.owned and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+# -- the benchmark -------------------------------------------------------------------------------------
+
+
+def _sync(device: torch.device) -> Callable[[], None]:
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+def _figures(seconds: float, lookups: int, batch: int, dim: int, passes: int) -> dict[str, float]:
+    return {"ms_per_batch": seconds * 1e3, "lookups_per_s": lookups / seconds, "samples_per_s": batch / seconds,
+            "gb_per_s": passes * 4 * dim * lookups / seconds / 1e9}
+
+
+def bench_config(layout: Layout, dist_name: str, cfg: LookupBenchConfig, device: torch.device) -> dict[str, Any]:
+    """All contenders on one (layout, rows, distribution), interleaved; figures are medians over rounds."""
+    batches = make_batches(layout, dist_name, cfg)
+    lookups = int(np.mean([b.lookups for b in batches]))
+    built: dict[str, _Built] = {}
+    for name in cfg.contenders:
+        built[name] = _build(name, layout, batches, cfg, device)
+    res: dict[str, Any] = {"layout": layout.name, "rows": layout.total_rows, "tables": len(layout.table_rows),
+                           "table_rows": layout.table_rows, "distribution": dist_name,
+                           "lookups_per_sample": lookups / cfg.batch, "lookups_per_batch": lookups}
+    for b in built.values():
+        res.update(b.info)
+    for mode, passes in (("fwd", 1), ("train", 3)):
+        times = interleaved({n: getattr(b, mode) for n, b in built.items()}, rounds=cfg.rounds, iters=cfg.iters,
+                            warmup=cfg.warmup, sync=_sync(device), seed=cfg.seed)
+        res[mode] = {n: _figures(median(t), lookups, cfg.batch, cfg.dim, passes) for n, t in times.items()}
+        ref = REFERENCE if REFERENCE in times else next(iter(times))
+        # speed of the reference / speed of each contender, per round, median over rounds
+        res[f"{mode}_ratio_vs_ref"] = {n: ratio(times, ref, n) for n in times if n != ref}
+        res[f"{mode}_reference"] = ref
+    if cfg.dmp2 and REFERENCE in built and device.type == "cpu":
+        from semid.bench.dmp2 import run_dmp2_rounds
+
+        res["dmp2"] = run_dmp2_rounds(layout, dist_name, cfg, built[REFERENCE].train, lookups)
+    del built
+    gc.collect()
+    return res
+
+
+def stream_bandwidth(device: torch.device, mb: int = 256, rounds: int = 5) -> float:
+    """Plain ``copy_`` of a large buffer: the machine's streaming GB/s (read + write), for context."""
+    n = mb * 2**20 // 4
+    a, b = torch.ones(n, device=device), torch.empty(n, device=device)
+    times = interleaved({"copy": lambda: b.copy_(a)}, rounds=rounds, iters=3, sync=_sync(device))
+    return 2 * n * 4 / median(times["copy"]) / 1e9
+
+
+def run_lookup_bench(cfg: LookupBenchConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
+    threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _run(cfg, log)
+    finally:
+        torch.set_num_threads(threads)  # the caller's process keeps its own setting (tests run in one)
+
+
+def _run(cfg: LookupBenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
+    device = torch.device(cfg.device, 0) if cfg.device == "cuda" else torch.device("cpu")
+    out: dict[str, Any] = {"benchmark": "lookups", "machine": machine(),
+                           "config": {k: v for k, v in asdict(cfg).items() if k != "spm_lengths"},
+                           "spm_mean_lookups": float(np.mean(cfg.spm_lengths)) if cfg.spm_lengths
+                           else (cfg.levels + 1) / 2, "stream_copy_gb_per_s": stream_bandwidth(device),
+                           "results": []}
+    with _OneProcessGroup(device):
+        for rows in cfg.rows:
+            for name in cfg.layouts:
+                layout = make_layout(name, rows, cfg)
+                for d in cfg.distributions:
+                    r = bench_config(layout, d, cfg, device)
+                    out["results"].append(r)
+                    log(_one_line(r))
+    out["targets"] = check_targets(out["results"])
+    out["machine"]["load_avg_end"] = machine()["load_avg_start"]
+    return out
+
+
+def _one_line(r: dict[str, Any]) -> str:
+    t = r["train"]
+    parts = [f"{n} {v['lookups_per_s'] / 1e6:.2f}" for n, v in t.items()]
+    return f"{r['layout']:8s} rows={r['rows']:>9,} {r['distribution']:7s} train M lookups/s: " + ", ".join(parts)
+
+
+# -- targets -------------------------------------------------------------------------------------------
+
+TARGETS = {
+    "torchrec_within_1.2x_of_tbe": "TorchRec path within 1.2x of raw FBGEMM TBE (train)",
+    "torchrec_5x_eb_adagrad": "TorchRec path >= 5x nn.EmbeddingBag + sparse Adagrad (train)",
+    "torchrec_50pct_of_ceiling": "TorchRec path >= 50% of the gather + index_add_ ceiling (train)",
+}
+
+
+def check_targets(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each target over every measured configuration (train mode): how many met, and the worst case."""
+    out: dict[str, Any] = {}
+    checks = {
+        "torchrec_within_1.2x_of_tbe": ("fbgemm_tbe", lambda x: x >= 1 / 1.2),
+        "torchrec_5x_eb_adagrad": ("eb_adagrad", lambda x: x >= 5.0),
+        "torchrec_50pct_of_ceiling": ("ceiling", lambda x: x >= 0.5),
+    }
+    for key, (other, ok) in checks.items():
+        vals = [(r["train_ratio_vs_ref"][other], f"{r['layout']}/{r['rows']}/{r['distribution']}")
+                for r in results if other in r.get("train_ratio_vs_ref", {}) and r.get("train_reference") == REFERENCE]
+        if not vals:
+            continue
+        met = [v for v, _ in vals if ok(v)]
+        worst = min(vals)
+        out[key] = {"description": TARGETS[key], "met": len(met), "of": len(vals), "worst_ratio": worst[0],
+                    "worst_case": worst[1], "median_ratio": median([v for v, _ in vals])}
+    return out
+
+
+# -- report --------------------------------------------------------------------------------------------
+
+_LABEL = {"torchrec_dmp": "TorchRec DMP", "torchrec_dmp_tw": "DMP table_wise", "fbgemm_tbe": "FBGEMM TBE",
+          "eb_sgd": "EB+SGD", "eb_adagrad": "EB+Adagrad", "eb_sparseadam": "EB+SparseAdam",
+          "ceiling": "ceiling"}
+
+
+def render_markdown(res: dict[str, Any]) -> str:
+    out = []
+    cfg = res["config"]
+    names = [n for n in CONTENDERS if n in cfg["contenders"]]
+    stream = res.get("stream_copy_gb_per_s")
+    ratio_cols = [n for n in ("fbgemm_tbe", "eb_adagrad", "ceiling", "torchrec_dmp_tw", "eb_sgd") if n in names]
+    for mode, title in (("train", "forward + backward + update"), ("fwd", "forward only")):
+        header = ["layout", "rows", "ids", "lookups/sample"] + [_LABEL[n] for n in names]
+        if REFERENCE in names:
+            header += [f"DMP / {_LABEL[n]}" for n in ratio_cols] + ["DMP GB/s"] + (["% of copy"] if stream else [])
+        rows = []
+        for r in res["results"]:
+            fig = r[mode]
+            row = [r["layout"], f"{r['rows']:,}", r["distribution"], round(r["lookups_per_sample"], 2)]
+            row += [round(fig[n]["lookups_per_s"] / 1e6, 2) for n in names]
+            if REFERENCE in names:
+                gbps = fig[REFERENCE]["gb_per_s"]
+                row += [f"{r[f'{mode}_ratio_vs_ref'][n]:.2f}x" for n in ratio_cols] + [round(gbps, 2)]
+                row += [f"{100 * gbps / stream:.0f}%"] if stream else []
+            rows.append(row)
+        out.append(f"**{title}**: M lookups/s, batch {cfg['batch']}, dim {cfg['dim']}, {cfg['threads'] or 'default'} "
+                   f"thread(s), {cfg['device']}. Ratios: speed of the TorchRec DMP path / speed of the other, "
+                   "median of per-round ratios (> 1: DMP faster).\n")
+        out.append(markdown_table(header, rows))
+        out.append("")
+    if stream:
+        out.append(f"Streaming copy on this machine: {stream:.1f} GB/s (read + write, plain `copy_` of 256 MiB). "
+                   f"SPM bag lengths: {cfg['spm_source']}.\n")
+    if any("dmp2" in r for r in res["results"]):
+        rows = [[r["layout"], f"{r['rows']:,}", r["distribution"], round(r["dmp2"]["train"]["lookups_per_s"] / 1e6, 2),
+                 f"{r['dmp2']['train_ratio_vs_dmp1']:.2f}x"] for r in res["results"] if "dmp2" in r]
+        out.append("**DMP on 2 processes** (gloo, table_wise, one thread each, same global batch)\n")
+        out.append(markdown_table(["layout", "rows", "ids", "train M lookups/s", "2 proc / 1 proc"], rows))
+        out.append("")
+    t = res.get("targets", {})
+    if t:
+        out.append(markdown_table(["target (train)", "configurations met", "worst ratio (case)", "median ratio"],
+                                  [[v["description"], f"{v['met']}/{v['of']}",
+                                    f"{v['worst_ratio']:.2f} ({v['worst_case']})", f"{v['median_ratio']:.2f}"]
+                                   for v in t.values()]))
+    return "\n".join(out)
+
+
+def spm_lengths_from(corpus: Path, sids: Path, representation: str) -> tuple[list[int], str]:
+    """SPM lookups per impression on a real corpus: the token cache's per-item lengths, impression weighted."""
+    from datamodules.corpus import Corpus, to_int64
+    from embeddings import build_token_cache, load_representation_config
+    from semid.sid_table import read_sid_table
+
+    c = Corpus(corpus)
+    items = c.read_items(columns=["item_id", "embedding", "first_day"])
+    counts = np.zeros(len(items.item_id), np.int64)
+    for d in c.days():
+        pos = items.index_of(to_int64(c.read_day(d, ["item_id"])["item_id"], c.path, "item_id"))
+        counts += np.bincount(pos[pos >= 0], minlength=len(counts))
+    rep = load_representation_config(representation)
+    if rep.kind != "spm":
+        raise SemidError(f"--spm-representation {representation} is a {rep.kind} representation, not spm")
+    table = read_sid_table(sids)
+    cache = build_token_cache(rep, table, items.item_id, counts)
+    per_item = cache.lookups_per_item()[cache.rows_of(items.item_id)]
+    rng = np.random.default_rng(0)
+    p = counts / max(counts.sum(), 1)
+    sample = rng.choice(per_item, 65536, p=p) if counts.sum() else per_item
+    return [int(x) for x in sample], (f"{rep.name} token cache on {corpus}: {per_item.mean():.2f} lookups per item, "
+                                      f"{np.average(per_item, weights=np.maximum(counts, 1e-12)):.2f} per impression")
