@@ -229,6 +229,11 @@ class TorchRecStrategy(DDPStrategy):
 
         if isinstance(self.model, DistributedModelParallel):
             self.model = self.lightning_module
+        lm = self.lightning_module
+        if lm is not None and any(p.is_meta for p in lm.parameters()):
+            # setup failed before sharding: Lightning's teardown would copy the meta tables to CPU and
+            # replace the real error with "Cannot copy out of meta tensor"
+            lm.cpu = lambda: lm  # type: ignore[method-assign]
         super().teardown()
         # leave the process as we found it: a later fit (or anything else) in the same process
         # initialises its own group instead of inheriting this run's

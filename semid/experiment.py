@@ -20,6 +20,8 @@ from semid.config import apply_overrides, from_dict, load_yaml, resolve_conf
 from semid.errors import SemidError
 from semid.fingerprint import fingerprint_of
 
+_DIST_ENV = {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK",
+             "GROUP_RANK", "TORCHELASTIC_RUN_ID"}
 SETTINGS = {"without_history": "ranker.use_history=false", "with_history": "ranker.use_history=true"}
 
 
@@ -207,8 +209,10 @@ class Experiment:
             cmd += ["--sids", str(job.sids)]
         for o in self._overrides(job):
             cmd += ["--set", o]
-        env = dict(os.environ, OMP_NUM_THREADS=str(self.cfg.threads_per_fit), PYTHONWARNINGS="ignore",
-                   SEMID_PROGRESS="0")
+        # each fit is its own single-process job: inherited rendezvous variables (e.g. a MASTER_PORT that
+        # Lightning set in this process) would make parallel fits bind the same port
+        env = {k: v for k, v in os.environ.items() if k not in _DIST_ENV}
+        env.update(OMP_NUM_THREADS=str(self.cfg.threads_per_fit), PYTHONWARNINGS="ignore", SEMID_PROGRESS="0")
         with open(job.out / "fit.log", "w") as logf:
             rc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env).returncode
         tail = ""

@@ -86,8 +86,8 @@ def test_two_nodes_on_localhost_equal_two_processes(signal_corpus, two_proc_tabl
 
 
 def test_kill_9_then_rerun_resumes_bit_identically(signal_corpus, tmp_path):
-    # small batches: a day lasts long enough to be killed in the middle of one
-    args = ("trainer.devices=2", "sharding.sharding_types=[table_wise]", "data.batch_size=32")
+    # tiny batches: a day lasts long enough (hundreds of steps) to be killed in the middle of one
+    args = ("trainer.devices=2", "sharding.sharding_types=[table_wise]", "data.batch_size=8")
     ref_dir = tmp_path / "uninterrupted"
     ref = _fit(signal_corpus, ref_dir, *args)
     out = tmp_path / "killed"
