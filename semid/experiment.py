@@ -179,7 +179,9 @@ class Experiment:
                     self.log(f"fit {job.label}: FAILED ({tail})")
                     continue
                 r = read_results(job.out)
-                r.update(seed=job.seed, tag=job.tag, run_dir=str(job.out), skipped=tail == "reused")
+                # the ranker config names the row: dense, dense_1.5x and dense_2x share one representation
+                r.update(name=job.representation, seed=job.seed, tag=job.tag, run_dir=str(job.out),
+                         skipped=tail == "reused")
                 results.append(r)
                 m = (r.get("metrics") or {}).get("ctr", {})
                 self.log(f"fit {job.label}: CTR AUC {m.get('overall', {}).get('auc')}, "

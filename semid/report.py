@@ -36,7 +36,7 @@ def summarise(results: list[dict[str, Any]], reference: str) -> dict[str, dict[s
     by = defaultdict(lambda: defaultdict(dict))  # setting -> rep -> seed -> result
     for r in results:
         if r.get("tag", "main") == "main":
-            by[r["setting"]][r["representation"]][r["seed"]] = r
+            by[r["setting"]][r.get("name", r["representation"])][r["seed"]] = r
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for setting, reps in by.items():
         ref = reps.get(reference, {})
