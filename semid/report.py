@@ -205,6 +205,7 @@ def write_report(cfg: Any, out: Path, corpus: Path, model: Path, sids: Path, res
     lookups = lookup_report(table, items.item_id, corpus_impressions(c, items.item_id, train_days),
                             vocab_sizes=cfg.lookup_vocab_sizes)
     summary = summarise(results, cfg.reference)
+    summary = {st: summary[st] for st in cfg.settings if st in summary}  # the config's order
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     plot_improvements(summary, cfg.reference, figs / "improvement.png")
