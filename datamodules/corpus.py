@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from semid.artifacts import atomic_path, read_json, write_json
 from semid.errors import DataError, SemidError
 from semid.fingerprint import fingerprint_file, fingerprint_of
+from semid.ids import locate
 
 FORMAT_VERSION = 1
 ITEMS_FILE = "items.parquet"
@@ -177,10 +178,8 @@ class Items:
 
     def index_of(self, ids: np.ndarray) -> np.ndarray:
         """Row index for each id (``-1`` where unknown)."""
-        pos = np.searchsorted(self.item_id, ids)
-        pos = np.clip(pos, 0, max(len(self.item_id) - 1, 0))
-        ok = (len(self.item_id) > 0) & (self.item_id[pos] == ids) if len(self.item_id) else np.zeros(len(ids), bool)
-        return np.where(ok, pos, -1)
+        pos, found = locate(self.item_id, ids)
+        return np.where(found, pos, -1)
 
 
 class Corpus:
@@ -217,6 +216,11 @@ class Corpus:
 
     def days(self) -> list[int]:
         return list(self.day_files())
+
+    def read_item_ids(self) -> np.ndarray:
+        """Sorted item ids, read without the embeddings."""
+        t = _read_parquet(self.items_path, columns=["item_id"])
+        return np.sort(to_int64(t["item_id"], self.items_path, "item_id"))
 
     def read_items(self, columns: list[str] | None = None) -> Items:
         table = _read_parquet(self.items_path, columns=columns)

@@ -8,6 +8,7 @@ import numpy as np
 
 from datamodules.corpus import Corpus, to_int64
 from semid.errors import SemidError
+from semid.ids import locate
 from semid.progress import progress
 
 HEAD, TORSO, TAIL = 0, 1, 2
@@ -46,9 +47,8 @@ def corpus_impressions(corpus: Corpus, item_ids: np.ndarray, days: list[int] | N
                          f"(days present: {corpus.days()[0]}..{corpus.days()[-1]})")
     for day in progress(wanted, "impressions", unit="day"):
         ids = to_int64(corpus.read_day(day, columns=["item_id"])["item_id"], corpus.impressions_path, "item_id")
-        pos = np.clip(np.searchsorted(item_ids, ids), 0, max(len(item_ids) - 1, 0))
-        ok = item_ids[pos] == ids if len(item_ids) else np.zeros(len(ids), bool)
-        counts += np.bincount(pos[ok], minlength=len(item_ids))
+        pos, found = locate(item_ids, ids)
+        counts += np.bincount(pos[found], minlength=len(item_ids))
     return counts
 
 

@@ -11,8 +11,7 @@ for importing it.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from semid.lazy import lazy_getattr
 
 _EXPORTS = {
     "RepresentationConfig": "embeddings.registry",
@@ -29,15 +28,4 @@ _EXPORTS = {
     "popularity_buckets": "embeddings.lookup_stats",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'embeddings' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -99,7 +99,6 @@ def _spm_report(args: argparse.Namespace) -> int:
 def _tokens_build(args: argparse.Namespace) -> int:
     from datamodules.corpus import Corpus
     from datamodules.stats import corpus_impressions
-    from embeddings.lookup_stats import corpus_item_ids
     from embeddings.registry import load_representation_config
     from embeddings.token_cache import TokenCache, build_token_cache
     from semid.errors import SemidError
@@ -109,7 +108,7 @@ def _tokens_build(args: argparse.Namespace) -> int:
         raise SemidError("give either --representation (fit a new cache) or --extend CACHE (grow an existing one)")
     sids = read_sid_table(args.sids) if args.sids else None
     corpus = Corpus(args.corpus)
-    ids = corpus_item_ids(corpus)
+    ids = corpus.read_item_ids()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if args.extend:

@@ -12,7 +12,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from datamodules.corpus import Corpus, to_int64
 from datamodules.stats import BUCKETS
 from datamodules.stats import popularity_buckets as _bucket_codes
 from embeddings.hashing import HashConfig
@@ -29,13 +28,6 @@ DEFAULT_VOCAB_SIZES = (512, 1024, 2048, 4096, 8192, 16384, 32768)
 def popularity_buckets(impressions: np.ndarray, head_share: float = 0.5, torso_share: float = 0.3) -> np.ndarray:
     """'head' / 'torso' / 'tail' per item by impressions: ``datamodules.stats.popularity_buckets`` by name."""
     return np.asarray(BUCKETS)[_bucket_codes(impressions, head_share, torso_share)]
-
-
-def corpus_item_ids(corpus: Corpus) -> np.ndarray:
-    import pyarrow.parquet as pq
-
-    t = pq.read_table(corpus.items_path, columns=["item_id"])
-    return np.sort(to_int64(t["item_id"], corpus.items_path, "item_id"))
 
 
 def lookup_stats(cache: TokenCache, buckets: np.ndarray) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from embeddings.tokenizer import Jagged, SidSpace, TableSpec, Tokenizer
 from semid.artifacts import atomic_path
 from semid.errors import DataError, FingerprintMismatch, SemidError
 from semid.fingerprint import fingerprint_bytes, fingerprint_of
+from semid.ids import locate
 from semid.sid_table import SidTable
 
 FORMAT_VERSION = 1
@@ -67,9 +68,7 @@ class TokenCache:
         """Cache row of each item id. A negative id the cache does not hold (the corpus's null marker)
         gives -1 (an empty bag); any other id the cache does not hold is an error."""
         item_ids = np.asarray(item_ids, dtype=np.int64)
-        n = len(self.item_id)
-        pos = np.clip(np.searchsorted(self.item_id, item_ids), 0, max(n - 1, 0))
-        found = (self.item_id[pos] == item_ids) if n else np.zeros(item_ids.shape, bool)
+        pos, found = locate(self.item_id, item_ids)
         missing = ~found & (item_ids >= 0)
         if missing.any():
             raise SemidError(f"{int(missing.sum())} item id(s) are not in token cache '{self.name}', e.g. "
@@ -204,8 +203,7 @@ def _check_sids(cache: TokenCache, sids: SidTable, where: str) -> None:
             "from these SIDs with `semid tokens build`)")
     if sids.fingerprint == cache.sid_table_fingerprint or cache.codes is None:
         return
-    pos = np.clip(np.searchsorted(sids.item_id, cache.item_id), 0, max(len(sids) - 1, 0))
-    both = sids.item_id[pos] == cache.item_id if len(sids) else np.zeros(len(cache), bool)
+    pos, both = locate(sids.item_id, cache.item_id)
     differ = both & (sids.codes[pos] != cache.codes).any(axis=1)
     if differ.any():
         raise FingerprintMismatch(

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from semid.artifacts import atomic_path
 from semid.errors import DataError, FingerprintMismatch, SemidError
 from semid.fingerprint import fingerprint_bytes, fingerprint_of
+from semid.ids import locate
 
 _META = b"semid.sid_table"
 
@@ -55,8 +56,7 @@ class SidTable:
     def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
         """Row of each item id; unknown ids raise (an item without a SID cannot be represented)."""
         item_ids = np.asarray(item_ids, dtype=np.int64)
-        pos = np.clip(np.searchsorted(self.item_id, item_ids), 0, max(len(self.item_id) - 1, 0))
-        ok = self.item_id[pos] == item_ids if len(self.item_id) else np.zeros(len(item_ids), bool)
+        pos, ok = locate(self.item_id, item_ids)
         if not ok.all():
             raise SemidError(f"{int((~ok).sum())} item(s) have no SID, e.g. {int(item_ids[~ok][0])} "
                              "(run `semid sids assign` for the new items)")
@@ -69,8 +69,7 @@ class SidTable:
         """Add new items; an id already present must keep exactly its SID (frozen assignment)."""
         item_ids = np.asarray(item_ids, np.int64)
         codes = np.asarray(codes, np.int32)
-        pos = np.clip(np.searchsorted(self.item_id, item_ids), 0, max(len(self.item_id) - 1, 0))
-        known = (self.item_id[pos] == item_ids) if len(self.item_id) else np.zeros(len(item_ids), bool)
+        pos, known = locate(self.item_id, item_ids)
         if known.any() and not (self.codes[pos[known]] == codes[known]).all():
             raise FingerprintMismatch("new SIDs would change existing items' SIDs: the table was made by a "
                                       "different RQ-VAE (assign with the model that made it)")

@@ -75,7 +75,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _lookups(args: argparse.Namespace) -> int:
-    from semid.artifacts import write_json
     from semid.bench.lookups import LookupBenchConfig, render_markdown, run_lookup_bench, spm_lengths_from
 
     levels, spm, source = args.levels, None, "default: bag lengths uniform in 1..L"
@@ -93,17 +92,11 @@ def _lookups(args: argparse.Namespace) -> int:
                             iters=args.iters, warmup=args.warmup, device=args.device, threads=args.threads,
                             dmp2=args.dmp2, seed=args.seed)
     res = run_lookup_bench(cfg)
-    md = render_markdown(res)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "lookups.json", res)
-    (args.out / "lookups.md").write_text(md + "\n")
-    print(md)
-    print(f"wrote {args.out / 'lookups.json'} and {args.out / 'lookups.md'}")
+    _write_outputs(args.out, "lookups", res, render_markdown(res))
     return 0
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from semid.artifacts import write_json
     from semid.bench.pipeline import PipelineBenchConfig, render_markdown, run_pipeline_bench
 
     cfg = PipelineBenchConfig(out=args.out, preset=args.preset, corpus=args.corpus, sids=args.sids,
@@ -111,11 +104,16 @@ def _pipeline(args: argparse.Namespace) -> int:
                               train_days=args.train_days, threads=args.threads, devices=args.devices,
                               overrides=list(args.overrides), spm_representation=args.spm_representation)
     res = run_pipeline_bench(cfg)
-    md = render_markdown(res)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "pipeline.json", res)
-    (args.out / "pipeline.md").write_text(md + "\n")
-    print(md)
-    print(f"wrote {args.out / 'pipeline.json'} and {args.out / 'pipeline.md'}")
+    _write_outputs(args.out, "pipeline", res, render_markdown(res))
     return 0
 
+
+def _write_outputs(out: Path, stem: str, result: dict, markdown: str) -> None:
+    """``<stem>.json`` and ``<stem>.md`` in ``out`` (each written atomically), then the table on stdout."""
+    from semid.artifacts import atomic_path, write_json
+
+    write_json(out / f"{stem}.json", result)
+    with atomic_path(out / f"{stem}.md") as tmp:
+        tmp.write_text(markdown + "\n")
+    print(markdown)
+    print(f"wrote {out / f'{stem}.json'} and {out / f'{stem}.md'}")

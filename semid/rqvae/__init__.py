@@ -5,8 +5,7 @@ Other rooms use these names; the rest of the package is private to it. Names loa
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from semid.lazy import lazy_getattr
 
 _EXPORTS = {
     "RqvaeConfig": "semid.rqvae.config", "load_rqvae_config": "semid.rqvae.config",
@@ -20,9 +19,4 @@ _EXPORTS = {
     "bench_peers": "semid.rqvae.bench",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'semid.rqvae' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

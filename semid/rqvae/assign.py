@@ -12,6 +12,7 @@ import numpy as np
 
 from datamodules.corpus import Corpus
 from semid.errors import SemidError
+from semid.ids import locate
 from semid.rqvae.frozen import load_frozen
 from semid.sid_table import SidTable, read_sid_table, write_sid_table
 
@@ -37,8 +38,7 @@ def assign_sids(model_path: str | Path, corpus_path: str | Path, out: str | Path
         if not out.exists():
             raise SemidError(f"--update needs an existing SID table at {out} (leave out --update to create one)")
         old = read_sid_table(out, expect_rqvae=model.fingerprint)
-        pos = np.clip(np.searchsorted(old.item_id, items.item_id), 0, max(len(old) - 1, 0))
-        known = (old.item_id[pos] == items.item_id) if len(old) else np.zeros(len(items), bool)
+        _, known = locate(old.item_id, items.item_id)
         new_rows = np.flatnonzero(~known)
         rng = np.random.default_rng(0)
         known_rows = np.flatnonzero(known)
