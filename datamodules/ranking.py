@@ -22,6 +22,7 @@ from datamodules.batch import RankingBatch
 from datamodules.corpus import Corpus, Items, to_int64
 from datamodules.stats import popularity_buckets
 from semid.errors import SemidError
+from semid.ids import locate
 
 CONTEXT_DIM = 3
 
@@ -96,13 +97,12 @@ class UserHistory:
 
     def of(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Jagged history (offsets [B+1], item rows) of each impression's user."""
-        pos = np.clip(np.searchsorted(self.users, user_ids), 0, max(len(self.users) - 1, 0))
-        known = (self.users[pos] == user_ids) if len(self.users) else np.zeros(len(user_ids), bool)
-        lengths = np.where(known, self.length[pos] if len(self.users) else 0, 0)
         offsets = np.zeros(len(user_ids) + 1, np.int64)
-        np.cumsum(lengths, out=offsets[1:])
         if not len(self.users):
             return offsets, np.zeros(0, np.int64)
+        pos, known = locate(self.users, user_ids)
+        lengths = np.where(known, self.length[pos], 0)
+        np.cumsum(lengths, out=offsets[1:])
         rows = self.matrix[pos]
         mask = (np.arange(self.max_len)[None, :] >= self.max_len - lengths[:, None])
         return offsets, rows[mask]
@@ -142,6 +142,25 @@ class _DayBatches(IterableDataset):
         return (n + self.batch_size - 1) // self.batch_size
 
 
+def resolve_days(corpus: Corpus, cfg: RankingDataConfig) -> tuple[list[int], int]:
+    """(training days, evaluation day) of ``cfg`` on ``corpus``, checked."""
+    days = corpus.days()
+    if len(days) < 2:
+        raise SemidError(f"{corpus.path}: ranking needs at least 2 days (train, then evaluate); found {len(days)}")
+    train_days = list(cfg.train_days) if cfg.train_days is not None else days[:-1]
+    missing = sorted(set(train_days) - set(days))
+    if missing:
+        raise SemidError(f"data.train_days: days {missing} are not in the corpus (days {days[0]}..{days[-1]})")
+    if train_days != sorted(train_days):
+        raise SemidError("data.train_days must be in increasing order (sequential training)")
+    eval_day = cfg.eval_day if cfg.eval_day is not None else train_days[-1] + 1
+    if eval_day not in days:
+        raise SemidError(f"data.eval_day {eval_day} is not in the corpus (days {days[0]}..{days[-1]})")
+    if eval_day <= train_days[-1]:
+        raise SemidError(f"data.eval_day {eval_day} must come after the last training day")
+    return train_days, eval_day
+
+
 class RankingDataModule(L.LightningDataModule):
     """``cache``: an ``embeddings.TokenCache`` (tables) or ``None`` for the Dense Input representation."""
 
@@ -162,21 +181,7 @@ class RankingDataModule(L.LightningDataModule):
         if self.items is not None:
             return
         self.items = self.corpus.read_items(columns=["item_id", "embedding", "first_day"])
-        days = self.corpus.days()
-        if len(days) < 2:
-            raise SemidError(f"{self.corpus.path}: ranking needs at least 2 days (train, then evaluate); "
-                             f"found {len(days)}")
-        self.train_days = list(self.cfg.train_days) if self.cfg.train_days is not None else days[:-1]
-        missing = sorted(set(self.train_days) - set(days))
-        if missing:
-            raise SemidError(f"data.train_days: days {missing} are not in the corpus (days {days[0]}..{days[-1]})")
-        if self.train_days != sorted(self.train_days):
-            raise SemidError("data.train_days must be in increasing order (sequential training)")
-        self.eval_day = self.cfg.eval_day if self.cfg.eval_day is not None else self.train_days[-1] + 1
-        if self.eval_day not in days:
-            raise SemidError(f"data.eval_day {self.eval_day} is not in the corpus (days {days[0]}..{days[-1]})")
-        if self.eval_day <= self.train_days[-1]:
-            raise SemidError(f"data.eval_day {self.eval_day} must come after the last training day")
+        self.train_days, self.eval_day = resolve_days(self.corpus, self.cfg)
         self.cache_rows = self.cache.rows_of(self.items.item_id) if self.cache is not None else None
         self.history = UserHistory(self.corpus, self.items, self.cfg.history_length)
         self._day_counts: dict[int, np.ndarray] = {}

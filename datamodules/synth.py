@@ -325,20 +325,19 @@ def _categorical_rows(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.minimum((cum < u).sum(axis=1), p.shape[1] - 1)
 
 
-def _calibrate(world: _World) -> None:
+def _calibrate(world: _World, sampler: _DaySampler) -> None:
     """Standardise the content term and solve the biases for the target CTR on a pilot sample."""
     cfg = world.cfg
-    sim = _ImpressionSim(world)
     rng = _rng(cfg.seed, _CLICK, 10**6)
     pilot_day = max(cfg.n_days // 2, 0)
-    sim.sampler.set_day(pilot_day)
+    sampler.set_day(pilot_day)
     m = min(50000, cfg.impressions_per_day * 2)
     users = rng.choice(cfg.n_users, size=m, p=world.user_activity)
-    watch = sim.sampler.sample(rng, 0, _categorical_rows(world.user_interest[users], rng), m)
-    cand = sim.sampler.sample(rng, min(1, len(cfg.hierarchy) - 1),
+    watch = sampler.sample(rng, 0, _categorical_rows(world.user_interest[users], rng), m)
+    cand = sampler.sample(rng, min(1, len(cfg.hierarchy) - 1),
                               world.node_of(world.leaf[watch], min(1, len(cfg.hierarchy) - 1)), m)
     mix = rng.random(m) < 0.5
-    cand[mix] = sim.sampler.sample(rng, None, None, int(mix.sum()))
+    cand[mix] = sampler.sample(rng, None, None, int(mix.sum()))
     raw = _content_raw(world, users, watch, cand)
     world.content_mean, world.content_std = float(raw.mean()), float(raw.std() + 1e-9)
     parts = _logits(world, users, watch, cand)
@@ -407,8 +406,8 @@ def generate(cfg: SynthConfig, out: str | Path, *, overwrite: bool = False, pres
                                        pa.array(path.reshape(-1).astype(np.int32)), len(cfg.hierarchy)),
                                    gt_quality=world.quality[rows], title=titles)
                 pb.update(len(rows))
-        _calibrate(world)
         sim = _ImpressionSim(world)
+        _calibrate(world, sim.sampler)  # set_day below resets the sampler's only state
         truth = _GroundTruth()
         per_day = []
         with bar("synth impressions", total=cfg.n_days * cfg.impressions_per_day, unit="imp") as pb:

@@ -55,11 +55,11 @@ def validate_day(corpus: Corpus, day: int, items: Items, report: ValidationRepor
         if (dcol != day).any():
             raise DataError(f, "day", f"values {sorted(set(dcol.tolist()))[:3]} differ from its partition "
                             f"day={day:04d}", "move the rows to their day's directory")
+        col = {name: to_int64(t[name], f, name) for name in ("user_id", "item_id")}  # each column converted once
         for name in ("user_id", "item_id"):
-            ids = to_int64(t[name], f, name)
-            if (ids < 0).any():
+            if (col[name] < 0).any():
                 raise DataError(f, name, "negative ids", "ids must be >= 0")
-        cand = to_int64(t["item_id"], f, "item_id")
+        cand = col["item_id"]
         idx = items.index_of(cand)
         if (idx < 0).any():
             unknown = np.unique(cand[idx < 0])
@@ -70,22 +70,19 @@ def validate_day(corpus: Corpus, day: int, items: Items, report: ValidationRepor
             raise DataError(f, "item_id", f"{int(early.sum())} impression(s) of items before their first_day",
                             "first_day must be <= the day of the item's first impression")
         if "watch_item_id" in t.column_names:
-            w = to_int64(t["watch_item_id"], f, "watch_item_id", nullable=True)
+            w = col["watch_item_id"] = to_int64(t["watch_item_id"], f, "watch_item_id", nullable=True)
             wi = items.index_of(w[w >= 0])
             if (wi < 0).any():
                 raise DataError(f, "watch_item_id", f"{int((wi < 0).sum())} id(s) not in items.parquet",
                                 "use null for 'no watch item'")
         for label in ("click", "engaged"):
             if label in t.column_names:
-                v = to_int64(t[label], f, label)
+                v = col[label] = to_int64(t[label], f, label)
                 if not np.isin(v, (0, 1)).all():
                     raise DataError(f, label, "labels other than 0/1", "store binary labels as int8 0/1")
-        if "engaged" in t.column_names:
-            eng = to_int64(t["engaged"], f, "engaged")
-            if (eng > to_int64(t["click"], f, "click")).any():
-                report.warnings.append(f"{f}: engaged=1 on rows with click=0")
-        key = np.stack([to_int64(t[c], f, c, nullable=True) for c in IMPRESSION_COLUMNS if c in t.column_names
-                        and c not in ("click", "day")], axis=1)
+        if "engaged" in col and (col["engaged"] > col["click"]).any():
+            report.warnings.append(f"{f}: engaged=1 on rows with click=0")
+        key = np.stack([col[c] for c in IMPRESSION_COLUMNS if c in col and c not in ("click", "day")], axis=1)
         n_dup = len(key) - len(np.unique(key, axis=0))
         if n_dup:
             report.warnings.append(f"{f}: {n_dup} duplicate impression(s) (same user, watch item, candidate)")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from datamodules.corpus import Corpus
-from datamodules.ranking import CONTEXT_DIM, RankingDataConfig, RankingDataModule
+from datamodules.ranking import CONTEXT_DIM, RankingDataConfig, RankingDataModule, resolve_days
 from datamodules.stats import corpus_impressions
 from rankers.model import RankerConfig
 from rankers.module import OptimConfig, RankerModule
@@ -109,17 +109,31 @@ def prepare_tokens(cfg: RankFitConfig, corpus: Corpus, sids_path: Path | None, t
     path = cache_dir / f"tokens-{rep.name}-{key}"
     if path.exists():
         return rep, TokenCache.load(path, sids=sids)
-    items = corpus.read_items(columns=["item_id", "embedding", "first_day"])
-    counts = corpus_impressions(corpus, items.item_id, train_days)  # SPM must not see the evaluation day
-    try:
-        cache = build_token_cache(rep, sids, items.item_id, counts)
-    except TypeError as e:
-        raise SemidError(f"representation {rep.name}: {e}") from None
+    item_ids = corpus.read_item_ids()
+    counts = corpus_impressions(corpus, item_ids, train_days)  # SPM must not see the evaluation day
+    cache = build_token_cache(rep, sids, item_ids, counts)
     cache.save(path)
     return rep, cache
 
 
 # -- run ----------------------------------------------------------------------------------------------------
+
+
+def _build_module(cfg: RankFitConfig, cache: Any, dm: RankingDataModule) -> tuple[RankerModule, list[Any] | None]:
+    """The ranker over the cache's tables (shared by every role), or over raw content for Dense Input."""
+    tables = None
+    if cache is not None:
+        from embeddings import embedding_bag_configs
+
+        roles = ["candidate", "watch"] + (["history"] if cfg.ranker.use_history else [])
+        tables = embedding_bag_configs(cache, cfg.ranker.embedding_dim, roles)
+    module = RankerModule(cfg.ranker, cfg.optim, tables=tables, content_dim=dm.items.dim if cache is None else None,
+                          context_dim=CONTEXT_DIM, num_bootstraps=cfg.trainer.num_bootstraps, seed=cfg.trainer.seed)
+    return module, tables
+
+
+def _torchrec_strategy(cfg: RankFitConfig) -> TorchRecStrategy:
+    return TorchRecStrategy(sharding=cfg.sharding, fused_params=cfg.optim.fused_params(), table_seed=cfg.trainer.seed)
 
 
 class _Throughput(L.Callback):
@@ -166,9 +180,8 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     corpus = Corpus(corpus_path)
     out.mkdir(parents=True, exist_ok=True)
-    dm_probe = RankingDataModule(corpus_path, cfg.data, cache=None, dense_input=True)
-    dm_probe.setup()
-    rep, cache = prepare_tokens(cfg, corpus, sids_path, dm_probe.train_days, cache_dir or out / "cache")
+    train_days, _ = resolve_days(corpus, cfg.data)
+    rep, cache = prepare_tokens(cfg, corpus, sids_path, train_days, cache_dir or out / "cache")
     dense = cache is None
     dm = RankingDataModule(corpus_path, cfg.data, cache=cache, dense_input=dense, with_history=cfg.ranker.use_history)
     dm.setup()
@@ -180,18 +193,10 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
             prev["skipped"] = True  # same inputs, finished: nothing to do
             return prev
 
-    tables = None
-    if not dense:
-        from embeddings import embedding_bag_configs
-
-        roles = ["candidate", "watch"] + (["history"] if cfg.ranker.use_history else [])
-        tables = embedding_bag_configs(cache, cfg.ranker.embedding_dim, roles)
-    module = RankerModule(cfg.ranker, cfg.optim, tables=tables, content_dim=dm.items.dim if dense else None,
-                          context_dim=CONTEXT_DIM, num_bootstraps=cfg.trainer.num_bootstraps, seed=cfg.trainer.seed)
+    module, tables = _build_module(cfg, cache, dm)
     strategy: Any = "auto"
     if not dense:
-        strategy = TorchRecStrategy(sharding=cfg.sharding, fused_params=cfg.optim.fused_params(),
-                                    table_seed=cfg.trainer.seed)
+        strategy = _torchrec_strategy(cfg)
     elif cfg.trainer.devices * cfg.trainer.num_nodes > 1:
         strategy = "ddp"
 
@@ -361,16 +366,8 @@ def evaluate(run_dir: Path, day: int | None = None, checkpoint: Path | None = No
     dm.forced_eval_day = prev["eval_day"] if day is None else day
     if dm.forced_eval_day not in corpus.day_files():
         raise SemidError(f"--day {dm.forced_eval_day} is not a day of {corpus_path}")
-    tables = None
-    if cache is not None:
-        from embeddings import embedding_bag_configs
-
-        roles = ["candidate", "watch"] + (["history"] if cfg.ranker.use_history else [])
-        tables = embedding_bag_configs(cache, cfg.ranker.embedding_dim, roles)
-    module = RankerModule(cfg.ranker, cfg.optim, tables=tables, content_dim=dm.items.dim if cache is None else None,
-                          context_dim=CONTEXT_DIM, num_bootstraps=cfg.trainer.num_bootstraps, seed=cfg.trainer.seed)
-    strategy: Any = TorchRecStrategy(sharding=cfg.sharding, fused_params=cfg.optim.fused_params(),
-                                     table_seed=cfg.trainer.seed) if cache is not None else "auto"
+    module, _ = _build_module(cfg, cache, dm)
+    strategy: Any = _torchrec_strategy(cfg) if cache is not None else "auto"
     trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, strategy=strategy, logger=False,
                         enable_progress_bar=False, enable_model_summary=False)
     if cache is None:

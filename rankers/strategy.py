@@ -144,8 +144,8 @@ class TorchRecStrategy(DDPStrategy):
         out = {}
         for _, module_plan in (self.plan.plan.items() if self.plan is not None else []):
             for table, ps in module_plan.items():
-                ranks = sorted({r for s in (ps.sharding_spec.shards if ps.sharding_spec else [])
-                                for r in [s.placement.rank()]}) if ps.sharding_spec else ps.ranks
+                ranks = sorted({s.placement.rank() for s in ps.sharding_spec.shards}) if ps.sharding_spec \
+                    else ps.ranks
                 out[table] = {"sharding_type": ps.sharding_type, "compute_kernel": ps.compute_kernel, "ranks": ranks}
         return out
 

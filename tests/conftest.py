@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny generated corpora (tests never read ../shared)."""
+"""Shared fixtures: tiny corpora generated on the fly (tests never touch the development data)."""
 from __future__ import annotations
 
 import os
