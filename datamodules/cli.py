@@ -96,4 +96,7 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"warning: {w}")
     print(f"{args.corpus}: valid ({r.n_items:,} items of dim {r.dim}, {r.n_impressions:,} impressions, "
           f"days {r.days[0]}..{r.days[-1]})")
+    if r.repeated_impressions:
+        print(f"note: {r.repeated_impressions:,} impression(s) repeat an earlier one of the same day (same user, watch "
+              "item and item); kept as separate impressions")
     return 0

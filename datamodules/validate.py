@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from datamodules.corpus import (
-    IMPRESSION_COLUMNS,
     META_FILE,
     Corpus,
     Items,
@@ -27,6 +26,8 @@ class ValidationReport:
     days: list[int]
     n_impressions: int
     warnings: list[str] = field(default_factory=list)
+    # same day, user, watch item and item: allowed (a user may see an item twice), reported
+    repeated_impressions: int = 0
 
 
 def validate_items(corpus: Corpus) -> Items:
@@ -46,47 +47,77 @@ def validate_items(corpus: Corpus) -> Items:
 
 
 def validate_day(corpus: Corpus, day: int, items: Items, report: ValidationReport) -> None:
+    rows: list[tuple[Path, np.ndarray]] = []  # each file's impressions as one row per impression
     for f in corpus.day_files()[day]:
-        t = _read_parquet(f)
-        _require(t, f, ("day", "user_id", "item_id", "click"))
-        if t.num_rows == 0:
-            raise DataError(f, None, "file has no rows", "drop the empty file or regenerate the day")
-        dcol = to_int64(t["day"], f, "day")
-        if (dcol != day).any():
-            raise DataError(f, "day", f"values {sorted(set(dcol.tolist()))[:3]} differ from its partition "
-                            f"day={day:04d}", "move the rows to their day's directory")
-        col = {name: to_int64(t[name], f, name) for name in ("user_id", "item_id")}  # each column converted once
-        for name in ("user_id", "item_id"):
-            if (col[name] < 0).any():
-                raise DataError(f, name, "negative ids", "ids must be >= 0")
-        cand = col["item_id"]
-        idx = items.index_of(cand)
-        if (idx < 0).any():
-            unknown = np.unique(cand[idx < 0])
-            raise DataError(f, "item_id", f"{len(unknown)} id(s) not in items.parquet, e.g. {int(unknown[0])}",
-                            "add the items or drop those impressions")
-        early = items.first_day[idx] > day
-        if early.any():
-            raise DataError(f, "item_id", f"{int(early.sum())} impression(s) of items before their first_day",
-                            "first_day must be <= the day of the item's first impression")
-        if "watch_item_id" in t.column_names:
-            w = col["watch_item_id"] = to_int64(t["watch_item_id"], f, "watch_item_id", nullable=True)
-            wi = items.index_of(w[w >= 0])
-            if (wi < 0).any():
-                raise DataError(f, "watch_item_id", f"{int((wi < 0).sum())} id(s) not in items.parquet",
-                                "use null for 'no watch item'")
-        for label in ("click", "engaged"):
-            if label in t.column_names:
-                v = col[label] = to_int64(t[label], f, label)
-                if not np.isin(v, (0, 1)).all():
-                    raise DataError(f, label, "labels other than 0/1", "store binary labels as int8 0/1")
-        if "engaged" in col and (col["engaged"] > col["click"]).any():
-            report.warnings.append(f"{f}: engaged=1 on rows with click=0")
-        key = np.stack([col[c] for c in IMPRESSION_COLUMNS if c in col and c not in ("click", "day")], axis=1)
-        n_dup = len(key) - len(np.unique(key, axis=0))
-        if n_dup:
-            report.warnings.append(f"{f}: {n_dup} duplicate impression(s) (same user, watch item, candidate)")
-        report.n_impressions += t.num_rows
+        rows.append((f, _validate_file(f, day, items, report)))
+    _refuse_copied_rows(corpus, day, rows)
+    report.repeated_impressions += sum(len(r) for _, r in rows) - len(np.unique(np.concatenate(
+        [r[:, :4] for _, r in rows]), axis=0))
+
+
+def _validate_file(f: Path, day: int, items: Items, report: ValidationReport) -> np.ndarray:
+    """Checks one day file; returns its rows as ``[user, watch, item, click, engaged]`` int64."""
+    t = _read_parquet(f)
+    _require(t, f, ("day", "user_id", "item_id", "click"))
+    if t.num_rows == 0:
+        raise DataError(f, None, "file has no rows", "drop the empty file or regenerate the day")
+    dcol = to_int64(t["day"], f, "day")
+    if (dcol != day).any():
+        raise DataError(f, "day", f"values {sorted(set(dcol.tolist()))[:3]} differ from its partition "
+                        f"day={day:04d}", "move the rows to their day's directory")
+    col = {name: to_int64(t[name], f, name) for name in ("user_id", "item_id")}  # each column converted once
+    for name in ("user_id", "item_id"):
+        if (col[name] < 0).any():
+            raise DataError(f, name, "negative ids", "ids must be >= 0")
+    cand = col["item_id"]
+    idx = items.index_of(cand)
+    if (idx < 0).any():
+        unknown = np.unique(cand[idx < 0])
+        raise DataError(f, "item_id", f"{len(unknown)} id(s) not in items.parquet, e.g. {int(unknown[0])}",
+                        "add the items or drop those impressions")
+    early = items.first_day[idx] > day
+    if early.any():
+        raise DataError(f, "item_id", f"{int(early.sum())} impression(s) of items before their first_day",
+                        "first_day must be <= the day of the item's first impression")
+    col["watch_item_id"] = np.full(t.num_rows, -1, np.int64)
+    if "watch_item_id" in t.column_names:
+        w = col["watch_item_id"] = to_int64(t["watch_item_id"], f, "watch_item_id", nullable=True)
+        wi = items.index_of(w[w >= 0])
+        if (wi < 0).any():
+            raise DataError(f, "watch_item_id", f"{int((wi < 0).sum())} id(s) not in items.parquet",
+                            "use null for 'no watch item'")
+    col["engaged"] = np.zeros(t.num_rows, np.int64)
+    for label in ("click", "engaged"):
+        if label in t.column_names:
+            v = col[label] = to_int64(t[label], f, label)
+            if not np.isin(v, (0, 1)).all():
+                raise DataError(f, label, "labels other than 0/1", "store binary labels as int8 0/1")
+    if (col["engaged"] > col["click"]).any():
+        report.warnings.append(f"{f}: engaged=1 on rows with click=0")
+    report.n_impressions += t.num_rows
+    return np.stack([col[c] for c in ("user_id", "watch_item_id", "item_id", "click", "engaged")], axis=1)
+
+
+def _refuse_copied_rows(corpus: Corpus, day: int, rows: list[tuple[Path, np.ndarray]]) -> None:
+    """A day written twice (a file copied, or an import run twice) would silently double-weight its impressions.
+
+    A user may really see the same item twice a day (the synthetic corpus repeats ~3% of impressions), so
+    repeats alone are allowed; what cannot happen by chance is a file holding exactly another file's rows,
+    or a day whose every distinct impression occurs the same k >= 2 times.
+    """
+    seen: dict[bytes, Path] = {}
+    for f, r in rows:
+        key = np.ascontiguousarray(r[np.lexsort(r.T[::-1])]).tobytes()
+        if key in seen:
+            raise DataError(f, None, f"holds the same {len(r):,} impressions as {seen[key].name} (the day was "
+                            "written twice?)", "delete the copy")
+        seen[key] = f
+    all_rows = np.concatenate([r for _, r in rows])
+    _, counts = np.unique(all_rows, axis=0, return_counts=True)
+    if len(all_rows) >= 4 and counts.min() >= 2 and (counts == counts[0]).all():
+        raise DataError(corpus.impressions_path / f"day={day:04d}", None, f"every impression occurs exactly "
+                        f"{int(counts[0])} times (the day's rows were written {int(counts[0])} times?)",
+                        "keep one copy of each row")
 
 
 def validate_corpus(path: str | Path, *, deep_fingerprint: bool = False) -> ValidationReport:

@@ -93,6 +93,15 @@ class _SliceMetrics(nn.Module):
             m.reset()
 
 
+# why a slice without impressions is empty, in the words of the paper's metrics
+_EMPTY_SLICE = {
+    "overall": "no impressions on the evaluation day",
+    "new": "no impressions of items introduced on the evaluation day (CTR/1D needs new items that day)",
+    "head": "no impressions of head items", "torso": "no impressions of torso items",
+    "tail": "no impressions of tail items",
+}
+
+
 class SlicedMetrics(nn.Module):
     """``update(logits [B, T], batch)``; ``compute() -> {task: {slice: {...}}}``."""
 
@@ -109,7 +118,12 @@ class SlicedMetrics(nn.Module):
                 self.m[f"{task}__{s}"].update(logits[mask, ti], batch.labels[mask, ti])
 
     def compute(self) -> dict[str, dict[str, dict[str, Any]]]:
-        return {task: {s: self.m[f"{task}__{s}"].compute() for s in SLICES} for task in TASKS}
+        out = {task: {s: self.m[f"{task}__{s}"].compute() for s in SLICES} for task in TASKS}
+        for slices in out.values():
+            for s, r in slices.items():
+                if r.get("impressions") == 0:
+                    r["undefined"] = _EMPTY_SLICE.get(s, r["undefined"])
+        return out
 
     def reset(self) -> None:
         for m in self.m.values():

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-from semid.errors import SemidError
+from semid.errors import SemidError, out_of_room
 
 
 def _tmp_sibling(path: Path) -> Path:
@@ -32,8 +32,11 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
         if not tmp.exists():
             raise RuntimeError(f"nothing was written to {tmp}")
         _replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         _remove(tmp)
+        no_room = out_of_room(e, path) if isinstance(e, (OSError, RuntimeError)) else None
+        if no_room is not None:
+            raise no_room from e
         raise
 
 

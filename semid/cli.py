@@ -1,6 +1,7 @@
 """The ``semid`` command. Each room registers its own sub-commands; this file only dispatches.
 
-User errors (``SemidError``) print one line and exit 2; ``--debug`` shows the traceback.
+User errors (``SemidError``, and a write that failed for lack of disk space) print one line and exit 2;
+``--debug`` shows the traceback.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Sequence
 # neutral with 1 thread). Spawned ranks and experiment fits inherit it; export OMP_WAIT_POLICY to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from semid.errors import SemidError
+from semid.errors import SemidError, out_of_room
 
 # Modules exposing ``register(subparsers)``; each adds one command group.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -30,7 +31,8 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="semid", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="semid", description="Semantic IDs for ranking: corpora, RQ-VAE, "
+                                     "sub-piece tokens, rankers, experiments and benchmarks.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -38,8 +40,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Set by a parent semid process (``semid experiment``) on the jobs it starts.
+PARENT_PID_ENV = "SEMID_PARENT_PID"
+
+
+def _die_with_parent() -> None:
+    """A job started by ``semid experiment`` dies with it: a parent killed with -9 must not leave orphans
+    writing into run directories that the rerun is about to resume (Linux; elsewhere a no-op)."""
+    parent = os.environ.pop(PARENT_PID_ENV, None)  # popped: this job's own children are not its jobs
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != int(parent):  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _die_with_parent()
     debug = "--debug" in argv or os.environ.get("SEMID_DEBUG") == "1"
     try:
         parser = build_parser()
@@ -54,6 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("semid: interrupted", file=sys.stderr)
         return 130
+    except BaseException as e:  # torch's CheckpointException derives from BaseException
+        err = None if isinstance(e, SystemExit) else out_of_room(e)
+        if err is None or debug:
+            raise
+        print(f"semid: error: {err}", file=sys.stderr)
+        return err.exit_code
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from semid.cli import PARENT_PID_ENV
 from semid.config import apply_overrides, from_dict, load_yaml, resolve_conf
 from semid.errors import SemidError
 from semid.fingerprint import fingerprint_of
@@ -215,6 +216,7 @@ class Experiment:
         # Lightning set in this process) would make parallel fits bind the same port
         env = {k: v for k, v in os.environ.items() if k not in _DIST_ENV}
         env.update(OMP_NUM_THREADS=str(self.cfg.threads_per_fit), PYTHONWARNINGS="ignore", SEMID_PROGRESS="0")
+        env[PARENT_PID_ENV] = str(os.getpid())  # the fit dies with this process (semid.cli._die_with_parent)
         with open(job.out / "fit.log", "w") as logf:
             rc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env).returncode
         tail = ""

@@ -83,6 +83,14 @@ CASES = {
     "day gap": (lambda c: shutil.rmtree(c / "impressions" / "day=0001"), "field 'day': days 1 are missing"),
     "missing column": (lambda c: pq.write_table(pq.read_table(_day_file(c)).drop(["click"]), _day_file(c)),
                        "field 'click': column is missing"),
+    "copied day file": (lambda c: shutil.copy(_day_file(c), _day_file(c).with_name("part-0001.parquet")),
+                        "holds the same 30 impressions as part-0000.parquet (the day was written twice?)"),
+    "day rows written twice": (lambda c: pq.write_table(pa.concat_tables([pq.read_table(_day_file(c))] * 2),
+                                                        _day_file(c)), "every impression occurs exactly 2 times"),
+    "float64 beyond float32 range": (lambda c: _rewrite_items(c, _set_col(_items(c), "embedding", pa.array(
+        [[1e300] * 4] * 20, pa.list_(pa.float64())))), "field 'embedding': float64 values beyond float32 range"),
+    "fractional float ids": (lambda c: _rewrite_items(c, _set_col(_items(c), "item_id", pa.array(
+        [i + 0.5 for i in range(10, 30)], pa.float64()))), "field 'item_id'"),
     "impression before first_day": (lambda c: _rewrite_items(c, _set_col(_items(c), "first_day",
                                                                          pa.array([2] * 20, pa.int32()))),
                                     "impression(s) of items before their first_day"),
@@ -112,6 +120,15 @@ def test_lossless_conversions_are_accepted(corpus):
     items = Corpus(corpus).read_items()
     assert items.item_id.dtype == np.int64 and items.embedding.dtype == np.float32
     assert validate_corpus(corpus).n_items == 20
+
+
+def test_repeated_impressions_are_kept_and_counted(corpus, capsys):
+    t = pq.read_table(_day_file(corpus))
+    pq.write_table(pa.concat_tables([t, t.slice(0, 3)]), _day_file(corpus))  # a user saw 3 items twice
+    r = validate_corpus(corpus)
+    assert r.n_impressions == 93 and r.repeated_impressions >= 3
+    assert main(["data", "validate", str(corpus)]) == 0
+    assert "repeat an earlier one of the same day" in capsys.readouterr().out
 
 
 def test_fingerprint_detects_changed_files(corpus):
