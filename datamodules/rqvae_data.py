@@ -2,7 +2,8 @@
 *impressed* items), plus a fixed held-out item sample for SID health.
 
 Impression counts are streamed one day at a time from ``impressions/day=*/``; only the item
-embeddings are held in memory.
+embeddings are held in memory. The batch stream is a function of the seed alone, and a fit resumed from
+a checkpoint at step N continues it at batch N (the same batches an uninterrupted run trains on).
 """
 from __future__ import annotations
 
@@ -66,13 +67,15 @@ def split_items(counts: np.ndarray, holdout_items: int, seed: int) -> RqvaeSampl
 class ImpressionWeightedBatches(IterableDataset):
     """``steps`` batches of item embeddings drawn with replacement by impression share.
 
-    The first batch has ``first_batch_size`` items: the model runs k-means on it.
+    The first batch has ``first_batch_size`` items: the model runs k-means on it. Iteration yields batches
+    ``start_step .. steps-1`` of that stream (a resumed fit); ``len`` stays ``steps``, the epoch's length,
+    as Lightning counts a resumed epoch's batches from the checkpoint's position.
     """
 
     def __init__(self, embedding: torch.Tensor, rows: np.ndarray, weights: np.ndarray, batch_size: int,
-                 steps: int, first_batch_size: int, seed: int) -> None:
+                 steps: int, first_batch_size: int, seed: int, start_step: int = 0) -> None:
         self.embedding, self.rows, self.batch_size, self.steps = embedding, rows, batch_size, steps
-        self.first_batch_size, self.seed = first_batch_size, seed
+        self.first_batch_size, self.seed, self.start_step = first_batch_size, seed, start_step
         self.cum = np.cumsum(weights)
 
     def __len__(self) -> int:
@@ -86,8 +89,11 @@ class ImpressionWeightedBatches(IterableDataset):
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, 7, rank, worker]))
         for step in range(self.steps):
             size = self.first_batch_size if step == 0 else self.batch_size
+            u = rng.random(size)  # drawn for skipped steps too: batch N is the same whatever the start
+            if step < self.start_step:
+                continue
             # inverse-CDF sampling: O(B log M) per batch, fine for millions of items
-            pick = np.searchsorted(self.cum, rng.random(size) * self.cum[-1], side="right")
+            pick = np.searchsorted(self.cum, u * self.cum[-1], side="right")
             yield self.embedding[self.rows[np.minimum(pick, len(self.rows) - 1)]]
 
 
@@ -124,8 +130,10 @@ class RqvaeDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.sample is not None
+        # Lightning restores a checkpoint's step before it asks for the loader: continue the stream there
+        start = self.trainer.global_step if self.trainer is not None else 0
         ds = ImpressionWeightedBatches(self._embedding, self.sample.train_rows, self.sample.train_weights,
-                                       self.batch_size, self.steps, self.first_batch_size, self.seed)
+                                       self.batch_size, self.steps, self.first_batch_size, self.seed, start)
         return DataLoader(ds, batch_size=None, num_workers=0)
 
     def val_dataloader(self) -> DataLoader:

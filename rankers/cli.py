@@ -70,11 +70,13 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace) -> int:
     from rankers.fit import fit, load_rank_config, summary_line
+    from semid.quiet import quiet_libraries
 
     cfg = load_rank_config(args.config, args.overrides)
     out = args.out or Path("runs") / Path(args.config).stem
-    results = fit(cfg, args.corpus, out, sids_path=args.sids, resume=not args.no_resume,
-                  max_train_days=args.max_train_days, restart_if_changed=args.restart_if_changed)
+    with quiet_libraries():
+        results = fit(cfg, args.corpus, out, sids_path=args.sids, resume=not args.no_resume,
+                      max_train_days=args.max_train_days, restart_if_changed=args.restart_if_changed)
     if results.get("global_rank", 0) != 0:
         return 0  # one summary per run, from rank 0
     if results.get("metrics") is None:
@@ -88,8 +90,10 @@ def _fit(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from rankers.fit import evaluate, summary_line
     from semid.artifacts import write_json
+    from semid.quiet import quiet_libraries
 
-    results = evaluate(args.run, args.day, args.checkpoint)
+    with quiet_libraries():
+        results = evaluate(args.run, args.day, args.checkpoint)
     print(summary_line(results))
     if args.json:
         write_json(args.json, results)

@@ -1,10 +1,13 @@
 """Atomic artifact writes: build under a temporary sibling path, then rename into place.
 
-A crash, a full disk or a kill leaves either the old artifact or the new one, never half of one.
+A crash, a full disk or a kill leaves either the old artifact or the new one, never half of one. A kill
+(``kill -9``) can leave the temporary sibling ``.<name>.tmp-<hex>`` behind; ``remove_stale_temps`` clears
+them for a writer that knows no other process is writing the same path.
 """
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -48,6 +51,21 @@ def _replace(tmp: Path, path: Path) -> None:
         _remove(old)
     else:
         os.replace(tmp, path)
+
+
+def publish(src: str | Path, path: str | Path) -> None:
+    """Rename ``src``, a finished file or directory built next to ``path``, into place (replacing ``path``)."""
+    _replace(Path(src), Path(path))
+
+
+def remove_stale_temps(path: str | Path) -> None:
+    """Remove the temporary siblings of ``path`` that killed ``atomic_path`` writers left behind.
+
+    Only for a caller that holds the right to write ``path`` (a lock): a live writer's temporary goes too.
+    """
+    path = Path(path)
+    for p in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        _remove(p)
 
 
 def _remove(p: Path) -> None:

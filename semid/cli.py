@@ -62,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _die_with_parent()
     debug = "--debug" in argv or os.environ.get("SEMID_DEBUG") == "1"
+    if debug:
+        os.environ["SEMID_DEBUG"] = "1"  # child processes (ranks, experiment fits) show everything too
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

@@ -122,7 +122,9 @@ class Experiment:
         if (out / "rqvae.pt").exists():
             self.log(f"rqvae ({tag}): reusing {out}")
             return out
-        self._stage(f"rqvae ({tag})", lambda: train_rqvae(corpus, cfg, out, overwrite=True, quiet=True))
+        res = self._stage(f"rqvae ({tag})", lambda: train_rqvae(corpus, cfg, out, overwrite=True, quiet=True))
+        if res.resumed_from_step is not None:
+            self.log(f"rqvae ({tag}): resumed an interrupted training at step {res.resumed_from_step}")
         return out
 
     def sids(self, model: Path, corpus: Path) -> Path:

@@ -18,7 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="override train.seed")
     p.add_argument("--logger", choices=("csv", "wandb"), help="override run.logger (CSV is always written)")
     p.add_argument("--threads", type=int, help="override run.threads (CPU threads; 1 is often fastest on a busy machine)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run directory (and an interrupted run of another config in <out>.partial)")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start over instead of resuming the interrupted run in <out>.partial")
     p.set_defaults(func=_train)
 
     p = ssub.add_parser("assign", help="write sids.parquet for every item of a corpus with a frozen RQ-VAE")
@@ -30,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=1024,
                    help="items per encoding batch (default 1024; SIDs do not depend on it)")
     p.add_argument("--threads", type=int, help="CPU threads for encoding (SIDs do not depend on it)")
+    p.add_argument("--chunk-items", type=int, default=None, metavar="N",
+                   help="items per saved chunk: a rerun after an interruption reuses the finished chunks in "
+                        "<out>.partial (default 250000; SIDs do not depend on it)")
     p.set_defaults(func=_assign)
 
     p = ssub.add_parser("report", help="Table 1 (similarity by shared prefix), utilisation, collisions, sub-trie browser")
@@ -71,9 +77,10 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"run.threads={args.threads}")
     cfg = load_rqvae_config(args.config, overrides)
     out = args.out or Path("runs") / f"rqvae-{Path(args.config).stem}"
-    r = train_rqvae(args.corpus, cfg, out, overwrite=args.overwrite)
+    r = train_rqvae(args.corpus, cfg, out, overwrite=args.overwrite, resume=not args.no_resume)
     h = r.health["all_items"]
-    print(f"wrote {out}/rqvae.pt (fingerprint {r.model.fingerprint}) in {r.fit_seconds:.0f}s: relative error "
+    verb = "up to date (pass --overwrite to retrain):" if r.up_to_date else "wrote"
+    print(f"{verb} {out}/rqvae.pt (fingerprint {r.model.fingerprint}) in {r.fit_seconds:.0f}s: relative error "
           f"{h['relative_error']:.3f}, utilisation per level {', '.join(f'{u:.0%}' for u in h['utilisation_per_level'])}, "
           f"unique SIDs {h['unique_sid_fraction']:.2%} (all items); dead-code resets "
           f"{r.health['train']['dead_code_resets_per_level']}; health in {out}/health.json")
@@ -81,14 +88,20 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _assign(args: argparse.Namespace) -> int:
-    from semid.rqvae.assign import assign_sids
+    from semid.rqvae.assign import DEFAULT_CHUNK_ITEMS, assign_sids
     from semid.rqvae.config import cpu_threads
 
+    chunk_items = DEFAULT_CHUNK_ITEMS if args.chunk_items is None else args.chunk_items
     with cpu_threads(args.threads):
         r = assign_sids(args.model, args.corpus, args.out, update=args.update, overwrite=args.overwrite,
-                        batch_size=args.batch_size)
+                        batch_size=args.batch_size, chunk_items=chunk_items)
+    if r.chunks == 0 and not args.update:
+        print(f"{r.path} is up to date: {len(r.table):,} items, made by RQ-VAE {r.table.rqvae_fingerprint} from this "
+              "corpus (pass --overwrite to rewrite it)")
+        return 0
+    reused = f"; reused {r.reused_chunks} of {r.chunks} chunks of an interrupted run" if r.reused_chunks else ""
     print(f"wrote {r.path}: {len(r.table):,} items ({r.added:,} assigned now), L={r.table.levels}, "
-          f"K={r.table.codebook_size}, RQ-VAE {r.table.rqvae_fingerprint}")
+          f"K={r.table.codebook_size}, RQ-VAE {r.table.rqvae_fingerprint}{reused}")
     return 0
 
 

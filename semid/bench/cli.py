@@ -19,13 +19,13 @@ def _names(s: str) -> list[str]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from semid.bench.lookups import CONTENDERS, DISTRIBUTIONS, LAYOUTS
+    from semid.bench.lookups import CONTENDERS, DEFAULT_CONTENDERS, DISTRIBUTIONS, LAYOUTS
 
     bench = sub.add_parser("bench", help="benchmarks: embedding lookups, pipeline stages")
     bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
 
-    p = bsub.add_parser("lookups", help="lookup throughput: TorchRec DMP vs FBGEMM TBE vs nn.EmbeddingBag vs "
-                        "a bandwidth ceiling, per representation layout and table size")
+    p = bsub.add_parser("lookups", help="lookup throughput: TorchRec (world-size-1 fast path and plain DMP) vs "
+                        "FBGEMM TBE vs nn.EmbeddingBag vs a bandwidth ceiling, per representation layout and table size")
     p.add_argument("--rows", type=_ints, default=[8192, 131072, 1048576],
                    help="total table rows of each layout, comma-separated (default 8192,131072,1048576)")
     p.add_argument("--batch", type=int, default=4096, help="samples per batch (default 4096)")
@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layouts", type=_names, default=list(LAYOUTS), help=f"subset of {','.join(LAYOUTS)}")
     p.add_argument("--distributions", type=_names, default=list(DISTRIBUTIONS),
                    help=f"id distributions: {','.join(DISTRIBUTIONS)}")
-    p.add_argument("--contenders", type=_names, default=list(CONTENDERS), help=f"subset of {','.join(CONTENDERS)}")
+    p.add_argument("--contenders", type=_names, default=list(DEFAULT_CONTENDERS),
+                   help=f"subset of {','.join(CONTENDERS)} (default: all but torchrec_dmp_tw)")
     p.add_argument("--levels", type=int, default=4, help="SID levels L (default 4; read from --sids when given)")
     p.add_argument("--history", type=int, default=20, help="items per history bag (default 20)")
     p.add_argument("--corpus", type=Path, help="with --sids: measure SPM bag lengths from a real token cache")

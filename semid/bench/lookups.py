@@ -3,10 +3,13 @@
 For each representation's table layout and several table sizes, forward and forward+backward+update
 throughput of:
 
-* ``torchrec_dmp``: the project's path. The tables of an ``EmbeddingBagCollection`` sharded by
+* ``torchrec_fast``: the project's path. The tables of an ``EmbeddingBagCollection`` sharded by
   ``DistributedModelParallel`` on a 1-process group with FBGEMM's fused EXACT_ROWWISE_ADAGRAD, planned
-  and initialised by the very code ``semid rank fit`` uses (``rankers.strategy.TorchRecStrategy``);
-  ``torchrec_dmp_tw`` is the same with ``table_wise`` sharding forced;
+  and initialised by the very code ``semid rank fit`` uses (``rankers.strategy.TorchRecStrategy``), whose
+  forward takes the world-size-1 fast path (``rankers.local_lookup``: DMP's FBGEMM kernels called
+  directly, no input/output distribution);
+* ``torchrec_dmp``: the same sharded module with the fast path off (``sharding.local_lookup=false``):
+  DMP's full forward; ``torchrec_dmp_tw`` is that with ``table_wise`` sharding forced (not run by default);
 * ``fbgemm_tbe``: FBGEMM's ``SplitTableBatchedEmbeddingBagsCodegen`` called directly (same optimizer);
 * ``eb_sgd`` / ``eb_adagrad`` / ``eb_sparseadam``: ``torch.nn.EmbeddingBag(sparse=True)`` with
   ``torch.optim.SGD`` / ``Adagrad`` / ``SparseAdam`` -- what a user would otherwise write;
@@ -41,8 +44,11 @@ from semid.errors import SemidError
 
 LAYOUTS = ("hash", "unigram", "bigram", "spm", "history")
 DISTRIBUTIONS = ("zipf", "uniform")
-CONTENDERS = ("torchrec_dmp", "torchrec_dmp_tw", "fbgemm_tbe", "eb_sgd", "eb_adagrad", "eb_sparseadam", "ceiling")
-REFERENCE = "torchrec_dmp"
+CONTENDERS = ("torchrec_fast", "torchrec_dmp", "torchrec_dmp_tw", "fbgemm_tbe", "eb_sgd", "eb_adagrad",
+              "eb_sparseadam", "ceiling")
+DEFAULT_CONTENDERS = tuple(c for c in CONTENDERS if c != "torchrec_dmp_tw")
+REFERENCE = "torchrec_fast"  # the project's path: every ratio is its speed over another contender's
+DMP = "torchrec_dmp"  # the same module without the fast path: the targets are also checked for it
 ZIPF_S = 1.05  # exponent of the Zipf id distribution (rank r drawn with p ~ (r + 1)^-s)
 _N_BATCHES = 4  # distinct pre-built batches cycled through, so caches do not see one batch only
 
@@ -52,7 +58,7 @@ class LookupBenchConfig:
     layouts: list[str] = field(default_factory=lambda: list(LAYOUTS))
     rows: list[int] = field(default_factory=lambda: [8192, 131072, 1048576])
     distributions: list[str] = field(default_factory=lambda: list(DISTRIBUTIONS))
-    contenders: list[str] = field(default_factory=lambda: list(CONTENDERS))
+    contenders: list[str] = field(default_factory=lambda: list(DEFAULT_CONTENDERS))
     batch: int = 4096
     dim: int = 64
     levels: int = 4  # L of the SIDs (taken from --sids when given)
@@ -84,6 +90,8 @@ class LookupBenchConfig:
         if self.device == "cuda" and not torch.cuda.is_available():
             raise SemidError("--device cuda: no CUDA device is visible to torch (run on a GPU machine, or use "
                              "--device cpu)")
+        if self.dmp2 and DMP not in self.contenders:
+            raise SemidError(f"--dmp2 times 2 processes against the 1-process {DMP} contender: add it to --contenders")
         if self.dmp2 and self.batch % 2:
             raise SemidError(f"--dmp2 splits the batch over 2 processes: --batch must be even, got {self.batch}")
         if self.dim % 4:
@@ -192,9 +200,10 @@ def _tbe_inputs(b: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Ten
 
 
 def _build_torchrec(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig, device: torch.device,
-                    sharding_types: list[str] | None) -> _Built:
+                    sharding_types: list[str] | None, local_lookup: bool = False) -> _Built:
     """The ranker's path: EBC on ``meta`` -> ``TorchRecStrategy._shard`` (its planner constraints, sharder
-    with fused params, DMP, ``init_tables``) on the current process group."""
+    with fused params, DMP, ``init_tables``) on the current process group; ``local_lookup``: with the
+    world-size-1 fast path (an error if it does not apply: the figure would silently be DMP's)."""
     from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor
 
     from embeddings import fused_params
@@ -211,7 +220,7 @@ def _build_torchrec(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig
         def forward(self, kjt: KeyedJaggedTensor) -> Any:
             return self.ebc(kjt)
 
-    strategy = TorchRecStrategy(sharding=ShardingConfig(sharding_types=sharding_types),
+    strategy = TorchRecStrategy(sharding=ShardingConfig(sharding_types=sharding_types, local_lookup=local_lookup),
                                 fused_params=fused_params("rowwise_adagrad", cfg.lr), table_seed=cfg.seed,
                                 parallel_devices=[device])
     import torch.distributed as dist
@@ -243,7 +252,15 @@ def _build_torchrec(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig
         return out
 
     types = sorted({v["sharding_type"] for v in strategy.plan_summary().values()})
-    return _Built(fwd, train, {"sharding_type": ",".join(types)})
+    if not local_lookup:
+        return _Built(fwd, train, {"sharding_type": ",".join(types)})
+    from rankers.strategy import sparse_lookup_paths
+
+    paths = set(sparse_lookup_paths(dmp).values())
+    if paths != {"local"}:
+        raise SemidError(f"the world-size-1 fast path does not apply here (lookup paths {sorted(paths)}); "
+                         "run without the torchrec_fast contender")
+    return _Built(fwd, train, {"sharding_type": ",".join(types), "lookup_path": "local"})
 
 
 def _build_tbe(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig, device: torch.device) -> _Built:
@@ -334,6 +351,8 @@ def _build_ceiling(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig,
 
 
 def _build(name: str, layout: Layout, batches: list[Batch], cfg: LookupBenchConfig, device: torch.device) -> _Built:
+    if name == "torchrec_fast":
+        return _build_torchrec(layout, batches, cfg, device, None, local_lookup=True)
     if name == "torchrec_dmp":
         return _build_torchrec(layout, batches, cfg, device, None)
     if name == "torchrec_dmp_tw":
@@ -404,10 +423,12 @@ def bench_config(layout: Layout, dist_name: str, cfg: LookupBenchConfig, device:
         # speed of the reference / speed of each contender, per round, median over rounds
         res[f"{mode}_ratio_vs_ref"] = {n: ratio(times, ref, n) for n in times if n != ref}
         res[f"{mode}_reference"] = ref
-    if cfg.dmp2 and REFERENCE in built and device.type == "cpu":
+        if DMP in times and ref != DMP:  # the plain DMP path against the same others, same rounds
+            res[f"{mode}_ratio_dmp_vs"] = {n: ratio(times, DMP, n) for n in times if n not in (ref, DMP)}
+    if cfg.dmp2 and DMP in built and device.type == "cpu":
         from semid.bench.dmp2 import run_dmp2_rounds
 
-        res["dmp2"] = run_dmp2_rounds(layout, dist_name, cfg, built[REFERENCE].train, lookups)
+        res["dmp2"] = run_dmp2_rounds(layout, dist_name, cfg, built[DMP].train, lookups)
     del built
     gc.collect()
     return res
@@ -447,6 +468,7 @@ def _run(cfg: LookupBenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
                     out["results"].append(r)
                     log(_one_line(r))
     out["targets"] = check_targets(out["results"])
+    out["targets_dmp"] = check_targets(out["results"], ratios="train_ratio_dmp_vs")
     out["machine"]["load_avg_end"] = machine()["load_avg_start"]
     return out
 
@@ -466,8 +488,11 @@ TARGETS = {
 }
 
 
-def check_targets(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each target over every measured configuration (train mode): how many met, and the worst case."""
+def check_targets(results: list[dict[str, Any]], ratios: str = "train_ratio_vs_ref") -> dict[str, Any]:
+    """Each target over every measured configuration (train mode): how many met, and the worst case.
+
+    ``ratios``: ``train_ratio_vs_ref`` checks the project's path (the fast path), ``train_ratio_dmp_vs``
+    the plain DMP path measured in the same rounds."""
     out: dict[str, Any] = {}
     checks = {
         "torchrec_within_1.2x_of_tbe": ("fbgemm_tbe", lambda x: x >= 1 / 1.2),
@@ -475,8 +500,8 @@ def check_targets(results: list[dict[str, Any]]) -> dict[str, Any]:
         "torchrec_50pct_of_ceiling": ("ceiling", lambda x: x >= 0.5),
     }
     for key, (other, ok) in checks.items():
-        vals = [(r["train_ratio_vs_ref"][other], f"{r['layout']}/{r['rows']}/{r['distribution']}")
-                for r in results if other in r.get("train_ratio_vs_ref", {}) and r.get("train_reference") == REFERENCE]
+        vals = [(r[ratios][other], f"{r['layout']}/{r['rows']}/{r['distribution']}")
+                for r in results if other in r.get(ratios, {}) and r.get("train_reference") == REFERENCE]
         if not vals:
             continue
         met = [v for v, _ in vals if ok(v)]
@@ -488,9 +513,10 @@ def check_targets(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 # -- report --------------------------------------------------------------------------------------------
 
-_LABEL = {"torchrec_dmp": "TorchRec DMP", "torchrec_dmp_tw": "DMP table_wise", "fbgemm_tbe": "FBGEMM TBE",
-          "eb_sgd": "EB+SGD", "eb_adagrad": "EB+Adagrad", "eb_sparseadam": "EB+SparseAdam",
+_LABEL = {"torchrec_fast": "TorchRec fast path", "torchrec_dmp": "TorchRec DMP", "torchrec_dmp_tw": "DMP table_wise",
+          "fbgemm_tbe": "FBGEMM TBE", "eb_sgd": "EB+SGD", "eb_adagrad": "EB+Adagrad", "eb_sparseadam": "EB+SparseAdam",
           "ceiling": "ceiling"}
+_SHORT = {"torchrec_fast": "fast", "torchrec_dmp": "DMP"}
 
 
 def render_markdown(res: dict[str, Any]) -> str:
@@ -498,24 +524,30 @@ def render_markdown(res: dict[str, Any]) -> str:
     cfg = res["config"]
     names = [n for n in CONTENDERS if n in cfg["contenders"]]
     stream = res.get("stream_copy_gb_per_s")
-    ratio_cols = [n for n in ("fbgemm_tbe", "eb_adagrad", "ceiling", "torchrec_dmp_tw", "eb_sgd") if n in names]
+    ref = REFERENCE if REFERENCE in names else DMP if DMP in names else None
+    ratio_cols = [n for n in ("fbgemm_tbe", "eb_adagrad", "ceiling", DMP, "torchrec_dmp_tw", "eb_sgd")
+                  if n in names and n != ref]
+    dmp_cols = [n for n in ("fbgemm_tbe", "eb_adagrad", "ceiling") if n in names] if ref == REFERENCE and DMP in names else []
     for mode, title in (("train", "forward + backward + update"), ("fwd", "forward only")):
         header = ["layout", "rows", "ids", "lookups/sample"] + [_LABEL[n] for n in names]
-        if REFERENCE in names:
-            header += [f"DMP / {_LABEL[n]}" for n in ratio_cols] + ["DMP GB/s"] + (["% of copy"] if stream else [])
+        if ref:
+            header += [f"{_SHORT[ref]} / {_LABEL[n]}" for n in ratio_cols] + [f"DMP / {_LABEL[n]}" for n in dmp_cols]
+            header += [f"{_SHORT[ref]} GB/s"] + (["% of copy"] if stream else [])
         rows = []
         for r in res["results"]:
             fig = r[mode]
             row = [r["layout"], f"{r['rows']:,}", r["distribution"], round(r["lookups_per_sample"], 2)]
             row += [round(fig[n]["lookups_per_s"] / 1e6, 2) for n in names]
-            if REFERENCE in names:
-                gbps = fig[REFERENCE]["gb_per_s"]
-                row += [f"{r[f'{mode}_ratio_vs_ref'][n]:.2f}x" for n in ratio_cols] + [round(gbps, 2)]
+            if ref:
+                gbps = fig[ref]["gb_per_s"]
+                row += [f"{r[f'{mode}_ratio_vs_ref'][n]:.2f}x" for n in ratio_cols]
+                row += [f"{r[f'{mode}_ratio_dmp_vs'][n]:.2f}x" for n in dmp_cols] + [round(gbps, 2)]
                 row += [f"{100 * gbps / stream:.0f}%"] if stream else []
             rows.append(row)
+        who = f"the {_LABEL[ref]}" if ref else "the first contender"
         out.append(f"**{title}**: M lookups/s, batch {cfg['batch']}, dim {cfg['dim']}, {cfg['threads'] or 'default'} "
-                   f"thread(s), {cfg['device']}. Ratios: speed of the TorchRec DMP path / speed of the other, "
-                   "median of per-round ratios (> 1: DMP faster).\n")
+                   f"thread(s), {cfg['device']}. Ratios: speed of {who} (or of DMP where the column says so) / speed "
+                   "of the other, median of per-round ratios (> 1: faster).\n")
         out.append(markdown_table(header, rows))
         out.append("")
     if stream:
@@ -524,15 +556,16 @@ def render_markdown(res: dict[str, Any]) -> str:
     if any("dmp2" in r for r in res["results"]):
         rows = [[r["layout"], f"{r['rows']:,}", r["distribution"], round(r["dmp2"]["train"]["lookups_per_s"] / 1e6, 2),
                  f"{r['dmp2']['train_ratio_vs_dmp1']:.2f}x"] for r in res["results"] if "dmp2" in r]
-        out.append("**DMP on 2 processes** (gloo, table_wise, one thread each, same global batch)\n")
+        out.append("**DMP on 2 processes** (gloo, table_wise, one thread each, same global batch; against the "
+                   "1-process DMP path)\n")
         out.append(markdown_table(["layout", "rows", "ids", "train M lookups/s", "2 proc / 1 proc"], rows))
         out.append("")
-    t = res.get("targets", {})
-    if t:
-        out.append(markdown_table(["target (train)", "configurations met", "worst ratio (case)", "median ratio"],
-                                  [[v["description"], f"{v['met']}/{v['of']}",
-                                    f"{v['worst_ratio']:.2f} ({v['worst_case']})", f"{v['median_ratio']:.2f}"]
-                                   for v in t.values()]))
+    rows = [[_LABEL[path], v["description"], f"{v['met']}/{v['of']}", f"{v['worst_ratio']:.2f} ({v['worst_case']})",
+             f"{v['median_ratio']:.2f}"]
+            for path, key in ((REFERENCE, "targets"), (DMP, "targets_dmp")) for v in res.get(key, {}).values()]
+    if rows:
+        out.append(markdown_table(["path", "target (train)", "configurations met", "worst ratio (case)", "median ratio"],
+                                  rows))
     return "\n".join(out)
 
 

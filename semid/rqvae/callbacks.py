@@ -1,4 +1,8 @@
-"""Side concerns of RQ-VAE training, as Lightning callbacks: dead-code resets and train-time code usage."""
+"""Side concerns of RQ-VAE training, as Lightning callbacks: dead-code resets and train-time code usage.
+
+Both keep state across steps; ``state_dict``/``load_state_dict`` put it in Lightning's checkpoints, so a
+resumed run resets the same codes and logs the same usage as an uninterrupted one.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -111,7 +115,9 @@ class TrainCodeUsage(L.Callback):
             return
         if self.usage is None:
             cfg = pl_module.model_cfg
-            self.usage = CodeUsage(cfg.levels, cfg.codebook_size).to(q.codes.device)
+            self.usage = CodeUsage(cfg.levels, cfg.codebook_size)
+        if self.usage.device != q.codes.device:  # created, or restored from a checkpoint, on the CPU
+            self.usage = self.usage.to(q.codes.device)
         self.usage.update(q.codes)
         step = trainer.global_step
         if step % self.every and step != trainer.max_steps:
@@ -126,3 +132,15 @@ class TrainCodeUsage(L.Callback):
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
         self.usage.reset()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Counts since the last logged step (part of the next logged utilisation and perplexity)."""
+        return {"counts": None if self.usage is None else self.usage.counts.cpu().clone()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        counts = state_dict["counts"]
+        if counts is None:
+            self.usage = None
+            return
+        self.usage = CodeUsage(*counts.shape)
+        self.usage.counts.copy_(counts)

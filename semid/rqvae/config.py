@@ -77,7 +77,7 @@ class RunConfig:
     wandb_project: str = "semid-rqvae"
     health_every_n_steps: int = 200
     log_every_n_steps: int = 20
-    checkpoint_every_n_steps: int = 1000
+    checkpoint_every_n_steps: int = 500  # last.ckpt, what an interrupted run resumes from
     accelerator: str = "cpu"
     devices: int = 1
     encode_batch_size: int = 1024  # items per encoding batch; SIDs do not depend on it, speed does (cache)

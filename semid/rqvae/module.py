@@ -13,6 +13,8 @@ from semid.rqvae.health import CodeUsage, uniqueness
 from semid.rqvae.model import Rqvae, rqvae_loss
 from semid.rqvae.quantizer import Quantized
 
+_FINAL_METRICS = ("train/loss", "train/recon", "train/rel_error")
+
 
 class RqvaeModule(L.LightningModule):
     """Training of ``Rqvae``. Dead-code resets and train-time code usage live in callbacks."""
@@ -26,6 +28,8 @@ class RqvaeModule(L.LightningModule):
         levels, k = self.model_cfg.levels, self.model_cfg.codebook_size
         # cumulative resets per level: a buffer, so checkpoints and the export carry it
         self.register_buffer("dead_code_resets", torch.zeros(levels, dtype=torch.long))
+        # the latest step's loss, recon, rel_error: a buffer, so a run resumed from its final checkpoint has them
+        self.register_buffer("last_train_metrics", torch.zeros(len(_FINAL_METRICS)))
         self.last_quantized: Quantized | None = None  # the latest batch's codes and residuals, for callbacks
         self.val_recon = MeanMetric()
         self.val_rel_error = MeanMetric()
@@ -49,12 +53,17 @@ class RqvaeModule(L.LightningModule):
         loss = rqvae_loss(x, x_hat, q.residuals, q.codewords, self.model_cfg.beta)
         self.last_quantized = Quantized(q.codes.detach(), q.residuals.detach(), q.codewords.detach(), q.z_q.detach())
         rel = ((x - x_hat).norm(dim=1) / x.norm(dim=1).clamp(min=1e-12)).mean()
+        self.last_train_metrics.copy_(torch.stack([loss.total, loss.recon, rel]).detach())
         self.log_dict({"train/loss": loss.total, "train/recon": loss.recon, "train/rel_error": rel.detach()},
                       prog_bar=False, batch_size=len(x))
         for level in range(self.model_cfg.levels):
             self.log(f"train/commitment_l{level}", loss.commitment[level], batch_size=len(x))
             self.log(f"train/codebook_l{level}", loss.codebook[level], batch_size=len(x))
         return loss.total
+
+    def final_train_metrics(self) -> dict[str, float]:
+        """The last training step's loss, reconstruction and relative error (for health.json)."""
+        return {k: round(float(v), 6) for k, v in zip(_FINAL_METRICS, self.last_train_metrics.cpu())}
 
     def configure_optimizers(self) -> Any:
         t = self.train_cfg

@@ -5,21 +5,35 @@ A run directory::
     config.yaml        the resolved config (input_dim filled in)
     rqvae.pt           frozen export: weights + config + fingerprints
     health.json        SID health of the frozen model (held-out sample and all items)
-    checkpoints/       Lightning checkpoints (last.ckpt), fingerprint included
+    checkpoints/       Lightning checkpoints (last.ckpt, every ``run.checkpoint_every_n_steps``), fingerprint included
     logs/              CSV metrics (always);  wandb/  when run.logger = wandb
 
-The directory is built under a temporary name and renamed into place when training succeeds.
+The directory is built in ``<out>.partial/`` (see ``semid.rqvae.partial``; its ``partial.json`` names
+the run's fingerprint, config + corpus) and renamed to ``<out>`` once training and export are complete,
+so ``<out>`` never exists half-written. After a crash or ``kill -9`` the same command resumes from
+``<out>.partial/checkpoints/last.ckpt`` and ends with the same weights and health as an uninterrupted
+run: the checkpoint carries the model, optimizer, schedule, loop position and every callback's state
+(dead-code ages and their generator, train-time code counts), and the batch stream continues at the
+restored step. An interrupted run of another config or corpus is refused unless ``overwrite`` (which
+then discards it); ``resume=False`` always starts over.
+
+Test hook: ``SEMID_TEST_KILL_AT_STEP=N`` makes the process ``SIGKILL`` itself at the end of step N
+(before that step's checkpoint), so tests can interrupt a run at a known point without timing races.
 """
 from __future__ import annotations
 
 import contextlib
-import logging
+import copy
+import csv
+import itertools
+import json
 import os
+import signal
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -27,17 +41,21 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from datamodules.corpus import Corpus
 from datamodules.rqvae_data import RqvaeDataModule
-from semid.artifacts import atomic_path, write_json
+from semid.artifacts import atomic_path, publish, remove_stale_temps, write_json
 from semid.config import to_dict
+from semid.errors import SemidError
 from semid.progress import _enabled as progress_enabled
+from semid.quiet import quiet_libraries
 from semid.rqvae.callbacks import DeadCodeReset, TrainCodeUsage
 from semid.rqvae.config import RqvaeConfig, rqvae_fingerprint, cpu_threads
 from semid.rqvae.frozen import EXPORT_FILE, FrozenRqvae, export_frozen, load_frozen, with_input_dim
 from semid.rqvae.health import codes_summary, relative_error
 from semid.rqvae.module import RqvaeModule
+from semid.rqvae.partial import MARKER, claim_partial, partial_path
 
 HEALTH_FILE = "health.json"
 
@@ -47,18 +65,70 @@ class TrainResult:
     out: Path
     model: FrozenRqvae
     health: dict[str, Any]
-    fit_seconds: float
+    fit_seconds: float  # over every attempt of the run
+    resumed_from_step: int | None = None  # the checkpoint an interrupted run continued from
+    up_to_date: bool = False  # nothing to do: ``out`` already held this run, complete
 
 
-class _FingerprintInCheckpoint(L.Callback):
-    """Checkpoints carry the fingerprint, so a resumed or inspected checkpoint names what it was trained on."""
+def _finished_run(out: Path, fingerprint: str) -> TrainResult | None:
+    """The run at ``out`` if it is this config's on this corpus and complete, else None."""
+    try:
+        model = load_frozen(out / EXPORT_FILE)
+        health = json.loads((out / HEALTH_FILE).read_text())
+    except (SemidError, OSError, ValueError):
+        return None
+    if model.fingerprint != fingerprint or health.get("fingerprint") != fingerprint:
+        return None
+    return TrainResult(out, model, health, float(health["train"]["fit_seconds"]), up_to_date=True)
 
-    def __init__(self, fingerprint: str, corpus_fingerprint: str) -> None:
+
+class _RunRecord(L.Callback):
+    """What a checkpoint carries besides Lightning's own state: the run's fingerprint (a resumed or
+    inspected checkpoint names what it was trained on), the training time so far, and how many rows the
+    CSV log had, so that a resumed run continues the log instead of replacing it."""
+
+    def __init__(self, fingerprint: str, corpus_fingerprint: str, csv_log: Path) -> None:
         self.meta = {"fingerprint": fingerprint, "corpus_fingerprint": corpus_fingerprint}
+        self.csv_log = csv_log
+        self.seconds_before = 0.0  # of the attempts before this one
+        self._started = time.perf_counter()
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
-        checkpoint["semid"] = dict(self.meta)
+        for lg in trainer.loggers:
+            if isinstance(lg, CSVLogger):
+                lg.save()  # the rows logged so far are on disk with the checkpoint
+        checkpoint["semid"] = {**self.meta, "csv_rows": _csv_rows(self.csv_log),
+                               "fit_seconds": self.seconds_before + time.perf_counter() - self._started}
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        self.seconds_before = float(checkpoint.get("semid", {}).get("fit_seconds", 0.0))
+
+
+class _AtomicCheckpointIO(TorchCheckpointIO):
+    """A checkpoint is written to a temporary sibling and renamed, so a kill mid-save leaves the previous one
+    (Lightning's own transaction stages the file in the system temp dir, possibly another file system, and
+    copies it over)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+class _KillAtStep(L.Callback):
+    """Test hook (``SEMID_TEST_KILL_AT_STEP``): SIGKILL this process at the end of a step, as ``kill -9`` would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _loggers(cfg: RqvaeConfig, run_dir: Path, fingerprint: str) -> list[Logger]:
@@ -87,12 +157,15 @@ def sid_health(model: FrozenRqvae, embedding: np.ndarray, batch_size: int) -> di
 
 
 def train_rqvae(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwrite: bool = False,
-                quiet: bool = False) -> TrainResult:
+                resume: bool = True, quiet: bool = False) -> TrainResult:
+    """Train into ``<out>.partial/`` and rename it to ``out``; an interrupted run of the same config and
+    corpus is resumed unless ``resume=False``."""
     with cpu_threads(cfg.run.threads):
-        return _train(corpus_path, cfg, out, overwrite=overwrite, quiet=quiet)
+        return _train(corpus_path, cfg, out, overwrite=overwrite, resume=resume, quiet=quiet)
 
 
-def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwrite: bool, quiet: bool) -> TrainResult:
+def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwrite: bool, resume: bool,
+           quiet: bool) -> TrainResult:
     corpus = Corpus(corpus_path)
     out = Path(out)
     t = cfg.train
@@ -104,29 +177,53 @@ def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwr
     cfg = with_input_dim(cfg, dm.input_dim)
     corpus_fp = corpus.fingerprint
     fingerprint = rqvae_fingerprint(cfg, corpus_fp)
+    if out.exists() and not overwrite:
+        done = _finished_run(out, fingerprint)
+        if done is not None:  # the same command ran to completion (e.g. killed just after the rename)
+            return done
+        raise SemidError(f"{out} already exists (pass --overwrite to replace it, or choose another --out)")
     if not quiet:
         print(f"RQ-VAE {fingerprint}: L={cfg.model.levels} K={cfg.model.codebook_size} d={cfg.model.latent_dim} "
               f"on {len(dm.sample.train_rows):,} impressed items of {corpus.path} "
               f"({len(dm.sample.holdout_rows):,} held out), {t.steps} steps of {t.batch_size}")
 
-    with atomic_path(out, overwrite=overwrite) as run_dir:
-        run_dir.mkdir(parents=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    # a DDP process that Lightning started re-runs this command: rank 0 owns the work directory
+    lead = _launched_rank() == 0
+    info = {"corpus_fingerprint": corpus_fp, "corpus": str(corpus.path)}
+    claim = claim_partial(out, fingerprint, info, keep=resume, discard_other=overwrite or not resume,
+                          command="semid sids train") if lead else contextlib.nullcontext()
+    with claim as part:
+        run_dir = partial_path(out)
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if part is not None and part.resumed and not last.exists():
+            part.clear()  # interrupted before its first checkpoint: nothing to resume
+        start, csv_rows = _resume_point(last, fingerprint) if last.exists() else (None, 0)
+        if start is not None and not quiet and lead:
+            print(f"resuming {run_dir} from step {start} of {t.steps} (checkpoint {last.name})")
+        if lead:
+            remove_stale_temps(out)
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         L.seed_everything(t.seed, workers=True, verbose=False)
         module = RqvaeModule(to_dict(cfg.model), to_dict(cfg.train))
+        record = _RunRecord(fingerprint, corpus_fp, run_dir / "logs" / "metrics.csv")
         callbacks: list[L.Callback] = [
             TrainCodeUsage(cfg.run.health_every_n_steps),
-            _FingerprintInCheckpoint(fingerprint, corpus_fp),
+            record,
             ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
-                            every_n_train_steps=cfg.run.checkpoint_every_n_steps),
+                            every_n_train_steps=cfg.run.checkpoint_every_n_steps, enable_version_counter=False),
         ]
         if t.reset_dead_codes:
             callbacks.insert(0, DeadCodeReset(t.dead_after_steps, t.seed))
+        if os.environ.get("SEMID_TEST_KILL_AT_STEP"):
+            callbacks.append(_KillAtStep(int(os.environ["SEMID_TEST_KILL_AT_STEP"])))
+        loggers = _loggers(cfg, run_dir, fingerprint)
+        if lead and start is not None:
+            _continue_csv_log(loggers[0], csv_rows)  # type: ignore[arg-type]
         has_holdout = len(dm.sample.holdout_rows) > 0
-        with _quiet_lightning():
+        with quiet_libraries():
             trainer = L.Trainer(
                 max_steps=t.steps, max_epochs=1, accelerator=cfg.run.accelerator, devices=cfg.run.devices,
-                logger=_loggers(cfg, run_dir, fingerprint), callbacks=callbacks,
+                logger=loggers, callbacks=callbacks, plugins=[_AtomicCheckpointIO()],
                 log_every_n_steps=cfg.run.log_every_n_steps,
                 val_check_interval=min(cfg.run.health_every_n_steps, t.steps) if has_holdout else 1.0,
                 limit_val_batches=1.0 if has_holdout else 0, check_val_every_n_epoch=None if has_holdout else 1,
@@ -134,15 +231,21 @@ def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwr
                 default_root_dir=run_dir,
             )
         t0 = time.perf_counter()
-        with warnings.catch_warnings(), _quiet_lightning():
-            # the batches are generated in-process (num_workers=0), so the length warning does not apply
-            warnings.filterwarnings("ignore", message=".*IterableDataset. has .__len__. defined")
-            warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*deprecated")
-            trainer.fit(module, datamodule=dm)
-        fit_seconds = time.perf_counter() - t0
+        with warnings.catch_warnings(), quiet_libraries():
+            # the batch stream continues at the restored step by itself (RqvaeDataModule.train_dataloader)
+            warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch")
+            # a rerun may checkpoint at another interval (run.* settings are not the run's fingerprint): the
+            # checkpoint callback's own state (file paths) is not needed to resume
+            warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint need to be provided")
+            trainer.fit(module, datamodule=dm, ckpt_path=str(last) if start is not None else None)
+        fit_seconds = record.seconds_before + time.perf_counter() - t0
         resets = [int(n) for n in module.dead_code_resets.cpu()]
-        export_frozen(run_dir / EXPORT_FILE, module.rqvae.cpu(), cfg, corpus_fp, resets)
-        frozen = load_frozen(run_dir / EXPORT_FILE)
+        if lead:
+            export_frozen(run_dir / EXPORT_FILE, module.rqvae.cpu(), cfg, corpus_fp, resets)
+            frozen = load_frozen(run_dir / EXPORT_FILE)
+        else:  # writes nothing: rank 0 is writing the same directory
+            frozen = FrozenRqvae(copy.deepcopy(module.rqvae).cpu().double().eval().requires_grad_(False), cfg,
+                                 fingerprint, corpus_fp, resets)
         emb = dm.items.embedding
         health = {
             "fingerprint": fingerprint, "corpus_fingerprint": corpus_fp, "corpus": str(corpus.path),
@@ -150,32 +253,61 @@ def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwr
             "train": {"steps": t.steps, "batch_size": t.batch_size, "fit_seconds": round(fit_seconds, 2),
                       "impressed_items": int(len(dm.sample.train_rows)),
                       "dead_code_resets_per_level": resets,
-                      "final_metrics": _final_metrics(trainer)},
+                      "final_metrics": module.final_train_metrics()},
             "heldout": sid_health(frozen, emb[dm.sample.holdout_rows], cfg.run.encode_batch_size),
             "all_items": sid_health(frozen, emb, cfg.run.encode_batch_size),
         }
+        if not lead:
+            return TrainResult(out, frozen, health, fit_seconds, start)
         write_json(run_dir / HEALTH_FILE, health)
         final = _flatten({"final": {"heldout": health["heldout"], "all_items": health["all_items"]}})
         for lg in trainer.loggers:
             lg.log_metrics(final, step=trainer.global_step)
             lg.finalize("success")
+        publish(run_dir, out)
+        (out / MARKER).unlink(missing_ok=True)
     frozen.path = out / EXPORT_FILE
-    return TrainResult(out, frozen, health, fit_seconds)
+    return TrainResult(out, frozen, health, fit_seconds, start)
 
 
-@contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Lightning's INFO banners (GPU available, seed set, ...) are noise for a CLI user; restored afterwards."""
-    loggers = [logging.getLogger(n) for n in ("lightning.pytorch.utilities.rank_zero",
-                                               "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed")]
-    before = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
+def _launched_rank() -> int:
+    """This process's rank when a launcher (Lightning's DDP, torchrun) started it, else 0."""
+    return int(os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or 0)
+
+
+def _resume_point(last: Path, fingerprint: str) -> tuple[int, int]:
+    """(step, CSV log rows) of the checkpoint an interrupted run left, after checking it is this run's."""
     try:
-        yield
-    finally:
-        for lg, level in zip(loggers, before):
-            lg.setLevel(level)
+        ckpt = torch.load(last, map_location="cpu", weights_only=True)
+        found, step = ckpt.get("semid", {}).get("fingerprint"), int(ckpt["global_step"])
+    except Exception as e:  # torch raises several types for a damaged file
+        raise SemidError(f"{last}: not a readable checkpoint ({str(e).splitlines()[0][:120]}); pass --no-resume "
+                         "to start over") from None
+    if found != fingerprint:
+        raise SemidError(f"{last} belongs to another run (fingerprint {found}, this run {fingerprint}); pass "
+                         "--no-resume to start over, or choose another --out")
+    return step, int(ckpt["semid"].get("csv_rows", 0))
+
+
+def _csv_rows(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with open(path, newline="") as f:
+        return max(sum(1 for _ in f) - 1, 0)
+
+
+def _continue_csv_log(logger: CSVLogger, rows: int) -> None:
+    """Put the first ``rows`` rows of an interrupted attempt's CSV log (those on disk at its checkpoint)
+    back ahead of the resumed run's rows."""
+    path = Path(logger.log_dir) / "metrics.csv"
+    kept: list[dict[str, str]] = []
+    if path.exists():
+        with open(path, newline="") as f:
+            kept = [{k: v for k, v in row.items() if v != ""} for row in itertools.islice(csv.DictReader(f), rows)]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*exists and is not empty")
+        logger.experiment.metrics[:0] = kept  # Lightning's writer deletes the old file here ...
+    logger.save()  # ... and this writes the kept rows back at once
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -190,9 +322,3 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             out[key] = float(v)
     return out
-
-
-def _final_metrics(trainer: L.Trainer) -> dict[str, float]:
-    keep = ("train/loss", "train/recon", "train/rel_error")
-    return {k: round(float(v), 6) for k, v in trainer.callback_metrics.items() if k in keep
-            and isinstance(v, torch.Tensor)}

@@ -50,8 +50,12 @@ def test_assign_then_update_adds_only_missing_items(tiny_model, tiny_corpus: Pat
     assert r.added == len(full) - len(old_rows) > 0
     again = read_sid_table(tmp_path / "old.parquet", expect_rqvae=tiny_model.model.fingerprint)
     assert np.array_equal(again.item_id, full.item_id) and np.array_equal(again.codes, full.codes)
+    # the same command again (e.g. after a kill that landed just after the rename): up to date, nothing encoded
+    same = assign_sids(tiny_model.out, tiny_corpus, tmp_path / "sids.parquet")
+    assert same.chunks == 0 and same.added == 0 and np.array_equal(same.table.codes, full.codes)
+    write_sid_table(old, tmp_path / "partial.parquet")  # a table that is not this command's result is kept
     with pytest.raises(SemidError, match="already exists"):
-        assign_sids(tiny_model.out, tiny_corpus, tmp_path / "sids.parquet")
+        assign_sids(tiny_model.out, tiny_corpus, tmp_path / "partial.parquet")
 
 
 def test_sids_of_another_model_are_refused(tiny_model, other_model, tiny_corpus: Path, tmp_path: Path) -> None:

@@ -49,3 +49,15 @@ def test_sampling_follows_impressions_and_skips_holdout() -> None:
     expected[s.train_rows] = counts[s.train_rows] / counts[s.train_rows].sum()
     assert np.abs(freq - expected).max() < 0.01
     assert freq[s.holdout_rows].sum() == 0 and freq[[0, 4]].sum() == 0  # never held-out or unimpressed items
+
+
+def test_a_resumed_stream_continues_with_the_same_batches() -> None:
+    emb = torch.arange(50, dtype=torch.float32)[:, None]
+    rows, weights = np.arange(50), np.full(50, 1 / 50)
+    full = list(ImpressionWeightedBatches(emb, rows, weights, batch_size=7, steps=9, first_batch_size=20, seed=5))
+    tail = ImpressionWeightedBatches(emb, rows, weights, batch_size=7, steps=9, first_batch_size=20, seed=5,
+                                     start_step=4)
+    assert len(tail) == 9  # the epoch's length; Lightning counts a resumed epoch from the checkpoint's step
+    resumed = list(tail)
+    assert len(resumed) == 5 and all(torch.equal(a, b) for a, b in zip(full[4:], resumed))
+    assert not torch.equal(full[3], full[4])

@@ -67,10 +67,16 @@ def test_train_assign_report_compare(tiny_corpus: Path, tmp_path: Path, capsys: 
     assert _run("sids", "report", sids, "--corpus", tiny_corpus, "--model", run_b) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "re-run `semid sids assign`" in err
-    assert _run("sids", "assign", "--model", run, "--corpus", tiny_corpus, "--out", sids) == 2
+    assert _run("sids", "assign", "--model", run_b, "--corpus", tiny_corpus, "--out", sids) == 2
     assert "--update" in capsys.readouterr().err
-    assert _run("sids", "train", "--corpus", tiny_corpus, "--config", "tiny", "--out", run) == 2
+    assert _run("sids", "train", "--corpus", tiny_corpus, "--config", "tiny", "--out", run, "--seed", "7") == 2
     assert "--overwrite" in capsys.readouterr().err
+    # the same commands again (a kill may land after the final rename): nothing to do, exit 0
+    assert _run("sids", "assign", "--model", run, "--corpus", tiny_corpus, "--out", sids) == 0
+    assert "is up to date" in capsys.readouterr().out
+    assert _run("sids", "train", "--corpus", tiny_corpus, "--config", "tiny", "--out", run,
+                "--set", "train.steps=40", "--set", "train.holdout_items=100") == 0
+    assert "up to date" in capsys.readouterr().out
     assert _run("sids", "train", "--corpus", tiny_corpus, "--config", "tiny", "--out", tmp_path / "x",
                 "--set", "model.levles=3") == 2
     assert "unknown key(s) levles" in capsys.readouterr().err
