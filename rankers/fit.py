@@ -26,6 +26,7 @@ from semid.artifacts import write_json
 from semid.config import apply_overrides, from_dict, load_yaml, resolve_conf
 from semid.errors import SemidError
 from semid.fingerprint import fingerprint_of
+from semid.kill_hook import kill_hooks
 
 
 @dataclass
@@ -136,6 +137,22 @@ def _torchrec_strategy(cfg: RankFitConfig) -> TorchRecStrategy:
     return TorchRecStrategy(sharding=cfg.sharding, fused_params=cfg.optim.fused_params(), table_seed=cfg.trainer.seed)
 
 
+class _DayCheckpoint(L.Callback):
+    """``last.ckpt`` at every day boundary, replaced each day: what a rerun resumes from.
+
+    Not Lightning's ModelCheckpoint: with ``save_top_k=0`` it writes ``last`` only alongside a top-k
+    checkpoint (Lightning >= 2.5), i.e. only when training ends, so a killed run restarted from day 0.
+    Saved after the day's validation (which runs before ``on_train_epoch_end``), so the checkpoint
+    carries that day's evaluation too. Every rank calls it: the sharded save is collective.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
+
+
 class _Throughput(L.Callback):
     def __init__(self) -> None:
         self.samples, self.seconds, self._t = 0, 0.0, 0.0
@@ -201,11 +218,7 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
         strategy = "ddp"
 
     ckpt_dir = out / "checkpoints"
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    # one checkpoint at every day boundary, replaced each day: what a rerun resumes from
-    ckpt = ModelCheckpoint(dirpath=ckpt_dir, every_n_epochs=1, save_top_k=0, save_last=True,
-                           enable_version_counter=False)
+    ckpt = _DayCheckpoint(ckpt_dir / "last.ckpt")
     throughput = _Throughput()
     n_days = len(dm.train_days) if max_train_days is None else min(max_train_days, len(dm.train_days))
     from semid.progress import _enabled
@@ -213,16 +226,20 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
         strategy=strategy, max_epochs=n_days, reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
-        logger=_loggers(cfg, out, f"{rep.name}-{run_fp}"), callbacks=[ckpt, throughput],
+        logger=_loggers(cfg, out, f"{rep.name}-{run_fp}"), callbacks=[ckpt, throughput, *kill_hooks()],
         deterministic=cfg.trainer.deterministic, log_every_n_steps=cfg.trainer.log_every_n_steps,
         enable_progress_bar=cfg.trainer.progress_bar if cfg.trainer.progress_bar is not None else _enabled(),
-        enable_model_summary=False, default_root_dir=str(out))
+        enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(out))
     last = ckpt_dir / "last.ckpt"
     _recover_interrupted_save(last)
     module.run_fingerprint = run_fp
     if resume and last.exists():
         try:
-            _check_resumable(last, run_fp)
+            state = _check_resumable(last, run_fp)
+            step = int(state.get("global_step", 0))
+            if trainer.is_global_zero:
+                print(f"resuming {last} (saved at the end of a day, step {step})", flush=True)
+                _continue_csv_logs(trainer, step)
         except SemidError:
             if not restart_if_changed:
                 raise
@@ -311,13 +328,26 @@ def _recover_interrupted_save(last: Path) -> None:
         os.replace(old, last)
 
 
-def _check_resumable(last: Path, run_fp: str) -> None:
-    state = last / "lightning_state.pt"
-    found = torch.load(state, map_location="cpu", weights_only=False).get("semid_run_fingerprint") \
-        if state.exists() else None
+def _continue_csv_logs(trainer: L.Trainer, step: int) -> None:
+    """Keep the interrupted attempt's CSV rows up to the checkpoint (the resumed logger would delete them)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from semid.csv_log import continue_csv_log, rows_through_step
+
+    for lg in trainer.loggers:
+        if isinstance(lg, CSVLogger):
+            continue_csv_log(lg, rows_through_step(Path(lg.log_dir) / "metrics.csv", step))
+
+
+def _check_resumable(last: Path, run_fp: str) -> dict[str, Any]:
+    """The checkpoint's Lightning state, if it is this run's; else a one-line error."""
+    path = last / "lightning_state.pt"
+    state = torch.load(path, map_location="cpu", weights_only=False) if path.exists() else {}
+    found = state.get("semid_run_fingerprint")
     if found != run_fp:
         raise SemidError(f"{last} belongs to another run (fingerprint {found}, this run {run_fp}); pass "
                          "--no-resume to start over or choose another --out")
+    return state
 
 
 def summary_line(results: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ _LOGGERS = {
     "lightning.fabric.utilities.seed": logging.WARNING,
     "lightning.fabric.utilities.distributed": logging.WARNING,
     "lightning.pytorch.utilities.distributed": logging.WARNING,
+    "lightning.pytorch.trainer.connectors.checkpoint_connector": logging.WARNING,  # "`weights_only` was not set"
     "torchrec.distributed.planner": logging.ERROR,  # topology/storage-reservation advice for their own CI
     "torchrec.distributed.comm": logging.ERROR,  # "[Connection] intra_group ..."
     "torch.fx._symbolic_trace": logging.ERROR,  # "is_fx_tracing will return true for both ..."

@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
-import itertools
 import json
 import os
-import signal
 import time
 import warnings
 from dataclasses import dataclass
@@ -47,7 +44,9 @@ from datamodules.corpus import Corpus
 from datamodules.rqvae_data import RqvaeDataModule
 from semid.artifacts import atomic_path, publish, remove_stale_temps, write_json
 from semid.config import to_dict
+from semid.csv_log import continue_csv_log, csv_rows
 from semid.errors import SemidError
+from semid.kill_hook import kill_hooks
 from semid.progress import _enabled as progress_enabled
 from semid.quiet import quiet_libraries
 from semid.rqvae.callbacks import DeadCodeReset, TrainCodeUsage
@@ -101,7 +100,7 @@ class _RunRecord(L.Callback):
         for lg in trainer.loggers:
             if isinstance(lg, CSVLogger):
                 lg.save()  # the rows logged so far are on disk with the checkpoint
-        checkpoint["semid"] = {**self.meta, "csv_rows": _csv_rows(self.csv_log),
+        checkpoint["semid"] = {**self.meta, "csv_rows": csv_rows(self.csv_log),
                                "fit_seconds": self.seconds_before + time.perf_counter() - self._started}
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
@@ -117,18 +116,6 @@ class _AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
-
-
-class _KillAtStep(L.Callback):
-    """Test hook (``SEMID_TEST_KILL_AT_STEP``): SIGKILL this process at the end of a step, as ``kill -9`` would."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _loggers(cfg: RqvaeConfig, run_dir: Path, fingerprint: str) -> list[Logger]:
@@ -214,11 +201,10 @@ def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwr
         ]
         if t.reset_dead_codes:
             callbacks.insert(0, DeadCodeReset(t.dead_after_steps, t.seed))
-        if os.environ.get("SEMID_TEST_KILL_AT_STEP"):
-            callbacks.append(_KillAtStep(int(os.environ["SEMID_TEST_KILL_AT_STEP"])))
+        callbacks += kill_hooks()  # test hook (semid.kill_hook), nothing unless SEMID_TEST_KILL_AT_STEP
         loggers = _loggers(cfg, run_dir, fingerprint)
         if lead and start is not None:
-            _continue_csv_log(loggers[0], csv_rows)  # type: ignore[arg-type]
+            continue_csv_log(loggers[0], csv_rows)  # type: ignore[arg-type]
         has_holdout = len(dm.sample.holdout_rows) > 0
         with quiet_libraries():
             trainer = L.Trainer(
@@ -287,27 +273,6 @@ def _resume_point(last: Path, fingerprint: str) -> tuple[int, int]:
         raise SemidError(f"{last} belongs to another run (fingerprint {found}, this run {fingerprint}); pass "
                          "--no-resume to start over, or choose another --out")
     return step, int(ckpt["semid"].get("csv_rows", 0))
-
-
-def _csv_rows(path: Path) -> int:
-    if not path.exists():
-        return 0
-    with open(path, newline="") as f:
-        return max(sum(1 for _ in f) - 1, 0)
-
-
-def _continue_csv_log(logger: CSVLogger, rows: int) -> None:
-    """Put the first ``rows`` rows of an interrupted attempt's CSV log (those on disk at its checkpoint)
-    back ahead of the resumed run's rows."""
-    path = Path(logger.log_dir) / "metrics.csv"
-    kept: list[dict[str, str]] = []
-    if path.exists():
-        with open(path, newline="") as f:
-            kept = [{k: v for k, v in row.items() if v != ""} for row in itertools.islice(csv.DictReader(f), rows)]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*exists and is not empty")
-        logger.experiment.metrics[:0] = kept  # Lightning's writer deletes the old file here ...
-    logger.save()  # ... and this writes the kept rows back at once
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, float]:

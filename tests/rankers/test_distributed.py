@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -85,26 +84,30 @@ def test_two_nodes_on_localhost_equal_two_processes(signal_corpus, two_proc_tabl
     assert res["metrics"]["ctr"]["overall"]["auc"] == pytest.approx(ref["metrics"]["ctr"]["overall"]["auc"], abs=1e-6)
 
 
-def test_kill_9_then_rerun_resumes_bit_identically(signal_corpus, tmp_path):
-    # tiny batches: a day lasts long enough (hundreds of steps) to be killed in the middle of one
+def test_kill_9_mid_day_then_rerun_resumes_bit_identically(signal_corpus, tmp_path):
+    # tiny batches: a day is ~300 steps per rank, so a kill in the middle of the second day lands after the
+    # first day's checkpoint and throws away half a day of work that the rerun must redo identically
     args = ("trainer.devices=2", "sharding.sharding_types=[table_wise]", "data.batch_size=8")
     ref_dir = tmp_path / "uninterrupted"
     ref = _fit(signal_corpus, ref_dir, *args)
+    from datamodules.corpus import Corpus
+
+    steps_per_day = -(-Corpus(signal_corpus).read_day(0).num_rows // 2 // 8)
     out = tmp_path / "killed"
-    cmd = _cmd(signal_corpus, out, *args)
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    # kill as soon as the ranks are training (their CSV log exists): waiting for the first checkpoint raced
-    # the end of this short run on a busy machine. Resuming from a 2-process checkpoint is covered by
-    # test_table_wise_checkpoint_resumes_row_wise_and_on_one_process.
-    started = out / "csv"
-    deadline = time.time() + 300
-    while not started.exists() and p.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    assert p.poll() is None, "the run finished before it could be killed"
-    os.killpg(p.pid, signal.SIGKILL)  # the launcher and both ranks, mid-run
-    p.wait()
-    assert not (out / "results.json").exists()
-    res = _fit(signal_corpus, out, *args)
+    # every rank SIGKILLs itself at the same step (semid.kill_hook), as a node failure would kill them all;
+    # deterministic, unlike a timed kill, which raced the end of this short run on a busy machine
+    env = {**os.environ, "SEMID_TEST_KILL_AT_STEP": str(steps_per_day * 3 // 2)}
+    p = subprocess.Popen(_cmd(signal_corpus, out, *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True, env=env)
+    assert p.wait(timeout=600) == -signal.SIGKILL
+    try:
+        os.killpg(p.pid, signal.SIGKILL)  # nothing of the run may linger
+    except ProcessLookupError:
+        pass
+    assert not (out / "results.json").exists() and (out / "checkpoints" / "last.ckpt").exists()
+    rerun = subprocess.run(_cmd(signal_corpus, out, *args), check=True, capture_output=True, text=True, timeout=600)
+    assert f"saved at the end of a day, step {steps_per_day})" in rerun.stdout, rerun.stdout
+    res = json.loads((out / "results.json").read_text())
     assert res["metrics"]["ctr"] == ref["metrics"]["ctr"]
     a, b = _tables(ref_dir / "checkpoints" / "last.ckpt"), _tables(out / "checkpoints" / "last.ckpt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

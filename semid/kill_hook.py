@@ -1,0 +1,30 @@
+"""Test hook: ``SEMID_TEST_KILL_AT_STEP=N`` makes a training process ``SIGKILL`` itself at the end of step N.
+
+Tests use it to interrupt a run at a known point (after a checkpoint, in the middle of a day) without
+racing a timer on a busy machine. Every rank of a multi-process run kills itself at the same step, as a
+node failure would take them all. Unset, it adds nothing.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import lightning as L
+
+ENV = "SEMID_TEST_KILL_AT_STEP"
+
+
+class KillAtStep(L.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_hooks() -> list[L.Callback]:
+    step = os.environ.get(ENV)
+    return [KillAtStep(int(step))] if step else []
