@@ -38,7 +38,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
-from semid.errors import SemidError
+from semid.errors import SemidError, out_of_room
 
 _LOOP_STATE = "lightning_state.pt"
 _ROW_BLOCK = 4096
@@ -201,7 +201,13 @@ class TorchRecStrategy(DDPStrategy):
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         self.barrier("dcp_mkdir")
-        dcp.save(self._dcp_state(with_optimizer=True), checkpoint_id=str(tmp))
+        try:
+            dcp.save(self._dcp_state(with_optimizer=True), checkpoint_id=str(tmp))
+        except BaseException as e:  # DCP's CheckpointException derives from BaseException
+            no_room = out_of_room(e, final)  # name the checkpoint: torch's message names no file
+            if no_room is not None:
+                raise no_room from None
+            raise
         if self.is_global_zero:
             loop = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "optimizer_states")}
             loop["semid_world_size"] = self.world_size
