@@ -341,7 +341,8 @@ def _continue_csv_logs(trainer: L.Trainer, step: int) -> None:
 
 def _check_resumable(last: Path, run_fp: str) -> dict[str, Any]:
     """The checkpoint's Lightning state, if it is this run's; else a one-line error."""
-    path = last / "lightning_state.pt"
+    # sharded runs write a DCP directory with the loop state beside it; Dense Input one Lightning file
+    path = last / "lightning_state.pt" if last.is_dir() else last
     state = torch.load(path, map_location="cpu", weights_only=False) if path.exists() else {}
     found = state.get("semid_run_fingerprint")
     if found != run_fp:

@@ -53,13 +53,14 @@ def test_interrupted_run_resumes_bit_identically(signal_corpus, tmp_path):
     assert fit(cfg, signal_corpus, tmp_path / "resumed").get("skipped") is True
 
 
-def test_kill_9_mid_day_then_rerun_resumes_from_the_day_checkpoint(signal_corpus, tmp_path):
+@pytest.mark.parametrize("config", ["hash_8k", "dense"])  # a sharded DCP checkpoint, and one Lightning file
+def test_kill_9_mid_day_then_rerun_resumes_from_the_day_checkpoint(signal_corpus, tmp_path, config):
     """A real `semid rank fit` SIGKILLed in the middle of its second day (semid.kill_hook): the rerun resumes
     from the first day's checkpoint and ends with the uninterrupted run's metrics, tables and CSV log."""
     from datamodules.corpus import Corpus
 
     def cmd(out):  # noqa: ANN001, ANN202
-        return [sys.executable, "-m", "semid.cli", "rank", "fit", "--config", "hash_8k", "--corpus", str(signal_corpus),
+        return [sys.executable, "-m", "semid.cli", "rank", "fit", "--config", config, "--corpus", str(signal_corpus),
                 "--out", str(out)] + [x for o in FAST + ["trainer.log_every_n_steps=5"] for x in ("--set", o)]
 
     subprocess.run(cmd(tmp_path / "full"), check=True, capture_output=True, timeout=600)
@@ -71,8 +72,9 @@ def test_kill_9_mid_day_then_rerun_resumes_from_the_day_checkpoint(signal_corpus
     assert f"saved at the end of a day, step {steps_per_day})" in rerun.stdout, rerun.stdout
     a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("full", "killed"))
     assert a["metrics"] == b["metrics"] and a["metrics_by_day"] == b["metrics_by_day"]
-    ta, tb = _tables(tmp_path / "full" / "checkpoints" / "last.ckpt"), _tables(tmp_path / "killed" / "checkpoints" / "last.ckpt")
-    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+    if config != "dense":
+        ta, tb = (_tables(tmp_path / d / "checkpoints" / "last.ckpt") for d in ("full", "killed"))
+        assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
     logs = [(tmp_path / d / "csv" / "metrics.csv").read_text().splitlines() for d in ("full", "killed")]
     assert [r.split(",")[:2] for r in logs[0]] == [r.split(",")[:2] for r in logs[1]]  # no row lost or repeated
 
