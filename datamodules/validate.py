@@ -52,7 +52,7 @@ def validate_day(corpus: Corpus, day: int, items: Items, report: ValidationRepor
         rows.append((f, _validate_file(f, day, items, report)))
     _refuse_copied_rows(corpus, day, rows)
     report.repeated_impressions += sum(len(r) for _, r in rows) - len(np.unique(np.concatenate(
-        [r[:, :4] for _, r in rows]), axis=0))
+        [r[:, :3] for _, r in rows]), axis=0))
 
 
 def _validate_file(f: Path, day: int, items: Items, report: ValidationReport) -> np.ndarray:
@@ -101,7 +101,7 @@ def _validate_file(f: Path, day: int, items: Items, report: ValidationReport) ->
 def _refuse_copied_rows(corpus: Corpus, day: int, rows: list[tuple[Path, np.ndarray]]) -> None:
     """A day written twice (a file copied, or an import run twice) would silently double-weight its impressions.
 
-    A user may really see the same item twice a day (the synthetic corpus repeats ~3% of impressions), so
+    A user may really see the same item twice a day (14% of the tiny synthetic corpus's impressions repeat one), so
     repeats alone are allowed; what cannot happen by chance is a file holding exactly another file's rows,
     or a day whose every distinct impression occurs the same k >= 2 times.
     """
