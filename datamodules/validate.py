@@ -17,6 +17,7 @@ from datamodules.corpus import (
     to_int64,
 )
 from semid.errors import DataError
+from semid.fingerprint import fingerprint_bytes
 
 
 @dataclass
@@ -50,9 +51,9 @@ def validate_day(corpus: Corpus, day: int, items: Items, report: ValidationRepor
     rows: list[tuple[Path, np.ndarray]] = []  # each file's impressions as one row per impression
     for f in corpus.day_files()[day]:
         rows.append((f, _validate_file(f, day, items, report)))
-    _refuse_copied_rows(corpus, day, rows)
-    report.repeated_impressions += sum(len(r) for _, r in rows) - len(np.unique(np.concatenate(
-        [r[:, :3] for _, r in rows]), axis=0))
+    distinct = _refuse_copied_rows(corpus, day, rows)
+    # repeats of (user, watch item, item), whatever their labels: counted on the distinct rows, not all of them
+    report.repeated_impressions += sum(len(r) for _, r in rows) - len(np.unique(distinct[:, :3], axis=0))
 
 
 def _validate_file(f: Path, day: int, items: Items, report: ValidationReport) -> np.ndarray:
@@ -98,26 +99,27 @@ def _validate_file(f: Path, day: int, items: Items, report: ValidationReport) ->
     return np.stack([col[c] for c in ("user_id", "watch_item_id", "item_id", "click", "engaged")], axis=1)
 
 
-def _refuse_copied_rows(corpus: Corpus, day: int, rows: list[tuple[Path, np.ndarray]]) -> None:
+def _refuse_copied_rows(corpus: Corpus, day: int, rows: list[tuple[Path, np.ndarray]]) -> np.ndarray:
     """A day written twice (a file copied, or an import run twice) would silently double-weight its impressions.
 
     A user may really see the same item twice a day (14% of the tiny synthetic corpus's impressions repeat one), so
     repeats alone are allowed; what cannot happen by chance is a file holding exactly another file's rows,
-    or a day whose every distinct impression occurs the same k >= 2 times.
+    or a day whose every distinct impression occurs the same k >= 2 times. Returns the day's distinct rows.
     """
-    seen: dict[bytes, Path] = {}
+    seen: dict[str, Path] = {}
     for f, r in rows:
-        key = np.ascontiguousarray(r[np.lexsort(r.T[::-1])]).tobytes()
+        key = fingerprint_bytes(r[np.lexsort(r.T[::-1])])  # a digest: the files' rows are not held twice
         if key in seen:
             raise DataError(f, None, f"holds the same {len(r):,} impressions as {seen[key].name} (the day was "
                             "written twice?)", "delete the copy")
         seen[key] = f
     all_rows = np.concatenate([r for _, r in rows])
-    _, counts = np.unique(all_rows, axis=0, return_counts=True)
+    distinct, counts = np.unique(all_rows, axis=0, return_counts=True)
     if len(all_rows) >= 4 and counts.min() >= 2 and (counts == counts[0]).all():
         raise DataError(corpus.impressions_path / f"day={day:04d}", None, f"every impression occurs exactly "
                         f"{int(counts[0])} times (the day's rows were written {int(counts[0])} times?)",
                         "keep one copy of each row")
+    return distinct
 
 
 def validate_corpus(path: str | Path, *, deep_fingerprint: bool = False) -> ValidationReport:
