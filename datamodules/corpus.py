@@ -12,6 +12,7 @@ A corpus is written into a temporary sibling directory and renamed into place on
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,17 +193,26 @@ class Corpus:
                              f"or `semid data movielens`)")
         self.items_path = self.path / ITEMS_FILE
         self.impressions_path = self.path / IMPRESSIONS_DIR
+        self._day_files: dict[int, list[Path]] | None = None
         meta_path = self.path / META_FILE
         self.meta: dict[str, Any] = read_json(meta_path) if meta_path.exists() else {}
         if self.meta.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
             raise SemidError(f"{meta_path}: format version {self.meta['format_version']} is newer than this "
                              f"semid understands ({FORMAT_VERSION}); upgrade semid")
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
+        # hashing every file (a corpus without corpus.json) once per reader, not once per question
         return self.meta.get("fingerprint") or compute_fingerprint(self.path)
 
     def day_files(self) -> dict[int, list[Path]]:
+        """Day -> its Parquet files, listed once per reader (callers ask per day: a listing per call
+        was O(days^2) directory reads)."""
+        if self._day_files is None:
+            self._day_files = self._list_day_files()
+        return dict(self._day_files)
+
+    def _list_day_files(self) -> dict[int, list[Path]]:
         if not self.impressions_path.is_dir():
             raise DataError(self.impressions_path, None, "directory is missing",
                             "impressions go in impressions/day=NNNN/*.parquet")
