@@ -141,7 +141,8 @@ class _DayCheckpoint(L.Callback):
     """``last.ckpt`` at every day boundary, replaced each day: what a rerun resumes from.
 
     Not Lightning's ModelCheckpoint: with ``save_top_k=0`` it writes ``last`` only alongside a top-k
-    checkpoint (Lightning >= 2.5), i.e. only when training ends, so a killed run restarted from day 0.
+    checkpoint (so in the Lightning 2.6 installed here), i.e. only when training ends, so a killed run
+    restarted from day 0.
     Saved after the day's validation (which runs before ``on_train_epoch_end``), so the checkpoint
     carries that day's evaluation too. Every rank calls it: the sharded save is collective.
     """
