@@ -93,16 +93,17 @@ def learned_part(cfg: RankFitConfig) -> dict[str, Any]:
 
 
 def prepare_tokens(cfg: RankFitConfig, corpus: Corpus, sids_path: Path | None, train_days: list[int],
-                   cache_dir: Path) -> tuple[Any, Any]:
+                   cache_dir: Path, sids: Any = None) -> tuple[Any, Any]:
     """(representation config, TokenCache or None for Dense Input); the cache is reused when its
-    fingerprint (representation, SIDs, corpus, training days) matches."""
+    fingerprint (representation, SIDs, corpus, training days) matches. ``sids``: the table at ``sids_path``
+    if the caller has read it already."""
     from embeddings import TokenCache, build_token_cache, load_representation_config
-    from semid.sid_table import read_sid_table
 
     rep = load_representation_config(cfg.representation)
     if rep.kind == "dense":
         return rep, None
-    sids = read_sid_table(sids_path) if sids_path is not None else None
+    if sids is None:
+        sids = _read_sids(sids_path)
     if sids is not None and sids.corpus_fingerprint not in (None, corpus.fingerprint):
         raise SemidError(f"{sids_path}: SIDs were assigned on corpus {sids.corpus_fingerprint}, not on "
                          f"{corpus.path} ({corpus.fingerprint}); run `semid sids assign` on this corpus")
@@ -199,7 +200,8 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
     corpus = Corpus(corpus_path)
     out.mkdir(parents=True, exist_ok=True)
     train_days, _ = resolve_days(corpus, cfg.data)
-    rep, cache = prepare_tokens(cfg, corpus, sids_path, train_days, cache_dir or out / "cache")
+    sids = _read_sids(sids_path)  # once, before training: its fingerprint goes into results.json
+    rep, cache = prepare_tokens(cfg, corpus, sids_path, train_days, cache_dir or out / "cache", sids=sids)
     dense = cache is None
     dm = RankingDataModule(corpus_path, cfg.data, cache=cache, dense_input=dense, with_history=cfg.ranker.use_history)
     dm.setup()
@@ -256,7 +258,7 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
         "corpus_fingerprint": corpus.fingerprint,
         "token_cache_fingerprint": cache.fingerprint if cache is not None else None,
         "sids": str(sids_path) if sids_path else None,
-        "sids_fingerprint": _sids_fingerprint(sids_path),
+        "sids_fingerprint": sids.fingerprint if sids is not None else None,
         "learned_config": learned_part(cfg),
         "train_days": dm.train_days[:n_days],
         "eval_day": dm.eval_day,
@@ -304,10 +306,15 @@ def _devices_from_launcher(cfg: RankFitConfig) -> None:
         cfg.trainer.devices, cfg.trainer.num_nodes = local, world // local
 
 
-def _sids_fingerprint(sids_path: Path | None) -> str | None:
+def _read_sids(sids_path: Path | None) -> Any:
     from semid.sid_table import read_sid_table
 
-    return read_sid_table(sids_path).fingerprint if sids_path else None
+    return read_sid_table(sids_path) if sids_path is not None else None
+
+
+def _sids_fingerprint(sids_path: Path | None) -> str | None:
+    sids = _read_sids(sids_path)
+    return sids.fingerprint if sids is not None else None
 
 
 def is_up_to_date(out: Path, cfg: RankFitConfig, corpus_fingerprint: str, sids_path: Path | None) -> bool:
