@@ -79,7 +79,7 @@ def _print_summary(path: Path) -> None:
 
 def _stats(args: argparse.Namespace) -> int:
     from datamodules.stats import corpus_stats, render_stats
-    from semid.artifacts import write_json
+    from semid.core.artifacts import write_json
 
     s = corpus_stats(args.corpus)
     render_stats(s)

@@ -22,10 +22,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from semid.artifacts import atomic_path, read_json, write_json
-from semid.errors import DataError, SemidError
-from semid.fingerprint import fingerprint_file, fingerprint_of
-from semid.ids import locate
+from semid.core.artifacts import atomic_path, read_json, write_json
+from semid.core.errors import DataError, SemidError
+from semid.core.fingerprint import fingerprint_file, fingerprint_of
+from semid.core.ids import locate
 
 FORMAT_VERSION = 1
 ITEMS_FILE = "items.parquet"

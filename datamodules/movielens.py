@@ -18,8 +18,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from datamodules.corpus import CorpusWriter, to_embedding_matrix, to_int64
-from semid.errors import DataError, SemidError
-from semid.fingerprint import fingerprint_file
+from semid.core.errors import DataError, SemidError
+from semid.core.fingerprint import fingerprint_file
 
 _YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
 _ML100K_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",

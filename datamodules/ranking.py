@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader, IterableDataset
 from datamodules.batch import RankingBatch
 from datamodules.corpus import Corpus, Items, to_int64
 from datamodules.stats import popularity_buckets
-from semid.errors import SemidError
-from semid.ids import locate
+from semid.core.errors import SemidError
+from semid.core.ids import locate
 
 CONTEXT_DIM = 3
 

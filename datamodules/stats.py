@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 
 from datamodules.corpus import Corpus, to_int64
-from semid.errors import SemidError
-from semid.ids import locate
-from semid.progress import progress
+from semid.core.errors import SemidError
+from semid.core.ids import locate
+from semid.core.progress import progress
 
 HEAD, TORSO, TAIL = 0, 1, 2
 BUCKETS = ("head", "torso", "tail")

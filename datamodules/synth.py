@@ -30,9 +30,9 @@ import numpy as np
 import pyarrow as pa
 
 from datamodules.corpus import CorpusWriter
-from semid.config import from_dict, load_yaml, resolve_conf
-from semid.errors import SemidError
-from semid.progress import bar
+from semid.core.config import from_dict, load_yaml, resolve_conf
+from semid.core.errors import SemidError
+from semid.core.progress import bar
 
 
 @dataclass
@@ -90,7 +90,7 @@ class SynthConfig:
 
 
 def load_synth_config(preset_or_path: str, overrides: list[str] | None = None) -> SynthConfig:
-    from semid.config import apply_overrides
+    from semid.core.config import apply_overrides
 
     path = resolve_conf(preset_or_path, "data")
     return from_dict(SynthConfig, apply_overrides(load_yaml(path), overrides or []), where=str(path))

@@ -16,8 +16,8 @@ from datamodules.corpus import (
     compute_fingerprint,
     to_int64,
 )
-from semid.errors import DataError
-from semid.fingerprint import fingerprint_bytes
+from semid.core.errors import DataError
+from semid.core.fingerprint import fingerprint_bytes
 
 
 @dataclass

@@ -11,7 +11,7 @@ for importing it.
 """
 from __future__ import annotations
 
-from semid.lazy import lazy_getattr
+from semid.core.lazy import lazy_getattr
 
 _EXPORTS = {
     "RepresentationConfig": "embeddings.registry",

@@ -47,7 +47,7 @@ def _default_sizes() -> tuple[int, ...]:
 
 
 def _parse_days(text: str | None) -> list[int] | None:
-    from semid.errors import SemidError
+    from semid.core.errors import SemidError
 
     if text is None:
         return None
@@ -62,7 +62,7 @@ def _parse_days(text: str | None) -> list[int] | None:
 
 
 def _parse_sizes(text: str) -> list[int]:
-    from semid.errors import SemidError
+    from semid.core.errors import SemidError
 
     try:
         sizes = [int(x) for x in text.split(",") if x.strip()]
@@ -77,8 +77,8 @@ def _spm_report(args: argparse.Namespace) -> int:
     from datamodules.corpus import Corpus
     from datamodules.stats import corpus_impressions
     from embeddings.lookup_stats import lookup_report, plot_report, render_report
-    from semid.artifacts import write_json
-    from semid.sid_table import read_sid_table
+    from semid.core.artifacts import write_json
+    from semid.rqvae.sid_table import read_sid_table
 
     sizes = _parse_sizes(args.vocab_sizes)
     sids = read_sid_table(args.sids)
@@ -101,8 +101,8 @@ def _tokens_build(args: argparse.Namespace) -> int:
     from datamodules.stats import corpus_impressions
     from embeddings.registry import load_representation_config
     from embeddings.token_cache import TokenCache, build_token_cache
-    from semid.errors import SemidError
-    from semid.sid_table import read_sid_table
+    from semid.core.errors import SemidError
+    from semid.rqvae.sid_table import read_sid_table
 
     if (args.representation is None) == (args.extend is None):
         raise SemidError("give either --representation (fit a new cache) or --extend CACHE (grow an existing one)")
@@ -130,7 +130,7 @@ def _tokens_build(args: argparse.Namespace) -> int:
 
 def _tokens_info(args: argparse.Namespace) -> int:
     from embeddings.token_cache import TokenCache
-    from semid.sid_table import read_sid_table
+    from semid.rqvae.sid_table import read_sid_table
 
     sids = read_sid_table(args.sids) if args.sids else None
     cache = TokenCache.load(args.cache, sids)

@@ -19,8 +19,8 @@ from embeddings.ngram import NgramConfig
 from embeddings.registry import RepresentationConfig
 from embeddings.spm import SpmConfig
 from embeddings.token_cache import TokenCache, build_token_cache
-from semid.progress import progress
-from semid.sid_table import SidTable
+from semid.core.progress import progress
+from semid.rqvae.sid_table import SidTable
 
 DEFAULT_VOCAB_SIZES = (512, 1024, 2048, 4096, 8192, 16384, 32768)
 
@@ -101,7 +101,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from semid.artifacts import atomic_path
+    from semid.core.artifacts import atomic_path
 
     spm = sorted((r for r in report["representations"] if r["kind"] == "spm"), key=lambda r: r["table_rows"])
     other = [r for r in report["representations"] if r["kind"] != "spm"]

@@ -16,8 +16,8 @@ from embeddings.hybrid import HybridConfig, HybridTokenizer
 from embeddings.ngram import NgramConfig, NgramTokenizer, PrefixNgramConfig, PrefixNgramTokenizer
 from embeddings.spm import SpmConfig, SpmTokenizer
 from embeddings.tokenizer import Jagged, TableSpec, Tokenizer
-from semid.config import from_dict, load_yaml, resolve_conf
-from semid.errors import SemidError
+from semid.core.config import from_dict, load_yaml, resolve_conf
+from semid.core.errors import SemidError
 
 
 @dataclass

@@ -24,11 +24,11 @@ import numpy as np
 from embeddings.registry import RepresentationConfig, build_tokenizer, load_representation_config, \
     parse_representation
 from embeddings.tokenizer import Jagged, SidSpace, TableSpec, Tokenizer
-from semid.artifacts import atomic_path
-from semid.errors import DataError, FingerprintMismatch, SemidError
-from semid.fingerprint import fingerprint_bytes, fingerprint_of
-from semid.ids import locate
-from semid.sid_table import SidTable
+from semid.core.artifacts import atomic_path
+from semid.core.errors import DataError, FingerprintMismatch, SemidError
+from semid.core.fingerprint import fingerprint_bytes, fingerprint_of
+from semid.core.ids import locate
+from semid.rqvae.sid_table import SidTable
 
 FORMAT_VERSION = 1
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from semid.errors import SemidError
-from semid.sid_table import SidTable
+from semid.core.errors import SemidError
+from semid.rqvae.sid_table import SidTable
 
 
 class TokenizerWarning(UserWarning):
@@ -139,7 +139,7 @@ def check_levels(codes: np.ndarray, codebook_size: int) -> None:
 
 
 class ConfigError(SemidError, ValueError):
-    """A bad representation setting. A ValueError too, so ``semid.config.from_dict`` names the file."""
+    """A bad representation setting. A ValueError too, so ``semid.core.config.from_dict`` names the file."""
 
 
 def require(ok: bool, message: str) -> None:

@@ -21,7 +21,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from embeddings.token_cache import TokenCache
 from embeddings.tokenizer import ConfigError, gather_csr
-from semid.errors import SemidError
+from semid.core.errors import SemidError
 
 HISTORY_POOLING = ("sum", "mean")
 

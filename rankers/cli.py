@@ -55,7 +55,7 @@ def register_plan(sub: argparse._SubParsersAction) -> None:
 
 def _plan(args: argparse.Namespace) -> int:
     from rankers.plan import PlanSpec, dry_run, render
-    from semid.artifacts import write_json
+    from semid.core.artifacts import write_json
 
     spec = PlanSpec(representation=args.representation, levels=args.levels, codebook_size=args.codebook_size,
                     hash_rows=args.hash_rows, spm_rows=args.spm_rows, dim=args.dim, nodes=args.nodes,
@@ -70,7 +70,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace) -> int:
     from rankers.fit import fit, load_rank_config, summary_line
-    from semid.quiet import quiet_libraries
+    from semid.core.quiet import quiet_libraries
 
     cfg = load_rank_config(args.config, args.overrides)
     out = args.out or Path("runs") / Path(args.config).stem
@@ -89,8 +89,8 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from rankers.fit import evaluate, summary_line
-    from semid.artifacts import write_json
-    from semid.quiet import quiet_libraries
+    from semid.core.artifacts import write_json
+    from semid.core.quiet import quiet_libraries
 
     with quiet_libraries():
         results = evaluate(args.run, args.day, args.checkpoint)

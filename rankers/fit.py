@@ -22,11 +22,11 @@ from datamodules.stats import corpus_impressions
 from rankers.model import RankerConfig
 from rankers.module import OptimConfig, RankerModule
 from rankers.strategy import ShardingConfig, TorchRecStrategy
-from semid.artifacts import write_json
-from semid.config import apply_overrides, from_dict, load_yaml, resolve_conf
-from semid.errors import SemidError
-from semid.fingerprint import fingerprint_of
-from semid.kill_hook import kill_hooks
+from semid.core.artifacts import write_json
+from semid.core.config import apply_overrides, from_dict, load_yaml, resolve_conf
+from semid.core.errors import SemidError
+from semid.core.fingerprint import fingerprint_of
+from semid.core.kill_hook import kill_hooks
 
 
 @dataclass
@@ -224,7 +224,7 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
     ckpt = _DayCheckpoint(ckpt_dir / "last.ckpt")
     throughput = _Throughput()
     n_days = len(dm.train_days) if max_train_days is None else min(max_train_days, len(dm.train_days))
-    from semid.progress import _enabled
+    from semid.core.progress import _enabled
 
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
@@ -307,7 +307,7 @@ def _devices_from_launcher(cfg: RankFitConfig) -> None:
 
 
 def _read_sids(sids_path: Path | None) -> Any:
-    from semid.sid_table import read_sid_table
+    from semid.rqvae.sid_table import read_sid_table
 
     return read_sid_table(sids_path) if sids_path is not None else None
 
@@ -340,7 +340,7 @@ def _continue_csv_logs(trainer: L.Trainer, step: int) -> None:
     """Keep the interrupted attempt's CSV rows up to the checkpoint (the resumed logger would delete them)."""
     from lightning.pytorch.loggers import CSVLogger
 
-    from semid.csv_log import continue_csv_log, rows_through_step
+    from semid.core.csv_log import continue_csv_log, rows_through_step
 
     for lg in trainer.loggers:
         if isinstance(lg, CSVLogger):

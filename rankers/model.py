@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
 
 from datamodules.batch import RankingBatch
-from semid.errors import SemidError
+from semid.core.errors import SemidError
 
 TASKS = ("ctr", "engaged")
 

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from datamodules.batch import RankingBatch
 from rankers.metrics import SlicedMetrics, flat_scalars
 from rankers.model import TASKS, MultitaskRanker, RankerConfig
-from semid.errors import SemidError
+from semid.core.errors import SemidError
 
 
 @dataclass

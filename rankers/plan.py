@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from semid.errors import SemidError
+from semid.core.errors import SemidError
 
 GB = 1024 ** 3
 

@@ -38,7 +38,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
-from semid.errors import SemidError, out_of_room
+from semid.core.errors import SemidError, out_of_room
 
 _LOOP_STATE = "lightning_state.pt"
 _ROW_BLOCK = 4096

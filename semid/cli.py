@@ -17,12 +17,12 @@ from typing import Sequence
 # neutral with 1 thread). Spawned ranks and experiment fits inherit it; export OMP_WAIT_POLICY to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from semid.errors import SemidError, out_of_room
+from semid.core.errors import SemidError, out_of_room
 
 # Modules exposing ``register(subparsers)``; each adds one command group.
 COMMAND_MODULES: tuple[str, ...] = (
     "datamodules.cli",
-    "semid.sids_cli",
+    "semid.rqvae.sids_cli",
     "embeddings.cli",
     "rankers.cli",
     "semid.experiment_cli",

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from semid.cli import PARENT_PID_ENV
-from semid.config import apply_overrides, from_dict, load_yaml, resolve_conf
-from semid.errors import SemidError
-from semid.fingerprint import fingerprint_of
+from semid.core.config import apply_overrides, from_dict, load_yaml, resolve_conf
+from semid.core.errors import SemidError
+from semid.core.fingerprint import fingerprint_of
 
 _DIST_ENV = {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK",
              "GROUP_RANK", "TORCHELASTIC_RUN_ID"}
@@ -129,7 +129,7 @@ class Experiment:
 
     def sids(self, model: Path, corpus: Path) -> Path:
         from semid.rqvae.assign import assign_sids
-        from semid.sid_table import read_sid_table
+        from semid.rqvae.sid_table import read_sid_table
 
         path = model / "sids.parquet"
         if path.exists():
@@ -166,7 +166,7 @@ class Experiment:
 
     def run_fits(self, jobs: list[FitJob], corpus: Path) -> list[dict[str, Any]]:
         from rankers.fit import read_results
-        from semid.progress import bar
+        from semid.core.progress import bar
 
         results: list[dict[str, Any]] = []
         failures: list[str] = []
@@ -246,7 +246,7 @@ class Experiment:
     def stability(self, corpus: Path) -> dict[str, Any]:
         """Appendix A.2: RQ-VAEs trained on early vs late days, each driving the same ranker."""
         from semid.rqvae.compare import compare_tables
-        from semid.sid_table import read_sid_table
+        from semid.rqvae.sid_table import read_sid_table
 
         st = self.cfg.stability
         tables, jobs = {}, []

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from semid.artifacts import atomic_path, write_json
+from semid.core.artifacts import atomic_path, write_json
 
 # two-sided 95% Student t quantiles for n-1 degrees of freedom (n seeds)
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
@@ -193,7 +193,7 @@ def write_report(cfg: Any, out: Path, corpus: Path, model: Path, sids: Path, res
     from datamodules.stats import corpus_impressions
     from embeddings.lookup_stats import lookup_report, plot_report
     from semid.rqvae.report import table1 as table1_of
-    from semid.sid_table import read_sid_table
+    from semid.rqvae.sid_table import read_sid_table
 
     c = Corpus(corpus)
     items = c.read_items(columns=["item_id", "embedding", "first_day"])

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from semid.artifacts import atomic_path
-from semid.errors import SemidError, out_of_room
+from semid.core.artifacts import atomic_path
+from semid.core.errors import SemidError, out_of_room
 
 pytestmark = pytest.mark.slow
 

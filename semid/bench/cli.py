@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from semid.errors import SemidError
+from semid.core.errors import SemidError
 
 
 def _ints(s: str) -> list[int]:
@@ -82,7 +82,7 @@ def _lookups(args: argparse.Namespace) -> int:
     if (args.corpus is None) != (args.sids is None):
         raise SemidError("--corpus and --sids go together (SPM bag lengths come from a token cache built on them)")
     if args.sids is not None and "spm" in args.layouts:
-        from semid.sid_table import read_sid_table
+        from semid.rqvae.sid_table import read_sid_table
 
         levels = read_sid_table(args.sids).levels
         spm, source = spm_lengths_from(args.corpus, args.sids, args.spm_representation)
@@ -111,7 +111,7 @@ def _pipeline(args: argparse.Namespace) -> int:
 
 def _write_outputs(out: Path, stem: str, result: dict, markdown: str) -> None:
     """``<stem>.json`` and ``<stem>.md`` in ``out`` (each written atomically), then the table on stdout."""
-    from semid.artifacts import atomic_path, write_json
+    from semid.core.artifacts import atomic_path, write_json
 
     write_json(out / f"{stem}.json", result)
     with atomic_path(out / f"{stem}.md") as tmp:

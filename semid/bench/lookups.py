@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from semid.bench.timing import interleaved, machine, markdown_table, median, ratio
-from semid.errors import SemidError
+from semid.core.errors import SemidError
 
 LAYOUTS = ("hash", "unigram", "bigram", "spm", "history")
 DISTRIBUTIONS = ("zipf", "uniform")
@@ -573,7 +573,7 @@ def spm_lengths_from(corpus: Path, sids: Path, representation: str) -> tuple[lis
     """SPM lookups per impression on a real corpus: the token cache's per-item lengths, impression weighted."""
     from datamodules.corpus import Corpus, to_int64
     from embeddings import build_token_cache, load_representation_config
-    from semid.sid_table import read_sid_table
+    from semid.rqvae.sid_table import read_sid_table
 
     c = Corpus(corpus)
     items = c.read_items(columns=["item_id", "embedding", "first_day"])

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from semid.bench.timing import machine, markdown_table, median
-from semid.errors import SemidError
+from semid.core.errors import SemidError
 
 STAGES = ("synth", "rqvae_encode", "tokens", "rank_fit")
 _MARK = "SEMID_BENCH_RESULT "
@@ -119,7 +119,7 @@ def _stage_tokens(a: dict[str, Any]) -> dict[str, Any]:
     from embeddings import build_kjt, build_token_cache, load_representation_config
     from embeddings.registry import build_tokenizer
     from embeddings.tokenizer import SidSpace
-    from semid.sid_table import read_sid_table
+    from semid.rqvae.sid_table import read_sid_table
 
     corpus = Corpus(a["corpus"])
     items = corpus.read_items(columns=["item_id", "embedding", "first_day"])

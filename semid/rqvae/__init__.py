@@ -5,7 +5,7 @@ Other rooms use these names; the rest of the package is private to it. Names loa
 """
 from __future__ import annotations
 
-from semid.lazy import lazy_getattr
+from semid.core.lazy import lazy_getattr
 
 _EXPORTS = {
     "RqvaeConfig": "semid.rqvae.config", "load_rqvae_config": "semid.rqvae.config",

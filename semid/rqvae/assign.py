@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from datamodules.corpus import Corpus
-from semid.artifacts import atomic_path, remove_stale_temps
-from semid.errors import SemidError
-from semid.fingerprint import fingerprint_bytes, fingerprint_of
-from semid.ids import locate
+from semid.core.artifacts import atomic_path, remove_stale_temps
+from semid.core.errors import SemidError
+from semid.core.fingerprint import fingerprint_bytes, fingerprint_of
+from semid.core.ids import locate
 from semid.rqvae.frozen import FrozenRqvae, load_frozen
 from semid.rqvae.partial import claim_partial
-from semid.sid_table import SidTable, read_sid_table, write_sid_table
+from semid.rqvae.sid_table import SidTable, read_sid_table, write_sid_table
 
 # existing items re-encoded on --update to prove the model is the one that made the table
 _VERIFY_SAMPLE = 1000

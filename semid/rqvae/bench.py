@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from datamodules.corpus import Corpus
-from datamodules.rqvae_data import impression_counts, split_items
-from semid.errors import SemidError
+from semid.rqvae.data import impression_counts, split_items
+from semid.core.errors import SemidError
 from semid.rqvae.config import RqvaeConfig, cpu_threads
 from semid.rqvae.health import codes_summary, relative_error
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from semid.errors import SemidError
+from semid.core.errors import SemidError
 from semid.rqvae.health import sid_groups
-from semid.sid_table import SidTable
+from semid.rqvae.sid_table import SidTable
 
 
 def match_codes(a: np.ndarray, b: np.ndarray, k_a: int, k_b: int) -> tuple[int, str]:

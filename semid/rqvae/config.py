@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from semid.config import from_dict, load_yaml, apply_overrides, resolve_conf, to_dict
-from semid.fingerprint import fingerprint_of
+from semid.core.config import from_dict, load_yaml, apply_overrides, resolve_conf, to_dict
+from semid.core.fingerprint import fingerprint_of
 
 LOGGERS = ("csv", "wandb")
 LR_SCHEDULES = ("cosine", "constant")

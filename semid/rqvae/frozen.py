@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from semid.artifacts import atomic_path
-from semid.config import to_dict
-from semid.errors import SemidError
+from semid.core.artifacts import atomic_path
+from semid.core.config import to_dict
+from semid.core.errors import SemidError
 from semid.rqvae.config import RqvaeConfig, config_from_dict, rqvae_fingerprint
 from semid.rqvae.model import Rqvae
 

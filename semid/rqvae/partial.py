@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from semid.artifacts import write_json
-from semid.errors import SemidError
+from semid.core.artifacts import write_json
+from semid.core.errors import SemidError
 
 MARKER = "partial.json"
 

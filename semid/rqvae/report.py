@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from datamodules.corpus import Items
-from semid.errors import SemidError
+from semid.core.errors import SemidError
 from semid.rqvae.health import code_counts, collision_histogram, sid_groups, uniqueness, usage_stats
-from semid.sid_table import SidTable
+from semid.rqvae.sid_table import SidTable
 
 
 @dataclass

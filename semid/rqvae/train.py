@@ -41,14 +41,14 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from datamodules.corpus import Corpus
-from datamodules.rqvae_data import RqvaeDataModule
-from semid.artifacts import atomic_path, publish, remove_stale_temps, write_json
-from semid.config import to_dict
-from semid.csv_log import continue_csv_log, csv_rows
-from semid.errors import SemidError
-from semid.kill_hook import kill_hooks
-from semid.progress import _enabled as progress_enabled
-from semid.quiet import quiet_libraries
+from semid.rqvae.data import RqvaeDataModule
+from semid.core.artifacts import atomic_path, publish, remove_stale_temps, write_json
+from semid.core.config import to_dict
+from semid.core.csv_log import continue_csv_log, csv_rows
+from semid.core.errors import SemidError
+from semid.core.kill_hook import kill_hooks
+from semid.core.progress import _enabled as progress_enabled
+from semid.core.quiet import quiet_libraries
 from semid.rqvae.callbacks import DeadCodeReset, TrainCodeUsage
 from semid.rqvae.config import RqvaeConfig, rqvae_fingerprint, cpu_threads
 from semid.rqvae.frozen import EXPORT_FILE, FrozenRqvae, export_frozen, load_frozen, with_input_dim
@@ -201,7 +201,7 @@ def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwr
         ]
         if t.reset_dead_codes:
             callbacks.insert(0, DeadCodeReset(t.dead_after_steps, t.seed))
-        callbacks += kill_hooks()  # test hook (semid.kill_hook), nothing unless SEMID_TEST_KILL_AT_STEP
+        callbacks += kill_hooks()  # test hook (semid.core.kill_hook), nothing unless SEMID_TEST_KILL_AT_STEP
         loggers = _loggers(cfg, run_dir, fingerprint)
         if lead and start is not None:
             continue_csv_log(loggers[0], csv_rows)  # type: ignore[arg-type]

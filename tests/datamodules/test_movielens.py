@@ -12,7 +12,7 @@ from datamodules.corpus import Corpus
 from datamodules.movielens import import_movielens
 from datamodules.validate import validate_corpus
 from semid.cli import main
-from semid.errors import SemidError
+from semid.core.errors import SemidError
 
 DAY = 86400
 T0 = 880000000

@@ -8,7 +8,7 @@ import pytest
 from datamodules.corpus import Corpus
 from datamodules.synth import SynthConfig, generate, load_synth_config
 from datamodules.validate import validate_corpus
-from semid.errors import SemidError
+from semid.core.errors import SemidError
 
 
 def _impressions(corpus: Corpus) -> dict[str, np.ndarray]:

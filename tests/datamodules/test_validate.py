@@ -12,7 +12,7 @@ import pytest
 from datamodules.corpus import CorpusWriter, Corpus
 from datamodules.validate import validate_corpus
 from semid.cli import main
-from semid.errors import DataError
+from semid.core.errors import DataError
 
 
 def _write_corpus(out: Path, n_items: int = 20, days: int = 3, dim: int = 4) -> Path:

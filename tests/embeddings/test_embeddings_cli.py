@@ -10,7 +10,7 @@ import pytest
 from datamodules.corpus import CorpusWriter
 from embeddings import TokenCache, TokenizerWarning, build_token_cache, popularity_buckets
 from semid.cli import main
-from semid.sid_table import SidTable, write_sid_table
+from semid.rqvae.sid_table import SidTable, write_sid_table
 
 L, K, N_ITEMS = 4, 8, 300
 

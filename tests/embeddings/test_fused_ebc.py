@@ -13,8 +13,8 @@ from embeddings import (TableOptimizerConfig, build_kjt, build_token_cache, embe
 from embeddings.hybrid import HybridConfig
 from embeddings.hashing import HashConfig
 from embeddings.ngram import NgramConfig
-from semid.errors import SemidError
-from semid.sid_table import SidTable
+from semid.core.errors import SemidError
+from semid.rqvae.sid_table import SidTable
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # the planner on a 1-rank CPU topology
 

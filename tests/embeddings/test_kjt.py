@@ -12,8 +12,8 @@ from embeddings.hashing import HashConfig
 from embeddings.hybrid import HybridConfig
 from embeddings.ngram import NgramConfig
 from embeddings.spm import SpmConfig
-from semid.errors import SemidError
-from semid.sid_table import SidTable
+from semid.core.errors import SemidError
+from semid.rqvae.sid_table import SidTable
 
 K = 4
 # item rows 0..3; bigram-offset layout gives 2 tokens per item, the hash part 1

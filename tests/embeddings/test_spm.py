@@ -6,8 +6,8 @@ import pytest
 
 from embeddings import TokenizerWarning, build_token_cache
 from embeddings.spm import SpmConfig, sid_strings
-from semid.errors import SemidError
-from semid.sid_table import SidTable
+from semid.core.errors import SemidError
+from semid.rqvae.sid_table import SidTable
 
 L, K = 4, 8
 

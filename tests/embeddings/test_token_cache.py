@@ -14,8 +14,8 @@ from embeddings.hybrid import HybridConfig
 from embeddings.ngram import NgramConfig
 from embeddings.registry import DenseConfig
 from embeddings.spm import SpmConfig
-from semid.errors import DataError, FingerprintMismatch, SemidError
-from semid.sid_table import SidTable
+from semid.core.errors import DataError, FingerprintMismatch, SemidError
+from semid.rqvae.sid_table import SidTable
 
 L, K = 3, 6
 

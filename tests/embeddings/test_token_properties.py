@@ -12,7 +12,7 @@ from embeddings.hashing import HashConfig
 from embeddings.hybrid import HybridConfig
 from embeddings.ngram import NgramConfig, PrefixNgramConfig
 from embeddings.spm import SpmConfig
-from semid.sid_table import SidTable
+from semid.rqvae.sid_table import SidTable
 
 
 @st.composite

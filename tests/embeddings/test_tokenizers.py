@@ -10,9 +10,9 @@ from embeddings import TableSpec, build_token_cache, load_representation_config
 from embeddings.hashing import HashConfig
 from embeddings.ngram import NgramConfig, PrefixNgramConfig, group_index
 from embeddings.registry import parse_representation
-from semid.config import CONF_DIR
-from semid.errors import SemidError
-from semid.sid_table import SidTable
+from semid.core.config import CONF_DIR
+from semid.core.errors import SemidError
+from semid.rqvae.sid_table import SidTable
 
 K = 4
 CODES = np.array([[1, 2, 3, 0],

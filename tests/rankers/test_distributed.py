@@ -94,7 +94,7 @@ def test_kill_9_mid_day_then_rerun_resumes_bit_identically(signal_corpus, tmp_pa
 
     steps_per_day = -(-Corpus(signal_corpus).read_day(0).num_rows // 2 // 8)
     out = tmp_path / "killed"
-    # every rank SIGKILLs itself at the same step (semid.kill_hook), as a node failure would kill them all;
+    # every rank SIGKILLs itself at the same step (semid.core.kill_hook), as a node failure would kill them all;
     # deterministic, unlike a timed kill, which raced the end of this short run on a busy machine
     env = {**os.environ, "SEMID_TEST_KILL_AT_STEP": str(steps_per_day * 3 // 2)}
     p = subprocess.Popen(_cmd(signal_corpus, out, *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

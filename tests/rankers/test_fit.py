@@ -14,7 +14,7 @@ import torch
 from rankers.fit import fit, load_rank_config
 from rankers.model import RankerConfig
 from semid.cli import main
-from semid.errors import SemidError
+from semid.core.errors import SemidError
 from tests.rankers.conftest import FAST
 
 
@@ -55,7 +55,7 @@ def test_interrupted_run_resumes_bit_identically(signal_corpus, tmp_path):
 
 @pytest.mark.parametrize("config", ["hash_8k", "dense"])  # a sharded DCP checkpoint, and one Lightning file
 def test_kill_9_mid_day_then_rerun_resumes_from_the_day_checkpoint(signal_corpus, tmp_path, config):
-    """A real `semid rank fit` SIGKILLed in the middle of its second day (semid.kill_hook): the rerun resumes
+    """A real `semid rank fit` SIGKILLed in the middle of its second day (semid.core.kill_hook): the rerun resumes
     from the first day's checkpoint and ends with the uninterrupted run's metrics, tables and CSV log."""
     from datamodules.corpus import Corpus
 

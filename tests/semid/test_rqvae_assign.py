@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from datamodules.corpus import Corpus
-from semid.errors import FingerprintMismatch, SemidError
+from semid.core.errors import FingerprintMismatch, SemidError
 from semid.rqvae.assign import assign_sids
 from semid.rqvae.config import load_rqvae_config, rqvae_fingerprint
 from semid.rqvae.frozen import load_frozen
-from semid.sid_table import SidTable, read_sid_table, write_sid_table
+from semid.rqvae.sid_table import SidTable, read_sid_table, write_sid_table
 
 
 def test_sids_do_not_depend_on_batch_size_or_order(tiny_model, tiny_corpus: Path) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from datamodules.corpus import Corpus, CorpusWriter
-from datamodules.rqvae_data import ImpressionWeightedBatches, impression_counts, split_items
+from semid.rqvae.data import ImpressionWeightedBatches, impression_counts, split_items
 
 
 def _corpus(path: Path) -> Corpus:

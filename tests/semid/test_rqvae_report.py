@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from datamodules.corpus import Items
-from semid.errors import SemidError
+from semid.core.errors import SemidError
 from semid.rqvae.compare import compare_tables, match_codes, prefix_pair_stability
 from semid.rqvae.health import code_counts, collision_histogram, uniqueness, usage_stats
 from semid.rqvae.report import pair_similarity, parse_prefix, sid_report, table1, _unit
-from semid.sid_table import SidTable
+from semid.rqvae.sid_table import SidTable
 
 # five items; a and b point the same way (b is longer), c and d are orthogonal to them, e opposes d
 EMB = np.array([[1, 0, 0], [2, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, -3]], dtype=np.float32)

@@ -21,10 +21,10 @@ import pytest
 import torch
 
 from semid.cli import main
-from semid.errors import SemidError
+from semid.core.errors import SemidError
 from semid.rqvae.config import load_rqvae_config
 from semid.rqvae.partial import claim_partial
-from semid.sid_table import read_sid_table
+from semid.rqvae.sid_table import read_sid_table
 
 _ENV = {**os.environ, "SEMID_PROGRESS": "0", "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
 # 120 steps, a checkpoint every 25: killed at step 60, the rerun resumes from step 50

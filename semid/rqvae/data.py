@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from datamodules.corpus import Corpus, Items
-from semid.errors import DataError, SemidError
+from semid.core.errors import DataError, SemidError
 
 
 def impression_counts(corpus: Corpus, items: Items, min_day: int | None = None,

@@ -14,12 +14,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from semid.artifacts import atomic_path
-from semid.errors import DataError, FingerprintMismatch, SemidError
-from semid.fingerprint import fingerprint_bytes, fingerprint_of
-from semid.ids import locate
+from semid.core.artifacts import atomic_path
+from semid.core.errors import DataError, FingerprintMismatch, SemidError
+from semid.core.fingerprint import fingerprint_bytes, fingerprint_of
+from semid.core.ids import locate
 
-_META = b"semid.sid_table"
+_META = b"semid.rqvae.sid_table"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-from semid.errors import SemidError, out_of_room
+from semid.core.errors import SemidError, out_of_room
 
 
 def _tmp_sibling(path: Path) -> Path:

@@ -9,11 +9,11 @@ from typing import Any, TypeVar
 
 import yaml
 
-from semid.errors import SemidError
+from semid.core.errors import SemidError
 
 T = TypeVar("T")
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # semid/core/config.py -> repo root
 
 
 def resolve_conf(name_or_path: str | Path, group: str) -> Path:

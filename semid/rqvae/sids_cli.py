@@ -107,10 +107,10 @@ def _assign(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from datamodules.corpus import Corpus
-    from semid.artifacts import write_json
+    from semid.core.artifacts import write_json
     from semid.rqvae.frozen import load_frozen
     from semid.rqvae.report import parse_prefix, render_report, sid_report
-    from semid.sid_table import read_sid_table
+    from semid.rqvae.sid_table import read_sid_table
 
     expect = load_frozen(args.model).fingerprint if args.model else None
     table = read_sid_table(args.sids, expect_rqvae=expect)
@@ -124,9 +124,9 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from semid.artifacts import write_json
+    from semid.core.artifacts import write_json
     from semid.rqvae.compare import compare_tables, render_compare
-    from semid.sid_table import read_sid_table
+    from semid.rqvae.sid_table import read_sid_table
 
     result = compare_tables(read_sid_table(args.a), read_sid_table(args.b))
     render_compare(result)
@@ -136,7 +136,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from semid.artifacts import write_json
+    from semid.core.artifacts import write_json
     from semid.rqvae.bench import bench_peers, markdown_table, render_bench
     from semid.rqvae.config import load_rqvae_config
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from semid.errors import FingerprintMismatch
+from semid.core.errors import FingerprintMismatch
 
 _CHUNK = 1 << 20
 
