@@ -224,14 +224,14 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
     ckpt = _DayCheckpoint(ckpt_dir / "last.ckpt")
     throughput = _Throughput()
     n_days = len(dm.train_days) if max_train_days is None else min(max_train_days, len(dm.train_days))
-    from semid.core.progress import _enabled
+    from semid.core.progress import enabled
 
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
         strategy=strategy, max_epochs=n_days, reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
         logger=_loggers(cfg, out, f"{rep.name}-{run_fp}"), callbacks=[ckpt, throughput, *kill_hooks()],
         deterministic=cfg.trainer.deterministic, log_every_n_steps=cfg.trainer.log_every_n_steps,
-        enable_progress_bar=cfg.trainer.progress_bar if cfg.trainer.progress_bar is not None else _enabled(),
+        enable_progress_bar=cfg.trainer.progress_bar if cfg.trainer.progress_bar is not None else enabled(),
         enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(out))
     last = ckpt_dir / "last.ckpt"
     _recover_interrupted_save(last)

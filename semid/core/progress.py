@@ -10,7 +10,8 @@ from tqdm.auto import tqdm
 T = TypeVar("T")
 
 
-def _enabled() -> bool:
+def enabled() -> bool:
+    """Whether progress bars show: SEMID_PROGRESS=1/0 decides, else whether stderr is a terminal."""
     flag = os.environ.get("SEMID_PROGRESS")
     if flag is not None:
         return flag == "1"
@@ -18,10 +19,10 @@ def _enabled() -> bool:
 
 
 def progress(iterable: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterable[T]:
-    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=not _enabled(), dynamic_ncols=True,
+    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=not enabled(), dynamic_ncols=True,
                 leave=False)
 
 
 def bar(desc: str, total: int | None = None, unit: str = "it") -> tqdm:
-    return tqdm(desc=desc, total=total, unit=unit, disable=not _enabled(), dynamic_ncols=True, leave=False,
+    return tqdm(desc=desc, total=total, unit=unit, disable=not enabled(), dynamic_ncols=True, leave=False,
                 unit_scale=True)
