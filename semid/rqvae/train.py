@@ -47,7 +47,7 @@ from semid.core.config import to_dict
 from semid.core.csv_log import continue_csv_log, csv_rows
 from semid.core.errors import SemidError
 from semid.core.kill_hook import kill_hooks
-from semid.core.progress import _enabled as progress_enabled
+from semid.core.progress import enabled as progress_enabled
 from semid.core.quiet import quiet_libraries
 from semid.rqvae.callbacks import DeadCodeReset, TrainCodeUsage
 from semid.rqvae.config import RqvaeConfig, rqvae_fingerprint, cpu_threads
