@@ -1,7 +1,8 @@
 """Stage 1: RQ-VAE Semantic IDs — train, freeze, assign, report, compare, benchmark.
 
 Other rooms use these names; the rest of the package is private to it. Names load lazily so that
-``from semid.rqvae import load_frozen`` does not pull in Lightning.
+``from semid.rqvae import load_frozen`` (or ``SidTable``, the SID table every later stage reads) does not
+pull in Lightning.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ _EXPORTS = {
     "sid_report": "semid.rqvae.report", "table1": "semid.rqvae.report",
     "compare_tables": "semid.rqvae.compare",
     "bench_peers": "semid.rqvae.bench",
+    "SidTable": "semid.rqvae.sid_table", "read_sid_table": "semid.rqvae.sid_table",
+    "write_sid_table": "semid.rqvae.sid_table",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_getattr(__name__, _EXPORTS)
