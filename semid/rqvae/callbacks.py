@@ -5,10 +5,11 @@ resumed run resets the same codes and logs the same usage as an uninterrupted on
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import cast
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.types import STEP_OUTPUT
 
 from semid.rqvae.health import CodeUsage
 from semid.rqvae.module import RqvaeModule
@@ -45,8 +46,8 @@ class DeadCodeReset(L.Callback):
         self.generator = torch.Generator().manual_seed(seed + 7919)
         self.last_used: torch.Tensor | None = None  # [L, K] step at which each code was last chosen
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: STEP_OUTPUT,
+                           batch: torch.Tensor, batch_idx: int) -> None:
         assert isinstance(pl_module, RqvaeModule)
         if pl_module.last_quantized is None:
             return
@@ -80,12 +81,12 @@ class DeadCodeReset(L.Callback):
             _clear_optimizer_rows(optimizers, quantizer.codebooks, dead.to(device))
         return n
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, torch.Tensor | None]:
         return {"last_used": self.last_used, "generator": self.generator.get_state()}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor | None]) -> None:
         self.last_used = state_dict["last_used"]
-        self.generator.set_state(state_dict["generator"])
+        self.generator.set_state(cast(torch.Tensor, state_dict["generator"]))  # never None (see state_dict)
 
 
 def _clear_optimizer_rows(optimizers: list[torch.optim.Optimizer], param: torch.nn.Parameter,
@@ -107,8 +108,8 @@ class TrainCodeUsage(L.Callback):
         self.every = every
         self.usage: CodeUsage | None = None
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: STEP_OUTPUT,
+                           batch: torch.Tensor, batch_idx: int) -> None:
         assert isinstance(pl_module, RqvaeModule)
         q = pl_module.last_quantized
         if q is None:
@@ -133,11 +134,11 @@ class TrainCodeUsage(L.Callback):
             logger.log_metrics(metrics, step=step)
         self.usage.reset()
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, torch.Tensor | None]:
         """Counts since the last logged step (part of the next logged utilisation and perplexity)."""
         return {"counts": None if self.usage is None else self.usage.counts.cpu().clone()}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor | None]) -> None:
         counts = state_dict["counts"]
         if counts is None:
             self.usage = None

@@ -5,6 +5,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor
 from torchmetrics import CatMetric, MeanMetric
 
@@ -20,6 +21,8 @@ class RqvaeModule(L.LightningModule):
     """Training of ``Rqvae``. Dead-code resets and train-time code usage live in callbacks."""
 
     def __init__(self, model: dict[str, Any], train: dict[str, Any]) -> None:
+        """``model``/``train``: ``to_dict`` of a ``ModelConfig``/``TrainConfig`` (plain dicts, so that
+        ``save_hyperparameters`` stores them in checkpoints)."""
         super().__init__()
         self.save_hyperparameters()
         self.model_cfg = ModelConfig(**model)
@@ -65,7 +68,7 @@ class RqvaeModule(L.LightningModule):
         """The last training step's loss, reconstruction and relative error (for health.json)."""
         return {k: round(float(v), 6) for k, v in zip(_FINAL_METRICS, self.last_train_metrics.cpu())}
 
-    def configure_optimizers(self) -> Any:
+    def configure_optimizers(self) -> torch.optim.Optimizer | OptimizerLRSchedulerConfig:
         t = self.train_cfg
         opt = torch.optim.AdamW(self.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         if t.lr_schedule == "constant":

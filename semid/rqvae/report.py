@@ -11,7 +11,7 @@ the whole corpus.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from datamodules.corpus import Items
 from semid.core.errors import SemidError
 from semid.rqvae.health import code_counts, collision_histogram, sid_groups, uniqueness, usage_stats
 from semid.rqvae.sid_table import SidTable
+
+if TYPE_CHECKING:  # rich loads in render_report only: callers of table1 / sid_report do not pay for it
+    from rich.tree import Tree
 
 
 @dataclass
@@ -194,7 +197,7 @@ def render_report(report: dict[str, Any]) -> None:
         console.print(tree)
 
 
-def _add_tree(parent: Any, node: dict[str, Any]) -> None:
+def _add_tree(parent: Tree, node: dict[str, Any]) -> None:
     for title in node.get("titles", []):
         parent.add(title)
     if node.get("more_items"):

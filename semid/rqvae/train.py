@@ -113,7 +113,8 @@ class _AtomicCheckpointIO(TorchCheckpointIO):
     (Lightning's own transaction stages the file in the system temp dir, possibly another file system, and
     copies it over)."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path,
+                        storage_options: Any | None = None) -> None:
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
 
