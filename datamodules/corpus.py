@@ -9,6 +9,10 @@ Layout of a corpus directory::
                                         item_id:int64, click:int8, optional engaged:int8
 
 A corpus is written into a temporary sibling directory and renamed into place on success.
+
+``impressions/`` holds day partitions only: any other entry (``tmp/``, ``day=abc/``, ``day=0003.bak/``, a stray
+file) is a ``DataError``, not skipped, so that a day is never silently left out of training. Hidden entries
+(``.``-prefixed, e.g. atomic-write temporaries) are ignored.
 """
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from semid.core.artifacts import atomic_path, read_json, write_json
@@ -31,7 +37,14 @@ FORMAT_VERSION = 1
 ITEMS_FILE = "items.parquet"
 META_FILE = "corpus.json"
 IMPRESSIONS_DIR = "impressions"
-_DAY_DIR = re.compile(r"^day=(\d+)$")
+_DAY_DIR = re.compile(r"^day=([0-9]+)$")
+_DAY_KEY = pa.schema([pa.field("day", pa.int32())])
+# the hive key finds the days; each file is then read as a fragment of its own, with its own schema and no
+# partition expression (the files hold a `day` column themselves, and a partitioned fragment scans ~6% slower)
+_DAY_PARTITIONING = ds.partitioning(_DAY_KEY, flavor="hive")
+_PARQUET = ds.ParquetFileFormat()
+_LOCAL_FS = pafs.LocalFileSystem()
+_NOT_A_DAY = "not a day partition", "name day directories day=NNNN, or move it out of impressions/"
 
 IMPRESSION_COLUMNS = ("day", "user_id", "watch_item_id", "item_id", "click")
 LABEL_COLUMNS = ("click", "engaged")
@@ -72,10 +85,13 @@ def embedding_array(values: np.ndarray) -> pa.FixedSizeListArray:
 # reading with lossless conversion
 
 
-def _read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+def _read_parquet(path: Path, columns: list[str] | None = None, *, fragment: bool = False) -> pa.Table:
+    """One Parquet file as a table of its own schema (``fragment``: read as a pyarrow.dataset fragment)."""
     if not path.exists():
         raise DataError(path, None, "file is missing", "check the corpus path, or regenerate the corpus")
     try:
+        if fragment:  # without a schema a fragment reads as its file's own (physical) schema
+            return _PARQUET.make_fragment(str(path), filesystem=_LOCAL_FS).to_table(columns=columns)
         return pq.read_table(path, columns=columns)
     except (pa.ArrowInvalid, OSError) as e:
         raise DataError(path, None, f"not a readable Parquet file ({str(e).splitlines()[0]})",
@@ -206,23 +222,52 @@ class Corpus:
         return self.meta.get("fingerprint") or compute_fingerprint(self.path)
 
     def day_files(self) -> dict[int, list[Path]]:
-        """Day -> its Parquet files, listed once per reader (callers ask per day: a listing per call
-        was O(days^2) directory reads)."""
+        """Day -> its Parquet files (sorted), listed once per reader (callers ask per day: a listing per call
+        was O(days^2) directory reads). Found with pyarrow.dataset's hive partitioning on ``day``; an entry of
+        impressions/ that is not a day partition raises ``DataError`` naming it."""
         if self._day_files is None:
             self._day_files = self._list_day_files()
         return dict(self._day_files)
 
-    def _list_day_files(self) -> dict[int, list[Path]]:
+    def _day_dirs(self) -> dict[str, int]:
+        """Day directory name -> day, for every entry of impressions/; any entry that is not one is an error."""
         if not self.impressions_path.is_dir():
             raise DataError(self.impressions_path, None, "directory is missing",
                             "impressions go in impressions/day=NNNN/*.parquet")
-        out: dict[int, list[Path]] = {}
+        names: dict[str, int] = {}
+        first: dict[int, str] = {}
         for d in sorted(self.impressions_path.iterdir()):
-            m = _DAY_DIR.match(d.name)
-            if not (m and d.is_dir()):
+            if d.name.startswith("."):  # hidden: an atomic write's temporary sibling
                 continue
-            out[int(m.group(1))] = sorted(d.glob("*.parquet"))
-        return dict(sorted(out.items()))
+            m = _DAY_DIR.match(d.name)
+            if not (m and d.is_dir() and int(m.group(1)) < 2 ** 31):
+                raise DataError(d, None, *_NOT_A_DAY)
+            day = int(m.group(1))
+            if day in first:
+                raise DataError(d, None, f"a second partition of day {day} (next to {first[day]})",
+                                "keep one directory per day")
+            names[d.name], first[day] = day, d.name
+        return names
+
+    def _list_day_files(self) -> dict[int, list[Path]]:
+        names = self._day_dirs()
+        out: dict[int, list[Path]] = {day: [] for day in names.values()}  # an empty day stays listed
+        base = str(self.impressions_path)
+        try:
+            # a schema given: files are listed, not opened (a damaged file is reported when read, naming it)
+            dataset = ds.dataset(base, schema=_DAY_KEY, format=_PARQUET, partitioning=_DAY_PARTITIONING,
+                                 filesystem=_LOCAL_FS, ignore_prefixes=["."])
+        except (pa.ArrowInvalid, OSError) as e:
+            raise DataError(self.impressions_path, None, f"cannot list the day partitions "
+                            f"({str(e).splitlines()[0]})", "check the directory's permissions") from None
+        for frag in dataset.get_fragments():
+            rel = Path(frag.path).relative_to(base)
+            day = ds.get_partition_keys(frag.partition_expression).get("day")
+            # a day's data are the *.parquet files directly in its directory (others, and subdirectories, are not)
+            if len(rel.parts) != 2 or rel.suffix != ".parquet" or names.get(rel.parts[0]) != day:
+                continue
+            out[day].append(self.impressions_path / rel)
+        return {day: sorted(fs) for day, fs in sorted(out.items())}
 
     def days(self) -> list[int]:
         return list(self.day_files())
@@ -248,7 +293,7 @@ class Corpus:
         if files is None:
             raise SemidError(f"{self.impressions_path}: no day={day:04d} partition (days present: "
                              f"{_ranges(self.days())})")
-        tables = [_read_parquet(f, columns=columns) for f in files]
+        tables = [_read_parquet(f, columns, fragment=True) for f in files]
         if not tables:
             raise DataError(self.impressions_path / f"day={day:04d}", None, "day has no Parquet files",
                             "remove the empty day directory or regenerate it")
