@@ -1,11 +1,39 @@
-"""The batch that crosses from datamodules to rankers: sparse features as one KeyedJaggedTensor."""
+"""The batch that crosses from datamodules to rankers: sparse features as one KeyedJaggedTensor.
+
+The item roles and the feature-key format are named here, once: embeddings builds its tables' feature
+names with ``feature_key`` and rankers reads pooled embeddings back by the same keys.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchrec import KeyedJaggedTensor
+
+# the items a sample carries: the candidate, the context (watch) item, and the user's watch history
+ROLES = ("candidate", "watch", "history")
+
+
+def feature_key(role: str, table: str) -> str:
+    """The KJT key of one role's bag on one table (every role shares the representation's tables)."""
+    return f"{role}__{table}"
+
+
+class SparseFeatures(Protocol):
+    """How a batch's items become its KeyedJaggedTensor. embeddings implements it over a token cache
+    (``embeddings.CacheFeatures``); rankers passes it in, since datamodules sits below embeddings."""
+
+    def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
+        """Rows [N] of the features' item table for corpus item ids [N]."""
+        ...
+
+    def kjt(self, rows: dict[str, np.ndarray], history: tuple[np.ndarray, np.ndarray] | None) -> KeyedJaggedTensor:
+        """One bag per (role, table) from item rows per role [B] (-1: no item) and an optional history
+        (offsets [B+1], item rows [nnz]) summed into one bag per table."""
+        ...
 
 
 @dataclass

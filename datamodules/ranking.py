@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from datamodules.batch import RankingBatch
+from datamodules.batch import RankingBatch, SparseFeatures
 from datamodules.corpus import Corpus, Items, to_int64
 from datamodules.stats import popularity_buckets
 from semid.core.errors import SemidError
@@ -162,15 +162,14 @@ def resolve_days(corpus: Corpus, cfg: RankingDataConfig) -> tuple[list[int], int
 
 
 class RankingDataModule(L.LightningDataModule):
-    """``cache``: an ``embeddings.TokenCache`` (tables) or ``None`` for the Dense Input representation."""
+    """``features``: how items become sparse table features (``embeddings.CacheFeatures`` over a token
+    cache), or ``None`` for the Dense Input representation (batches carry raw content embeddings)."""
 
-    def __init__(self, corpus: str | Path, cfg: RankingDataConfig, cache: Any | None = None,
-                 dense_input: bool = False, with_history: bool = True) -> None:
+    def __init__(self, corpus: str | Path, cfg: RankingDataConfig, features: SparseFeatures | None = None,
+                 with_history: bool = True) -> None:
         super().__init__()
-        if cache is None and not dense_input:
-            raise SemidError("ranking data needs a token cache (sub-piece tables) or dense_input=True")
         self.corpus = Corpus(corpus)
-        self.cfg, self.cache, self.dense_input = cfg, cache, dense_input
+        self.cfg, self.features = cfg, features
         self.with_history = with_history  # without it, no history bag is built (the setting ignores it)
         self.items: Items | None = None
         self.forced_eval_day: int | None = None  # `semid rank eval --day D`
@@ -182,7 +181,7 @@ class RankingDataModule(L.LightningDataModule):
             return
         self.items = self.corpus.read_items(columns=["item_id", "embedding", "first_day"])
         self.train_days, self.eval_day = resolve_days(self.corpus, self.cfg)
-        self.cache_rows = self.cache.rows_of(self.items.item_id) if self.cache is not None else None
+        self.feature_rows = self.features.rows_of(self.items.item_id) if self.features is not None else None
         self.history = UserHistory(self.corpus, self.items, self.cfg.history_length)
         self._day_counts: dict[int, np.ndarray] = {}
 
@@ -202,7 +201,7 @@ class RankingDataModule(L.LightningDataModule):
             self._day_counts[day] = np.bincount(self.items.index_of(ids), minlength=len(self.items))
         return self._day_counts[day]
 
-    def popularity_buckets(self, day: int) -> np.ndarray:
+    def item_buckets(self, day: int) -> np.ndarray:
         """Head/torso/tail of every item by impressions on the training days before ``day``."""
         counts = sum((self._counts(d) for d in self.train_days if d < day), np.zeros(len(self.items), np.int64))
         return popularity_buckets(counts, self.cfg.head_share, self.cfg.torso_share)
@@ -239,7 +238,7 @@ class RankingDataModule(L.LightningDataModule):
         engaged = to_int64(t["engaged"], p, "engaged").astype(np.float32) if "engaged" in cols else click
         offsets, hist = self.history.before(day).of(users)
         frame = DayFrame(day, users, cand, watch, np.stack([click, engaged], 1), offsets, hist,
-                         self.items.first_day[cand] == day, self.popularity_buckets(day)[cand])
+                         self.items.first_day[cand] == day, self.item_buckets(day)[cand])
         # keep only the frame in use plus the evaluation days' frames (reused every evaluation)
         self._frames = {k: v for k, v in self._frames.items() if k[0] in self.eval_days()}
         self._frames[key] = frame
@@ -260,14 +259,10 @@ class RankingDataModule(L.LightningDataModule):
         age = np.maximum(f.day - self.items.first_day[cand], 0)
         context = np.stack([np.log1p(h_len) / 4.0, (watch < 0).astype(np.float64), np.log1p(age) / 3.0], 1)
         kjt, content = None, None
-        if self.cache is not None:
-            from embeddings import build_kjt
-
-            cr = self.cache_rows
-            # history as one SUM bag; "mean" pooling divides by the item count in the ranker, which equals
-            # a weighted bag without FBGEMM's ~3x slower weighted kernels
-            kjt = build_kjt(self.cache, {"candidate": cr[cand], "watch": np.where(watch >= 0, cr[watch], -1)},
-                            history=(h_off, cr[h_rows]) if self.with_history else None, history_pooling="sum")
+        if self.features is not None:
+            fr = self.feature_rows
+            kjt = self.features.kjt({"candidate": fr[cand], "watch": np.where(watch >= 0, fr[watch], -1)},
+                                    (h_off, fr[h_rows]) if self.with_history else None)
         else:
             emb = torch.from_numpy(self.items.embedding)
             watch_t = torch.from_numpy(watch)

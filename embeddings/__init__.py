@@ -16,6 +16,8 @@ from semid.core.lazy import lazy_getattr
 _EXPORTS = {
     "RepresentationConfig": "embeddings.registry",
     "load_representation_config": "embeddings.registry",
+    "parse_representation": "embeddings.registry",
+    "CacheFeatures": "embeddings.torchrec_io",
     "TokenCache": "embeddings.token_cache",
     "build_token_cache": "embeddings.token_cache",
     "TableSpec": "embeddings.tokenizer",
@@ -25,7 +27,6 @@ _EXPORTS = {
     "embedding_bag_configs": "embeddings.torchrec_io",
     "feature_keys": "embeddings.torchrec_io",
     "fused_params": "embeddings.torchrec_io",
-    "popularity_buckets": "embeddings.lookup_stats",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

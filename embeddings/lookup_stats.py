@@ -12,8 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from datamodules.stats import BUCKETS
-from datamodules.stats import popularity_buckets as _bucket_codes
+from datamodules.stats import BUCKETS, popularity_buckets
 from embeddings.hashing import HashConfig
 from embeddings.ngram import NgramConfig
 from embeddings.registry import RepresentationConfig
@@ -23,11 +22,6 @@ from semid.core.progress import progress
 from semid.rqvae.sid_table import SidTable
 
 DEFAULT_VOCAB_SIZES = (512, 1024, 2048, 4096, 8192, 16384, 32768)
-
-
-def popularity_buckets(impressions: np.ndarray, head_share: float = 0.5, torso_share: float = 0.3) -> np.ndarray:
-    """'head' / 'torso' / 'tail' per item by impressions: ``datamodules.stats.popularity_buckets`` by name."""
-    return np.asarray(BUCKETS)[_bucket_codes(impressions, head_share, torso_share)]
 
 
 def lookup_stats(cache: TokenCache, buckets: np.ndarray) -> dict[str, Any]:
@@ -53,7 +47,7 @@ def lookup_report(sids: SidTable, item_ids: np.ndarray, impressions: np.ndarray,
                   vocab_sizes: Sequence[int] = DEFAULT_VOCAB_SIZES, hash_rows: int = 8192) -> dict[str, Any]:
     """Figure 4's numbers: SPM at several vocabulary sizes vs unigram, bigram and hashing."""
     item_ids = np.asarray(item_ids, np.int64)
-    buckets = popularity_buckets(impressions)
+    buckets = np.asarray(BUCKETS)[popularity_buckets(impressions)]  # 'head' / 'torso' / 'tail' per item
     reps: list[RepresentationConfig] = [SpmConfig(name=f"spm_{v}", vocab_size=int(v)) for v in vocab_sizes]
     reps += [NgramConfig(name="unigram", n=1), NgramConfig(name="bigram", n=2),
              HashConfig(name=f"hash_{hash_rows}", rows=hash_rows)]

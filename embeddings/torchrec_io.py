@@ -1,6 +1,6 @@
 """TorchRec glue: tables as ``EmbeddingBagConfig``s shared by all roles, batches as ``KeyedJaggedTensor``s.
 
-Feature key of role r on table t: ``f"{r}__{t.name}"``. An item's representation for a role is the SUM
+Feature key of role r on table t: ``datamodules.batch.feature_key(r, t.name)``. An item's representation for a role is the SUM
 of the pooled outputs of that role's features, read by key (``KeyedTensor.to_dict()``), never by
 column position (the pooled column order follows the sharding plan).
 
@@ -19,15 +19,10 @@ from fbgemm_gpu.tbe.config.optimizer_config import WeightDecayMode
 from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from datamodules.batch import feature_key
 from embeddings.token_cache import TokenCache
 from embeddings.tokenizer import ConfigError, gather_csr
 from semid.core.errors import SemidError
-
-HISTORY_POOLING = ("sum", "mean")
-
-
-def feature_key(role: str, table: str) -> str:
-    return f"{role}__{table}"
 
 
 def feature_keys(cache: TokenCache, role: str) -> list[str]:
@@ -47,21 +42,18 @@ def embedding_bag_configs(cache: TokenCache, dim: int, roles: Sequence[str]) -> 
 
 
 def build_kjt(cache: TokenCache, batch: dict[str, np.ndarray],
-              history: tuple[np.ndarray, np.ndarray] | None = None, history_role: str = "history",
-              history_pooling: str = "sum") -> KeyedJaggedTensor:
+              history: tuple[np.ndarray, np.ndarray] | None = None, history_role: str = "history") -> KeyedJaggedTensor:
     """The sparse input of a batch of B samples.
 
     ``batch[role]``: cache rows [B] of one item per sample (``cache.rows_of``; -1 = no item, empty bag).
     ``history``: (offsets [B+1], item rows [nnz]) -- every token of a sample's history items goes into one
-    bag per table. ``history_pooling="mean"`` adds weights 1/(items in the sample's history) so that the SUM
-    pooled bag is the mean over items; then every key carries weights (1.0 for single-item roles) and the
-    EBC must be built with ``is_weighted=True``. Keys are ordered roles (batch order, then history) x tables.
+    SUM bag per table; the ranker's "mean" pooling divides that bag by the item count, which equals a
+    weighted bag without FBGEMM's ~3x slower weighted kernels. Keys are ordered roles (batch order, then
+    history) x tables.
     """
     if not cache.tables:
         raise SemidError(f"representation '{cache.name}' ({cache.kind}) has no embedding tables: feed the raw "
                          "content embedding to the ranker instead of a KJT")
-    if history_pooling not in HISTORY_POOLING:
-        raise SemidError(f"history_pooling must be one of {', '.join(HISTORY_POOLING)}, got {history_pooling!r}")
     if not batch and history is None:
         raise SemidError("build_kjt needs at least one role in batch or a history")
     sizes = {role: len(np.asarray(rows)) for role, rows in batch.items()}
@@ -71,12 +63,10 @@ def build_kjt(cache: TokenCache, batch: dict[str, np.ndarray],
         raise SemidError(f"role {history_role!r} is given both as a single-item role and as the history")
     if len(set(sizes.values())) > 1:
         raise SemidError(f"every role needs the same batch size, got {sizes}")
-    weighted = history is not None and history_pooling == "mean"
 
     keys: list[str] = []
     values: list[np.ndarray] = []
     lengths: list[np.ndarray] = []
-    weights: list[np.ndarray] = []
     n = len(cache)
     for role, rows in batch.items():
         rows = _rows(rows, n, role)
@@ -85,33 +75,36 @@ def build_kjt(cache: TokenCache, batch: dict[str, np.ndarray],
             keys.append(feature_key(role, t.name))
             values.append(v)
             lengths.append(ln)
-            if weighted:
-                weights.append(np.ones(len(v), np.float32))
     if history is not None:
         offsets = np.asarray(history[0], np.int64)
         items = _rows(history[1], n, history_role)
         if offsets[0] != 0 or offsets[-1] != len(items) or (np.diff(offsets) < 0).any():
             raise SemidError(f"history offsets must rise from 0 to the number of history items ({len(items)})")
-        counts = np.diff(offsets)
-        if weighted:  # mean over the sample's (present) history items
-            present = np.concatenate([[0], np.cumsum(items >= 0)])
-            n_items = present[offsets[1:]] - present[offsets[:-1]]
-            item_w = (1.0 / np.maximum(n_items, 1)).astype(np.float32)
-            sample_of_item = np.repeat(np.arange(len(counts)), counts)
         for t, jag in zip(cache.tables, cache.jagged):
             v, per_item = gather_csr(jag.offsets, jag.values, items)
             cum = np.concatenate([[0], np.cumsum(per_item)])
             keys.append(feature_key(history_role, t.name))
             values.append(v)
             lengths.append(cum[offsets[1:]] - cum[offsets[:-1]])
-            if weighted:
-                weights.append(np.repeat(item_w[sample_of_item], per_item))
     return KeyedJaggedTensor(
         keys=keys,
         values=torch.from_numpy(np.concatenate(values).astype(np.int64)),
         lengths=torch.from_numpy(np.concatenate(lengths).astype(np.int32)),
-        weights=torch.from_numpy(np.concatenate(weights)) if weighted else None,
     )
+
+
+@dataclass(frozen=True)
+class CacheFeatures:
+    """A token cache as the ranking data module's ``SparseFeatures``: item ids -> cache rows -> KJTs.
+    rankers hands it to datamodules, which sits below embeddings and cannot import it."""
+
+    cache: TokenCache
+
+    def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
+        return self.cache.rows_of(item_ids)
+
+    def kjt(self, rows: dict[str, np.ndarray], history: tuple[np.ndarray, np.ndarray] | None) -> KeyedJaggedTensor:
+        return build_kjt(self.cache, rows, history)
 
 
 def _rows(rows: np.ndarray, n: int, role: str) -> np.ndarray:
@@ -140,7 +133,7 @@ class TableOptimizerConfig:
     """How the embedding tables are updated, inside FBGEMM's backward (no dense gradients)."""
 
     optimizer: str = "rowwise_adagrad"
-    lr: float = 0.01
+    lr: float = 0.05
     eps: float = 1e-8
     weight_decay: float = 0.0
 
@@ -152,16 +145,16 @@ class TableOptimizerConfig:
                               f"{self.weight_decay}")
 
     def fused_params(self) -> dict[str, Any]:
-        return fused_params(self.optimizer, self.lr, self.eps, self.weight_decay)
+        """Settings for ``EmbeddingBagCollectionSharder(fused_params=...)`` (FBGEMM TBE keyword arguments)."""
+        out: dict[str, Any] = {"optimizer": OPTIMIZERS[self.optimizer], "learning_rate": float(self.lr),
+                               "eps": float(self.eps)}
+        if self.weight_decay:  # FBGEMM ignores weight_decay unless a mode is named
+            out["weight_decay"] = float(self.weight_decay)
+            out["weight_decay_mode"] = WeightDecayMode.L2
+        return out
 
 
-def fused_params(optimizer: str = "rowwise_adagrad", lr: float = 0.01, eps: float = 1e-8,
+def fused_params(optimizer: str = "rowwise_adagrad", lr: float = 0.05, eps: float = 1e-8,
                  weight_decay: float = 0.0) -> dict[str, Any]:
-    """Settings for ``EmbeddingBagCollectionSharder(fused_params=...)`` (FBGEMM TBE keyword arguments)."""
-    if optimizer not in OPTIMIZERS:
-        raise SemidError(f"table optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
-    out: dict[str, Any] = {"optimizer": OPTIMIZERS[optimizer], "learning_rate": float(lr), "eps": float(eps)}
-    if weight_decay:  # FBGEMM ignores weight_decay unless a mode is named
-        out["weight_decay"] = float(weight_decay)
-        out["weight_decay_mode"] = WeightDecayMode.L2
-    return out
+    """``TableOptimizerConfig(...).fused_params()``: for callers holding loose values (benchmarks, planner)."""
+    return TableOptimizerConfig(optimizer, lr, eps, weight_decay).fused_params()

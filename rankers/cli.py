@@ -10,10 +10,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     rsub = rank.add_subparsers(dest="rank_command", required=True, metavar="ACTION")
 
     p = rsub.add_parser("fit", help="train on days 1..N in order, evaluate on day N+1 (writes results.json)")
-    p.add_argument("--config", required=True, help="conf/ranker/<representation>.yaml or a preset name")
+    p.add_argument("--config", default="base", help="ranker settings: a conf/ranker preset (base, dense_1.5x, "
+                   "dense_2x) or a YAML path (default: base)")
+    p.add_argument("--representation", help="item representation: a conf/embeddings preset (hash_8k, bigram, "
+                   "spm_8k, dense, ...) or a YAML path; default: the one the --config names")
     p.add_argument("--corpus", type=Path, required=True)
     p.add_argument("--sids", type=Path, help="sids.parquet (needed by SID representations)")
-    p.add_argument("--out", type=Path, help="run directory (default: runs/<config name>)")
+    p.add_argument("--out", type=Path, help="run directory (default: runs/<representation name>)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set ranker.use_history=true")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
@@ -69,11 +72,12 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from rankers.fit import fit, load_rank_config, summary_line
+    from rankers.config import load_rank_config
+    from rankers.fit import fit, summary_line
     from semid.core.quiet import quiet_libraries
 
-    cfg = load_rank_config(args.config, args.overrides)
-    out = args.out or Path("runs") / Path(args.config).stem
+    cfg = load_rank_config(args.config, args.overrides, representation=args.representation)
+    out = args.out or Path("runs") / cfg.representation.name
     with quiet_libraries():
         results = fit(cfg, args.corpus, out, sids_path=args.sids, resume=not args.no_resume,
                       max_train_days=args.max_train_days, restart_if_changed=args.restart_if_changed)

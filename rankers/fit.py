@@ -8,102 +8,44 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from torchrec import EmbeddingBagConfig
 
-from datamodules.corpus import Corpus
-from datamodules.ranking import CONTEXT_DIM, RankingDataConfig, RankingDataModule, resolve_days
+from datamodules import Corpus
+from datamodules.ranking import CONTEXT_DIM, RankingDataModule, resolve_days
 from datamodules.stats import corpus_impressions
-from rankers.model import RankerConfig
-from rankers.module import OptimConfig, RankerModule
-from rankers.strategy import ShardingConfig, TorchRecStrategy
+from embeddings import CacheFeatures, RepresentationConfig, TokenCache, build_token_cache, embedding_bag_configs
+from rankers.config import RankFitConfig, learned_part, rank_config_from_dict
+from rankers.metrics import flat_scalars
+from rankers.module import RankerModule
+from rankers.strategy import TorchRecStrategy
 from semid.core.artifacts import write_json
-from semid.core.config import apply_overrides, from_dict, load_yaml, resolve_conf
+from semid.core.csv_log import continue_csv_log, rows_through_step
 from semid.core.errors import SemidError
 from semid.core.fingerprint import fingerprint_of
 from semid.core.kill_hook import kill_hooks
-
-
-@dataclass
-class TrainerConfig:
-    seed: int = 0
-    accelerator: str = "cpu"
-    devices: int = 1  # processes per node (must match the launcher's LOCAL_WORLD_SIZE)
-    num_nodes: int = 1
-    deterministic: bool = True
-    loggers: list[str] = field(default_factory=lambda: ["csv", "wandb"])
-    wandb_project: str = "semid"
-    wandb_group: str | None = None
-    num_bootstraps: int = 100
-    threads: int | None = None
-    log_every_n_steps: int = 50
-    progress_bar: bool | None = None  # None: when stderr is a terminal
-
-    def __post_init__(self) -> None:
-        unknown = set(self.loggers) - {"csv", "wandb"}
-        if unknown:
-            raise SemidError(f"trainer.loggers: unknown logger(s) {sorted(unknown)} (valid: csv, wandb)")
-
-
-@dataclass
-class RankFitConfig:
-    representation: str = "hash_8k"  # conf/embeddings preset name or YAML path
-    ranker: RankerConfig = field(default_factory=RankerConfig)
-    data: RankingDataConfig = field(default_factory=RankingDataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    sharding: ShardingConfig = field(default_factory=ShardingConfig)
-
-
-def load_rank_config(path_or_name: str | Path, overrides: list[str] | None = None) -> RankFitConfig:
-    path = resolve_conf(path_or_name, "ranker")
-    data = load_yaml(path)
-    base = data.pop("base", None)  # a ranker config may build on another one
-    if base is not None:
-        data = _merge(load_yaml(resolve_conf(base, "ranker")), data)
-    return from_dict(RankFitConfig, apply_overrides(data, overrides or []), where=str(path))
-
-
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-# settings that change where and how a run executes, not what it learns: a checkpoint written under
-# one sharding plan, world size or logger set resumes under another
-_EXECUTION_ONLY = {"devices", "num_nodes", "threads", "progress_bar", "loggers", "wandb_project", "wandb_group",
-                   "log_every_n_steps", "accelerator"}
-
-
-def learned_part(cfg: RankFitConfig) -> dict[str, Any]:
-    d = asdict(cfg)
-    d.pop("sharding")
-    d["trainer"] = {k: v for k, v in d["trainer"].items() if k not in _EXECUTION_ONLY}
-    return d
+from semid.core.progress import enabled as progress_enabled
+from semid.rqvae import SidTable, read_sid_table
 
 
 # -- token cache ---------------------------------------------------------------------------------------
 
 
-def prepare_tokens(cfg: RankFitConfig, corpus: Corpus, sids_path: Path | None, train_days: list[int],
-                   cache_dir: Path, sids: Any = None) -> tuple[Any, Any]:
+def prepare_tokens(cfg: RankFitConfig, corpus: Corpus, sids: SidTable | None, sids_path: Path | None,
+                   train_days: list[int], cache_dir: Path) -> tuple[RepresentationConfig, TokenCache | None]:
     """(representation config, TokenCache or None for Dense Input); the cache is reused when its
-    fingerprint (representation, SIDs, corpus, training days) matches. ``sids``: the table at ``sids_path``
-    if the caller has read it already."""
-    from embeddings import TokenCache, build_token_cache, load_representation_config
-
-    rep = load_representation_config(cfg.representation)
+    fingerprint (representation, SIDs, corpus, training days) matches. ``sids``: the table read from
+    ``sids_path`` (named in errors)."""
+    rep = cfg.representation
     if rep.kind == "dense":
         return rep, None
-    if sids is None:
-        sids = _read_sids(sids_path)
     if sids is not None and sids.corpus_fingerprint not in (None, corpus.fingerprint):
         raise SemidError(f"{sids_path}: SIDs were assigned on corpus {sids.corpus_fingerprint}, not on "
                          f"{corpus.path} ({corpus.fingerprint}); run `semid sids assign` on this corpus")
@@ -121,21 +63,19 @@ def prepare_tokens(cfg: RankFitConfig, corpus: Corpus, sids_path: Path | None, t
 # -- run ----------------------------------------------------------------------------------------------------
 
 
-def _build_module(cfg: RankFitConfig, cache: Any, dm: RankingDataModule) -> tuple[RankerModule, list[Any] | None]:
+def _build_module(cfg: RankFitConfig, cache: TokenCache | None,
+                  dm: RankingDataModule) -> tuple[RankerModule, list[EmbeddingBagConfig] | None]:
     """The ranker over the cache's tables (shared by every role), or over raw content for Dense Input."""
     tables = None
     if cache is not None:
-        from embeddings import embedding_bag_configs
-
-        roles = ["candidate", "watch"] + (["history"] if cfg.ranker.use_history else [])
-        tables = embedding_bag_configs(cache, cfg.ranker.embedding_dim, roles)
+        tables = embedding_bag_configs(cache, cfg.ranker.embedding_dim, cfg.roles)
     module = RankerModule(cfg.ranker, cfg.optim, tables=tables, content_dim=dm.items.dim if cache is None else None,
                           context_dim=CONTEXT_DIM, num_bootstraps=cfg.trainer.num_bootstraps, seed=cfg.trainer.seed)
     return module, tables
 
 
 def _torchrec_strategy(cfg: RankFitConfig) -> TorchRecStrategy:
-    return TorchRecStrategy(sharding=cfg.sharding, fused_params=cfg.optim.fused_params(), table_seed=cfg.trainer.seed)
+    return TorchRecStrategy(sharding=cfg.sharding, fused_params=cfg.optim.table.fused_params(), table_seed=cfg.trainer.seed)
 
 
 class _DayCheckpoint(L.Callback):
@@ -170,10 +110,8 @@ class _Throughput(L.Callback):
         self._t = now
 
 
-def _loggers(cfg: RankFitConfig, out: Path, run_name: str) -> list[Any]:
-    from lightning.pytorch.loggers import CSVLogger, WandbLogger
-
-    loggers: list[Any] = []
+def _loggers(cfg: RankFitConfig, out: Path, run_name: str) -> list[Logger]:
+    loggers: list[Logger] = []
     if "csv" in cfg.trainer.loggers:
         loggers.append(CSVLogger(out, name="csv", version=""))
     if "wandb" in cfg.trainer.loggers:
@@ -201,9 +139,10 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
     out.mkdir(parents=True, exist_ok=True)
     train_days, _ = resolve_days(corpus, cfg.data)
     sids = _read_sids(sids_path)  # once, before training: its fingerprint goes into results.json
-    rep, cache = prepare_tokens(cfg, corpus, sids_path, train_days, cache_dir or out / "cache", sids=sids)
+    rep, cache = prepare_tokens(cfg, corpus, sids, sids_path, train_days, cache_dir or out / "cache")
     dense = cache is None
-    dm = RankingDataModule(corpus_path, cfg.data, cache=cache, dense_input=dense, with_history=cfg.ranker.use_history)
+    dm = RankingDataModule(corpus_path, cfg.data, features=None if dense else CacheFeatures(cache),
+                           with_history=cfg.ranker.use_history)
     dm.setup()
     run_fp = fingerprint_of([learned_part(cfg), corpus.fingerprint, cache.fingerprint if cache is not None else None])
     done = out / "results.json"
@@ -214,7 +153,7 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
             return prev
 
     module, tables = _build_module(cfg, cache, dm)
-    strategy: Any = "auto"
+    strategy: TorchRecStrategy | str = "auto"
     if not dense:
         strategy = _torchrec_strategy(cfg)
     elif cfg.trainer.devices * cfg.trainer.num_nodes > 1:
@@ -224,14 +163,12 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
     ckpt = _DayCheckpoint(ckpt_dir / "last.ckpt")
     throughput = _Throughput()
     n_days = len(dm.train_days) if max_train_days is None else min(max_train_days, len(dm.train_days))
-    from semid.core.progress import enabled
-
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
         strategy=strategy, max_epochs=n_days, reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
         logger=_loggers(cfg, out, f"{rep.name}-{run_fp}"), callbacks=[ckpt, throughput, *kill_hooks()],
         deterministic=cfg.trainer.deterministic, log_every_n_steps=cfg.trainer.log_every_n_steps,
-        enable_progress_bar=cfg.trainer.progress_bar if cfg.trainer.progress_bar is not None else enabled(),
+        enable_progress_bar=cfg.trainer.progress_bar if cfg.trainer.progress_bar is not None else progress_enabled(),
         enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(out))
     last = ckpt_dir / "last.ckpt"
     _recover_interrupted_save(last)
@@ -285,10 +222,6 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
 def _finish_wandb(trainer: L.Trainer, results: dict[str, Any]) -> None:
     """Final metrics into the W&B summary, then close the run: Lightning leaves it open until exit,
     which would merge the runs of an experiment that fits several rankers in one process."""
-    from lightning.pytorch.loggers import WandbLogger
-
-    from rankers.metrics import flat_scalars
-
     for lg in trainer.loggers:
         if isinstance(lg, WandbLogger) and trainer.is_global_zero:
             if results.get("metrics"):
@@ -306,26 +239,20 @@ def _devices_from_launcher(cfg: RankFitConfig) -> None:
         cfg.trainer.devices, cfg.trainer.num_nodes = local, world // local
 
 
-def _read_sids(sids_path: Path | None) -> Any:
-    from semid.rqvae.sid_table import read_sid_table
-
+def _read_sids(sids_path: Path | None) -> SidTable | None:
     return read_sid_table(sids_path) if sids_path is not None else None
 
 
-def _sids_fingerprint(sids_path: Path | None) -> str | None:
-    sids = _read_sids(sids_path)
-    return sids.fingerprint if sids is not None else None
-
-
-def is_up_to_date(out: Path, cfg: RankFitConfig, corpus_fingerprint: str, sids_path: Path | None) -> bool:
-    """A finished run in ``out`` made from exactly these inputs (checked without loading any model)."""
+def is_up_to_date(out: Path, cfg: RankFitConfig, corpus_fingerprint: str, sids_fingerprint: str | None) -> bool:
+    """A finished run in ``out`` made from exactly these inputs (checked without loading any model or
+    table: the caller passes the fingerprints it already holds)."""
     done = out / "results.json"
     if not done.exists():
         return False
     prev = json.loads(done.read_text())
     return (prev.get("metrics") is not None and prev.get("corpus_fingerprint") == corpus_fingerprint
             and prev.get("learned_config") == json.loads(json.dumps(learned_part(cfg)))
-            and prev.get("sids_fingerprint") == _sids_fingerprint(sids_path))
+            and prev.get("sids_fingerprint") == sids_fingerprint)
 
 
 def _recover_interrupted_save(last: Path) -> None:
@@ -338,10 +265,6 @@ def _recover_interrupted_save(last: Path) -> None:
 
 def _continue_csv_logs(trainer: L.Trainer, step: int) -> None:
     """Keep the interrupted attempt's CSV rows up to the checkpoint (the resumed logger would delete them)."""
-    from lightning.pytorch.loggers import CSVLogger
-
-    from semid.core.csv_log import continue_csv_log, rows_through_step
-
     for lg in trainer.loggers:
         if isinstance(lg, CSVLogger):
             continue_csv_log(lg, rows_through_step(Path(lg.log_dir) / "metrics.csv", step))
@@ -385,7 +308,7 @@ def evaluate(run_dir: Path, day: int | None = None, checkpoint: Path | None = No
     prev = read_results(run_dir) if (run_dir / "results.json").exists() else None
     if prev is None:
         raise SemidError(f"{run_dir}: no results.json (train it first with `semid rank fit`)")
-    cfg = from_dict(RankFitConfig, prev["config"], where=str(run_dir / "results.json"))
+    cfg = rank_config_from_dict(prev["config"], where=str(run_dir / "results.json"))
     corpus_path = Path(prev["corpus"])
     ckpt = checkpoint or run_dir / "checkpoints" / "last.ckpt"
     if not ckpt.exists():
@@ -395,18 +318,18 @@ def evaluate(run_dir: Path, day: int | None = None, checkpoint: Path | None = No
         raise SemidError(f"{corpus_path} changed since the run was trained (fingerprint {corpus.fingerprint}, "
                          f"run used {prev['corpus_fingerprint']})")
     L.seed_everything(cfg.trainer.seed, verbose=False)
-    sids = Path(prev["sids"]) if prev.get("sids") else None
-    rep, cache = prepare_tokens(cfg, corpus, sids, prev["train_days"], run_dir / "cache")
+    sids_path = Path(prev["sids"]) if prev.get("sids") else None
+    rep, cache = prepare_tokens(cfg, corpus, _read_sids(sids_path), sids_path, prev["train_days"], run_dir / "cache")
     if cache is not None and cache.fingerprint != prev["token_cache_fingerprint"]:
         raise SemidError(f"{run_dir}: the token cache no longer matches the one the run was trained with")
-    dm = RankingDataModule(corpus_path, cfg.data, cache=cache, dense_input=cache is None,
+    dm = RankingDataModule(corpus_path, cfg.data, features=None if cache is None else CacheFeatures(cache),
                            with_history=cfg.ranker.use_history)
     dm.setup()
     dm.forced_eval_day = prev["eval_day"] if day is None else day
     if dm.forced_eval_day not in corpus.day_files():
         raise SemidError(f"--day {dm.forced_eval_day} is not a day of {corpus_path}")
     module, _ = _build_module(cfg, cache, dm)
-    strategy: Any = _torchrec_strategy(cfg) if cache is not None else "auto"
+    strategy: TorchRecStrategy | str = _torchrec_strategy(cfg) if cache is not None else "auto"
     trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, strategy=strategy, logger=False,
                         enable_progress_bar=False, enable_model_summary=False)
     if cache is None:

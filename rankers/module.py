@@ -1,7 +1,6 @@
 """The ranker as a LightningModule: two-task BCE, sliced evaluation, fused tables + dense optimizer."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -9,32 +8,10 @@ import torch
 from torch import Tensor, nn
 
 from datamodules.batch import RankingBatch
+from rankers.config import OptimConfig
 from rankers.metrics import SlicedMetrics, flat_scalars
 from rankers.model import TASKS, MultitaskRanker, RankerConfig
 from semid.core.errors import SemidError
-
-
-@dataclass
-class OptimConfig:
-    dense_optimizer: str = "adam"  # adam | adagrad
-    dense_lr: float = 0.002
-    table_optimizer: str = "rowwise_adagrad"  # FBGEMM fused kernel optimizer (see embeddings.fused_params)
-    table_lr: float = 0.05
-    table_eps: float = 1e-8
-    lr_decay_per_day: float = 1.0  # multiplies dense and table LR after each training day
-    engaged_weight: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.dense_optimizer not in ("adam", "adagrad"):
-            raise SemidError(f"optim.dense_optimizer must be 'adam' or 'adagrad', not '{self.dense_optimizer}'")
-        if not 0 < self.lr_decay_per_day <= 1:
-            raise SemidError("optim.lr_decay_per_day must be in (0, 1]")
-
-    def fused_params(self) -> dict[str, Any]:
-        """FBGEMM fused-kernel optimizer settings for the TorchRec sharder (validated by embeddings)."""
-        from embeddings import fused_params
-
-        return fused_params(self.table_optimizer, self.table_lr, self.table_eps)
 
 
 class RankerModule(L.LightningModule):
@@ -124,6 +101,3 @@ class RankerModule(L.LightningModule):
             return opt
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=o.lr_decay_per_day)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-
-    def task_names(self) -> tuple[str, ...]:
-        return TASKS

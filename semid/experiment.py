@@ -14,15 +14,23 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
+from datamodules import Corpus
+from datamodules.synth import generate, load_synth_config
+from rankers.config import DEFAULT_RANKER, load_rank_config
+from rankers.fit import is_up_to_date, read_results
 from semid.cli import PARENT_PID_ENV
 from semid.core.config import apply_overrides, from_dict, load_yaml, resolve_conf
 from semid.core.errors import SemidError
 from semid.core.fingerprint import fingerprint_of
+from semid.core.progress import bar
+from semid.report import write_report
+from semid.rqvae import assign_sids, compare_tables, load_rqvae_config, read_sid_table, rqvae_fingerprint, train_rqvae
 
 _DIST_ENV = {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK",
              "GROUP_RANK", "TORCHELASTIC_RUN_ID"}
+T = TypeVar("T")
 SETTINGS = {"without_history": "ranker.use_history=false", "with_history": "ranker.use_history=true"}
 
 
@@ -46,7 +54,11 @@ class ExperimentConfig:
     corpus: CorpusSpec = field(default_factory=CorpusSpec)
     rqvae: str = "small"
     rqvae_overrides: list[str] = field(default_factory=list)
+    # conf/embeddings presets, each trained with the base ranker (conf/ranker/base.yaml)
     representations: list[str] = field(default_factory=lambda: ["hash_8k", "dense", "unigram", "bigram", "spm_8k"])
+    # conf/ranker presets that change ranker settings (e.g. dense_2x: Dense Input, 2x depth); each names its
+    # representation, and its row follows that representation's in the report
+    ranker_variants: list[str] = field(default_factory=list)
     settings: list[str] = field(default_factory=lambda: ["without_history", "with_history"])
     seeds: list[int] = field(default_factory=lambda: [0])
     ranker_overrides: list[str] = field(default_factory=list)
@@ -75,28 +87,31 @@ def load_experiment_config(name_or_path: str, overrides: list[str] | None = None
 
 @dataclass
 class FitJob:
-    representation: str
+    """One ranker fit of the study. ``name`` labels its row and run directory: the representation's name,
+    or the ranker variant's (dense, dense_1.5x and dense_2x share one representation)."""
+
+    name: str
+    ranker: str  # conf/ranker preset
+    representation: str | None  # conf/embeddings preset; None: the one the ranker preset names
     setting: str
     seed: int
-    sids: Path | None
+    sids: Path  # the SID table, for representations that read SIDs
     out: Path
     tag: str = "main"
 
     @property
     def label(self) -> str:
-        return f"{self.representation}/{self.setting}/seed{self.seed}" + ("" if self.tag == "main" else f"/{self.tag}")
+        return f"{self.name}/{self.setting}/seed{self.seed}" + ("" if self.tag == "main" else f"/{self.tag}")
 
 
 class Experiment:
-    def __init__(self, cfg: ExperimentConfig, out: Path, *, log: Any = print) -> None:
+    def __init__(self, cfg: ExperimentConfig, out: Path, *, log: Callable[[str], None] = print) -> None:
         self.cfg, self.out, self.log = cfg, Path(out), log
         self.timings: dict[str, float] = {}
+        self._sid_fingerprints: dict[Path, str] = {}  # each SID table is read and hashed once per experiment
 
     # -- stages ----------------------------------------------------------------------------------------
     def corpus(self) -> Path:
-        from datamodules.corpus import Corpus
-        from datamodules.synth import generate, load_synth_config
-
         if self.cfg.corpus.path:
             return Path(self.cfg.corpus.path)
         synth = load_synth_config(self.cfg.corpus.synth)  # type: ignore[arg-type]
@@ -109,10 +124,6 @@ class Experiment:
         return path
 
     def rqvae(self, corpus: Path, days: list[int] | None = None, tag: str = "main") -> Path:
-        from datamodules.corpus import Corpus
-        from semid.rqvae.config import load_rqvae_config, rqvae_fingerprint
-        from semid.rqvae.train import train_rqvae
-
         overrides = list(self.cfg.rqvae_overrides)
         if days is not None:
             overrides += [f"train.min_day={days[0]}", f"train.max_day={days[1]}"]
@@ -128,13 +139,10 @@ class Experiment:
         return out
 
     def sids(self, model: Path, corpus: Path) -> Path:
-        from semid.rqvae.assign import assign_sids
-        from semid.rqvae.sid_table import read_sid_table
-
         path = model / "sids.parquet"
         if path.exists():
             try:
-                read_sid_table(path)
+                self._sid_fingerprints[path] = read_sid_table(path).fingerprint
                 self.log(f"sids: reusing {path}")
                 return path
             except SemidError:
@@ -142,7 +150,7 @@ class Experiment:
         self._stage(f"sids ({model.name})", lambda: assign_sids(model, corpus, path, overwrite=True))
         return path
 
-    def _stage(self, name: str, fn: Any) -> Any:
+    def _stage(self, name: str, fn: Callable[[], T]) -> T:
         self.log(f"{name}: running")
         t = time.perf_counter()
         out = fn()
@@ -152,27 +160,25 @@ class Experiment:
 
     # -- ranker fits -----------------------------------------------------------------------------------------
     def jobs(self, sids: Path) -> list[FitJob]:
-        from embeddings import load_representation_config
-        from rankers.fit import load_rank_config
-
-        jobs = []
+        """Representations with the base ranker, each followed by the ranker variants built on it."""
+        by_rep: dict[str, list[str]] = {}
+        for v in self.cfg.ranker_variants:
+            by_rep.setdefault(load_rank_config(v).representation.name, []).append(v)
+        arms: list[tuple[str, str, str | None]] = []  # (row name, ranker preset, representation preset)
         for rep in self.cfg.representations:
-            kind = load_representation_config(load_rank_config(rep).representation).kind
-            for setting in self.cfg.settings:
-                for seed in self.cfg.seeds:
-                    jobs.append(FitJob(rep, setting, seed, None if kind in ("dense", "hash") else sids,
-                                       self.out / "runs" / rep / setting / f"seed{seed}"))
-        return jobs
+            arms.append((rep, DEFAULT_RANKER, rep))
+            arms += [(v, v, None) for v in by_rep.pop(rep, [])]
+        arms += [(v, v, None) for vs in by_rep.values() for v in vs]  # variants of an unlisted representation
+        return [FitJob(name, ranker, rep, setting, seed, sids, self.out / "runs" / name / setting / f"seed{seed}")
+                for name, ranker, rep in arms for setting in self.cfg.settings for seed in self.cfg.seeds]
 
     def run_fits(self, jobs: list[FitJob], corpus: Path) -> list[dict[str, Any]]:
-        from rankers.fit import read_results
-        from semid.core.progress import bar
-
+        corpus_fp = Corpus(corpus).fingerprint
         results: list[dict[str, Any]] = []
         failures: list[str] = []
         t = time.perf_counter()
         with bar("ranker fits", total=len(jobs), unit="fit") as pb, ThreadPoolExecutor(self.cfg.parallel) as pool:
-            futures = {pool.submit(self._fit_subprocess, j, corpus): j for j in jobs}
+            futures = {pool.submit(self._fit_subprocess, j, corpus, corpus_fp): j for j in jobs}
             for fut in as_completed(futures):
                 job = futures[fut]
                 rc, tail = fut.result()
@@ -183,7 +189,7 @@ class Experiment:
                     continue
                 r = read_results(job.out)
                 # the ranker config names the row: dense, dense_1.5x and dense_2x share one representation
-                r.update(name=job.representation, seed=job.seed, tag=job.tag, run_dir=str(job.out),
+                r.update(name=job.name, seed=job.seed, tag=job.tag, run_dir=str(job.out),
                          skipped=tail == "reused")
                 results.append(r)
                 m = (r.get("metrics") or {}).get("ctr", {})
@@ -200,17 +206,22 @@ class Experiment:
                                                    f"data.seed={job.seed}", f"trainer.threads={self.cfg.threads_per_fit}",
                                                    f"trainer.wandb_group={self.cfg.name}", "trainer.progress_bar=false"]
 
-    def _fit_subprocess(self, job: FitJob, corpus: Path) -> tuple[int, str]:
-        from datamodules.corpus import Corpus
-        from rankers.fit import is_up_to_date, load_rank_config
+    def _sids_fingerprint(self, path: Path) -> str:
+        if path not in self._sid_fingerprints:
+            self._sid_fingerprints[path] = read_sid_table(path).fingerprint
+        return self._sid_fingerprints[path]
 
-        if is_up_to_date(job.out, load_rank_config(job.representation, self._overrides(job)),
-                         Corpus(corpus).fingerprint, job.sids):
+    def _fit_subprocess(self, job: FitJob, corpus: Path, corpus_fp: str) -> tuple[int, str]:
+        cfg = load_rank_config(job.ranker, self._overrides(job), representation=job.representation)
+        needs_sids = cfg.representation.kind not in ("dense", "hash")
+        if is_up_to_date(job.out, cfg, corpus_fp, self._sids_fingerprint(job.sids) if needs_sids else None):
             return 0, "reused"
         job.out.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "semid.cli", "rank", "fit", "--config", job.representation,
+        cmd = [sys.executable, "-m", "semid.cli", "rank", "fit", "--config", job.ranker,
                "--corpus", str(corpus), "--out", str(job.out), "--restart-if-changed"]
-        if job.sids is not None:
+        if job.representation is not None:
+            cmd += ["--representation", job.representation]
+        if needs_sids:
             cmd += ["--sids", str(job.sids)]
         for o in self._overrides(job):
             cmd += ["--set", o]
@@ -229,8 +240,6 @@ class Experiment:
 
     # -- the whole study ---------------------------------------------------------------------------------------
     def run(self) -> Path:
-        from semid.report import write_report
-
         self.out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         corpus = self.corpus()
@@ -245,17 +254,15 @@ class Experiment:
 
     def stability(self, corpus: Path) -> dict[str, Any]:
         """Appendix A.2: RQ-VAEs trained on early vs late days, each driving the same ranker."""
-        from semid.rqvae.compare import compare_tables
-        from semid.rqvae.sid_table import read_sid_table
+
 
         st = self.cfg.stability
         tables, jobs = {}, []
         for tag, days in (("early", st.early_days), ("late", st.late_days)):
             model = self.rqvae(corpus, days, tag)
-            sids = self.sids(model, corpus)
-            tables[tag] = sids
-            jobs.append(FitJob(st.representation, "without_history", self.cfg.seeds[0], sids,
-                               self.out / "stability" / tag, tag=tag))
+            tables[tag] = self.sids(model, corpus)
+            jobs.append(FitJob(st.representation, DEFAULT_RANKER, st.representation, "without_history",
+                               self.cfg.seeds[0], tables[tag], self.out / "stability" / tag, tag=tag))
         results = self.run_fits(jobs, corpus)
         agreement = compare_tables(read_sid_table(tables["early"]), read_sid_table(tables["late"]))
         return {"representation": st.representation, "early_days": st.early_days, "late_days": st.late_days,

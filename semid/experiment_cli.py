@@ -19,7 +19,8 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = load_experiment_config(args.preset, args.overrides)
     out = args.out or Path("runs") / f"experiment-{cfg.name}"
-    print(f"experiment {cfg.name}: {len(cfg.representations)} representations x {len(cfg.settings)} settings x "
+    arms = len(cfg.representations) + len(cfg.ranker_variants)
+    print(f"experiment {cfg.name}: {arms} representations and ranker variants x {len(cfg.settings)} settings x "
           f"{len(cfg.seeds)} seed(s) -> {out}")
     report = Experiment(cfg, out, log=lambda m: print(f"  {m}", flush=True)).run()
     print(f"report: {report}")

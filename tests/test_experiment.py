@@ -22,7 +22,7 @@ def test_tiny_study_end_to_end(tmp_path, capsys):
     for setting in ("without history", "with history"):
         assert f"## Ranking quality — {setting}" in report
     quality = report[report.index("## Ranking quality"):report.index("## Embedding lookups")]
-    for rep in cfg.representations:
+    for rep in cfg.representations + cfg.ranker_variants:
         assert len(re.findall(rf"^\| {re.escape(rep)} \|", quality, flags=re.M)) == 2, rep  # one row per setting
     for section in ("Figure 4", "Table 1", "Stability", "Findings"):
         assert section in report
@@ -37,7 +37,7 @@ def test_tiny_study_end_to_end(tmp_path, capsys):
 
 def test_rerun_skips_and_a_changed_value_reruns_only_what_it_affects(tmp_path, capsys):
     out = tmp_path / "exp"
-    small = ["representations=[hash_8k,spm_64]", "settings=[without_history]", "stability.enabled=false"]
+    small = ["representations=[hash_8k,spm_64]", "ranker_variants=[]", "settings=[without_history]", "stability.enabled=false"]
     args = ["experiment", "--preset", "tiny", "--out", str(out)] + [x for o in small for x in ("--set", o)]
     assert main(args) == 0
     first = capsys.readouterr().out

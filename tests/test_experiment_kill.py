@@ -20,7 +20,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 # a study small enough to run twice in CI, still one of each stage and a SID representation
-_SET = ["representations=[hash_8k,prefix_ngram,spm_64]", "settings=[without_history]", "stability.enabled=false"]
+_SET = ["representations=[hash_8k,prefix_ngram,spm_64]", "ranker_variants=[]", "settings=[without_history]", "stability.enabled=false"]
 _ENV = {**os.environ, "SEMID_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
 
 

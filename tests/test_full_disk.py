@@ -72,7 +72,7 @@ def test_token_cache(corpus, tmp_path):
 
 def test_ranker_checkpoint(corpus, tmp_path):
     out = tmp_path / "rank"
-    r = _run_with_file_limit(1_500_000, "rank", "fit", "--config", "hash_8k", "--corpus", str(corpus), "--out",
+    r = _run_with_file_limit(1_500_000, "rank", "fit", "--representation", "hash_8k", "--corpus", str(corpus), "--out",
                              str(out), "--set", "trainer.threads=1", "--set", "trainer.loggers=[csv]")
     _assert_one_line_no_room(r, out / "results.json")
     assert f"{out / 'checkpoints' / 'last.ckpt'}: cannot write" in r.stderr  # torch's own message names no file

@@ -102,6 +102,23 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
-def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
-    data = apply_overrides(load_yaml(path), overrides or [])
-    return from_dict(cls, data, where=str(path))
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, mappings merged key by key (lists and scalars replaced)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_layered(name_or_path: str | Path, group: str) -> tuple[Path, dict[str, Any]]:
+    """A config file with its ``base:`` chain merged under it (a config may build on another preset)."""
+    path = resolve_conf(name_or_path, group)
+    data = load_yaml(path)
+    seen = {path.resolve()}
+    while (base := data.pop("base", None)) is not None:
+        base_path = resolve_conf(base, group)
+        if base_path.resolve() in seen:
+            raise SemidError(f"{path}: field 'base': '{base}' builds on itself (a cycle of base: keys)")
+        seen.add(base_path.resolve())
+        data = merge(load_yaml(base_path), data)
+    return path, data

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from datamodules.corpus import CorpusWriter
-from embeddings import TokenCache, TokenizerWarning, build_token_cache, popularity_buckets
+from datamodules.stats import BUCKETS, popularity_buckets
+from embeddings import TokenCache, TokenizerWarning, build_token_cache
 from semid.cli import main
 from semid.rqvae.sid_table import SidTable, write_sid_table
 
@@ -91,6 +92,6 @@ def test_tokens_build_info_and_extend(corpus, tmp_path: Path, capsys) -> None:  
 
 def test_popularity_buckets_follow_impression_shares() -> None:
     imp = np.array([50, 30, 10, 5, 5, 0])
-    assert popularity_buckets(imp).tolist() == ["head", "torso", "tail", "tail", "tail", "tail"]
-    assert popularity_buckets(imp, head_share=0.6, torso_share=0.3).tolist() == \
+    assert np.asarray(BUCKETS)[popularity_buckets(imp)].tolist() == ["head", "torso", "tail", "tail", "tail", "tail"]
+    assert np.asarray(BUCKETS)[popularity_buckets(imp, head_share=0.6, torso_share=0.3)].tolist() == \
         ["head", "head", "torso", "tail", "tail", "tail"]

@@ -40,7 +40,7 @@ def _dmp(cache, params: dict):  # noqa: ANN001, ANN202
     from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
 
     cfgs = embedding_bag_configs(cache, DIM, ["candidate", "history"])
-    ebc = EmbeddingBagCollection(tables=cfgs, device=torch.device("meta"), is_weighted=True)
+    ebc = EmbeddingBagCollection(tables=cfgs, device=torch.device("meta"))
     sharder = EmbeddingBagCollectionSharder(fused_params=params)
     # tiny tables would otherwise be planned data_parallel with dense gradients; insist on the fused kernel
     constraints = {c.name: ParameterConstraints(sharding_types=["table_wise"], compute_kernels=["fused"]) for c in cfgs}
@@ -58,17 +58,16 @@ def _tables(dmp) -> dict[str, torch.Tensor]:  # noqa: ANN001
 
 
 def _batch(cache):  # noqa: ANN001, ANN202
-    # candidates: items 0 and 1; history: sample 0 -> items 2, 3 (mean), sample 1 -> item 0
-    return build_kjt(cache, {"candidate": np.array([0, 1])}, history=(np.array([0, 2, 3]), np.array([2, 3, 0])),
-                     history_pooling="mean")
+    # candidates: items 0 and 1; history: sample 0 -> items 2, 3 (one SUM bag), sample 1 -> item 0
+    return build_kjt(cache, {"candidate": np.array([0, 1])}, history=(np.array([0, 2, 3]), np.array([2, 3, 0])))
 
 
 def _row_weight(kjt, table: str, rows: int) -> np.ndarray:  # noqa: ANN001
-    """Sum of bag weights per row of ``table`` over every feature reading it (d loss / d row for loss = sum)."""
+    """Lookups per row of ``table`` over every feature reading it (d loss / d row for loss = sum of SUM bags)."""
     total = np.zeros(rows)
     for key, jt in kjt.to_dict().items():
         if key.endswith(f"__{table}"):
-            np.add.at(total, jt.values().numpy(), jt.weights().numpy())
+            np.add.at(total, jt.values().numpy(), 1.0)
     return total
 
 
@@ -81,7 +80,7 @@ def test_fused_sgd_updates_exactly_the_looked_up_rows(group: None) -> None:
     pooled = pooled.wait() if hasattr(pooled, "wait") else pooled
     d = pooled.to_dict()
     assert set(d) == set(kjt.keys())
-    # forward: candidate item 0 = uni_0[0] + uni_1[1] + id[hash(0)]; history sample 0 = mean of items 2 and 3
+    # forward: candidate item 0 = uni_0[0] + uni_1[1] + id[hash(0)]; history sample 0 = sum of items 2 and 3
     uni, hid = cache.jagged[:2], cache.jagged[2]
 
     def item(r: int) -> torch.Tensor:
@@ -90,7 +89,7 @@ def test_fused_sgd_updates_exactly_the_looked_up_rows(group: None) -> None:
     cand = d["candidate__uni_0"] + d["candidate__uni_1"] + d["candidate__id"]
     hist = d["history__uni_0"] + d["history__uni_1"] + d["history__id"]
     torch.testing.assert_close(cand[0], item(0))
-    torch.testing.assert_close(hist[0], (item(2) + item(3)) / 2)
+    torch.testing.assert_close(hist[0], item(2) + item(3))
     torch.testing.assert_close(hist[1], item(0))
 
     sum(v.sum() for v in d.values()).backward()  # the fused kernel applies SGD inside backward
@@ -126,7 +125,7 @@ def test_rowwise_adagrad_default_touches_only_looked_up_rows(group: None) -> Non
 def test_fused_params_validation() -> None:
     p = fused_params("adagrad", lr=0.2, eps=1e-6, weight_decay=1e-4)
     assert p["learning_rate"] == 0.2 and p["eps"] == 1e-6 and p["weight_decay"] == 1e-4 and "weight_decay_mode" in p
-    with pytest.raises(SemidError, match="table optimizer must be one of"):
+    with pytest.raises(SemidError, match="optimizer must be one of"):
         fused_params("lion")
     with pytest.raises(SemidError, match="lr > 0"):
         TableOptimizerConfig(lr=0)

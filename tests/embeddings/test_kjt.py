@@ -61,30 +61,6 @@ def test_history_bags_sum(cache) -> None:  # noqa: ANN001
     assert kjt.offsets().tolist()[-1] == len(kjt.values())
 
 
-def test_history_bags_mean_weights_and_pooled_mean(cache) -> None:  # noqa: ANN001
-    offsets, items = np.array([0, 3, 3, 5]), np.array([1, 2, 3, 0, -1])
-    kjt = build_kjt(cache, {"candidate": np.array([0, 1, 2])}, history=(offsets, items), history_pooling="mean")
-    d = kjt.to_dict()
-    np.testing.assert_allclose(d["history__bi"].weights().numpy(), [1 / 3] * 6 + [1.0] * 2)
-    np.testing.assert_allclose(d["history__id"].weights().numpy(), [1 / 3] * 3 + [1.0])
-    assert (d["candidate__bi"].weights() == 1).all()
-    # a weighted SUM bag is the mean over the history items (EBC built with is_weighted=True)
-    torch.manual_seed(0)
-    ebc = EmbeddingBagCollection(tables=embedding_bag_configs(cache, 3, ["candidate", "history"]), is_weighted=True)
-    pooled = ebc(kjt).to_dict()
-    w_bi, w_id = ebc.embedding_bags["bi"].weight, ebc.embedding_bags["id"].weight
-
-    def item_emb(row: int) -> torch.Tensor:
-        bi, hid = cache.jagged[0], cache.jagged[1]
-        return w_bi[bi.values[bi.offsets[row]:bi.offsets[row + 1]]].sum(0) + w_id[hid.values[row]]
-
-    got = pooled["history__bi"] + pooled["history__id"]
-    want = (item_emb(1) + item_emb(2) + item_emb(3)) / 3
-    torch.testing.assert_close(got[0], want)
-    torch.testing.assert_close(got[1], torch.zeros(3))
-    torch.testing.assert_close(got[2], item_emb(0))
-
-
 def test_bad_batches_are_refused(cache) -> None:  # noqa: ANN001
     with pytest.raises(SemidError, match="same batch size"):
         build_kjt(cache, {"candidate": np.array([0, 1]), "watch": np.array([0])})
@@ -92,9 +68,6 @@ def test_bad_batches_are_refused(cache) -> None:  # noqa: ANN001
         build_kjt(cache, {"candidate": np.array([0, 4])})
     with pytest.raises(SemidError, match="history offsets"):
         build_kjt(cache, {"candidate": np.array([0])}, history=(np.array([0, 3]), np.array([1, 2])))
-    with pytest.raises(SemidError, match="history_pooling"):
-        build_kjt(cache, {"candidate": np.array([0])}, history=(np.array([0, 1]), np.array([1])),
-                  history_pooling="max")
 
 
 def test_spm_tokens_feed_a_kjt() -> None:

@@ -34,7 +34,7 @@ def test_history_holds_only_earlier_days_clicks_in_order(signal_corpus):
 
 
 def test_ctr_1d_slice_is_exactly_the_items_introduced_that_day(signal_corpus):
-    dm = RankingDataModule(signal_corpus, RankingDataConfig(), dense_input=True)
+    dm = RankingDataModule(signal_corpus, RankingDataConfig())
     dm.setup()
     assert dm.train_days == [0, 1, 2] and dm.eval_day == 3
     frame = dm.day_frame(3)
@@ -46,9 +46,9 @@ def test_ctr_1d_slice_is_exactly_the_items_introduced_that_day(signal_corpus):
 
 
 def test_popularity_buckets_follow_training_impressions(signal_corpus):
-    dm = RankingDataModule(signal_corpus, RankingDataConfig(head_share=0.5, torso_share=0.3), dense_input=True)
+    dm = RankingDataModule(signal_corpus, RankingDataConfig(head_share=0.5, torso_share=0.3))
     dm.setup()
-    b = dm.popularity_buckets(3)
+    b = dm.item_buckets(3)
     counts = sum(dm._counts(d) for d in (0, 1, 2))
     assert counts[b == HEAD].sum() >= 0.5 * counts.sum()
     assert counts[b == HEAD].min() >= counts[b != HEAD].max()

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rankers.fit import fit, load_rank_config
+from rankers.config import load_rank_config
+from rankers.fit import fit
 from rankers.model import RankerConfig
 from semid.cli import main
 from semid.core.errors import SemidError
@@ -28,7 +29,7 @@ def _tables(ckpt: Path) -> dict[str, torch.Tensor]:
 
 
 def test_ranker_learns_the_planted_signal_through_fused_tables(signal_corpus, tmp_path):
-    cfg = load_rank_config("hash_8k", FAST)
+    cfg = load_rank_config(representation="hash_8k", overrides=FAST)
     r = fit(cfg, signal_corpus, tmp_path / "run")
     ctr = r["metrics"]["ctr"]
     assert ctr["overall"]["auc"] > 0.62, ctr["overall"]
@@ -41,7 +42,7 @@ def test_ranker_learns_the_planted_signal_through_fused_tables(signal_corpus, tm
 
 
 def test_interrupted_run_resumes_bit_identically(signal_corpus, tmp_path):
-    cfg = load_rank_config("hash_8k", FAST + ["optim.lr_decay_per_day=0.5"])
+    cfg = load_rank_config(representation="hash_8k", overrides=FAST + ["optim.lr_decay_per_day=0.5"])
     full = fit(cfg, signal_corpus, tmp_path / "full")
     part = fit(cfg, signal_corpus, tmp_path / "resumed", max_train_days=1)
     assert part["metrics"] is None and not (tmp_path / "resumed" / "results.json").exists()
@@ -60,7 +61,7 @@ def test_kill_9_mid_day_then_rerun_resumes_from_the_day_checkpoint(signal_corpus
     from datamodules.corpus import Corpus
 
     def cmd(out):  # noqa: ANN001, ANN202
-        return [sys.executable, "-m", "semid.cli", "rank", "fit", "--config", config, "--corpus", str(signal_corpus),
+        return [sys.executable, "-m", "semid.cli", "rank", "fit", "--representation", config, "--corpus", str(signal_corpus),
                 "--out", str(out)] + [x for o in FAST + ["trainer.log_every_n_steps=5"] for x in ("--set", o)]
 
     subprocess.run(cmd(tmp_path / "full"), check=True, capture_output=True, timeout=600)
@@ -80,14 +81,14 @@ def test_kill_9_mid_day_then_rerun_resumes_from_the_day_checkpoint(signal_corpus
 
 
 def test_checkpoint_of_another_config_is_not_resumed(signal_corpus, tmp_path):
-    fit(load_rank_config("hash_8k", FAST), signal_corpus, tmp_path / "r", max_train_days=1)
+    fit(load_rank_config(representation="hash_8k", overrides=FAST), signal_corpus, tmp_path / "r", max_train_days=1)
     with pytest.raises(SemidError, match="belongs to another run"):
-        fit(load_rank_config("hash_8k", FAST + ["optim.dense_lr=0.01"]), signal_corpus, tmp_path / "r")
+        fit(load_rank_config(representation="hash_8k", overrides=FAST + ["optim.dense_lr=0.01"]), signal_corpus, tmp_path / "r")
 
 
 def test_cli_fit_eval_and_wandb_offline_agree(signal_corpus, tmp_path, capsys):
     out = tmp_path / "cli"
-    args = ["rank", "fit", "--config", "conf/ranker/hash_8k.yaml", "--corpus", str(signal_corpus), "--out", str(out)]
+    args = ["rank", "fit", "--config", "conf/ranker/base.yaml", "--representation", "conf/embeddings/hash_8k.yaml", "--corpus", str(signal_corpus), "--out", str(out)]
     for o in FAST:
         args += ["--set", o]
     args += ["--set", "trainer.loggers=[csv,wandb]"]
@@ -120,11 +121,11 @@ def test_depth_multiplier_adds_layers():
 
 def test_config_typos_are_rejected():
     with pytest.raises(SemidError, match=r"unknown key\(s\) lr .*valid: .*dense_lr"):
-        load_rank_config("hash_8k", ["optim.lr=0.1"])
+        load_rank_config(representation="hash_8k", overrides=["optim.lr=0.1"])
 
 
 def test_a_save_interrupted_between_renames_is_recovered(signal_corpus, tmp_path):
-    cfg = load_rank_config("hash_8k", FAST)
+    cfg = load_rank_config(representation="hash_8k", overrides=FAST)
     fit(cfg, signal_corpus, tmp_path / "r", max_train_days=1)
     ckpts = tmp_path / "r" / "checkpoints"
     (ckpts / "last.ckpt").rename(ckpts / ".last.ckpt.old-dcp")  # the state a kill mid-save leaves

@@ -18,7 +18,7 @@ def test_history_mean_is_the_mean_of_item_representations():
     rows = cache.rows_of(ids)
     hist_offsets = np.array([0, 3, 3])  # sample 0: three history items, sample 1: none
     kjt = build_kjt(cache, {"candidate": rows[:2], "watch": np.array([rows[3], -1])},
-                    history=(hist_offsets, rows[[2, 4, 5]]), history_pooling="sum")
+                    history=(hist_offsets, rows[[2, 4, 5]]))
     batch = RankingBatch(kjt=kjt, content=None, context=torch.zeros(2, 3), labels=torch.zeros(2, 2),
                          is_new=torch.zeros(2, dtype=torch.bool), popularity=torch.zeros(2, dtype=torch.int8),
                          history_items=torch.tensor([3.0, 0.0]), day=0)

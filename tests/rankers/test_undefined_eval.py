@@ -28,7 +28,7 @@ def _corpus(out: Path, *, n_items: int = 300, days: int = 4, per_day: int = 1500
 
 def test_no_positives_and_no_new_items_are_undefined_with_reasons(tmp_path, capsys):
     corpus, out = _corpus(tmp_path / "c"), tmp_path / "run"
-    args = ["rank", "fit", "--config", "hash_8k", "--corpus", str(corpus), "--out", str(out)]
+    args = ["rank", "fit", "--representation", "hash_8k", "--corpus", str(corpus), "--out", str(out)]
     assert main(args + [x for o in FAST for x in ("--set", o)]) == 0
     printed = capsys.readouterr().out
     assert "overall undefined (no positives among 1500 impressions)" in printed

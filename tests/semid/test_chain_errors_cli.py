@@ -59,7 +59,7 @@ def test_sids_of_another_corpus_are_refused_by_the_ranker(tiny_model, tiny_corpu
     other = generate(load_synth_config("tiny", ["n_days=3", "impressions_per_day=500", "dim=16", "seed=5"]),
                      tmp_path / "other")
     capsys.readouterr()
-    rc = main(["rank", "fit", "--config", "bigram", "--corpus", str(other), "--sids", str(sids),
+    rc = main(["rank", "fit", "--representation", "bigram", "--corpus", str(other), "--sids", str(sids),
                "--out", str(tmp_path / "run")])
     _one_line_error(capsys, rc, "SIDs were assigned on corpus")
     assert not (tmp_path / "run" / "results.json").exists()

@@ -1,0 +1,112 @@
+"""A ranker fit's configuration: parsed once per process into one typed object, then passed down.
+
+``conf/ranker/<name>.yaml`` holds ranker settings (``base.yaml`` the defaults; ``dense_1.5x`` and
+``dense_2x`` deepen the ranker); ``representation`` names the item representation, a preset of
+``conf/embeddings/`` (or a YAML path, or an inline mapping with a ``kind``), and is resolved here into
+its typed config. ``semid rank fit --representation spm_8k`` replaces the config's choice.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from datamodules.ranking import RankingDataConfig
+from embeddings import RepresentationConfig, TableOptimizerConfig, load_representation_config, \
+    parse_representation
+from rankers.model import RankerConfig
+from rankers.strategy import ShardingConfig
+from semid.core.config import apply_overrides, from_dict, load_layered
+from semid.core.errors import SemidError
+
+DEFAULT_RANKER = "base"
+
+
+@dataclass
+class OptimConfig:
+    dense_optimizer: str = "adam"  # adam | adagrad
+    dense_lr: float = 0.002
+    table: TableOptimizerConfig = field(default_factory=lambda: TableOptimizerConfig(lr=0.05))  # FBGEMM fused
+    lr_decay_per_day: float = 1.0  # multiplies dense and table LR after each training day
+    engaged_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.dense_optimizer not in ("adam", "adagrad"):
+            raise SemidError(f"optim.dense_optimizer must be 'adam' or 'adagrad', not '{self.dense_optimizer}'")
+        if not 0 < self.lr_decay_per_day <= 1:
+            raise SemidError("optim.lr_decay_per_day must be in (0, 1]")
+
+
+@dataclass
+class TrainerConfig:
+    seed: int = 0
+    accelerator: str = "cpu"
+    devices: int = 1  # processes per node (must match the launcher's LOCAL_WORLD_SIZE)
+    num_nodes: int = 1
+    deterministic: bool = True
+    loggers: list[str] = field(default_factory=lambda: ["csv", "wandb"])
+    wandb_project: str = "semid"
+    wandb_group: str | None = None
+    num_bootstraps: int = 100
+    threads: int | None = None
+    log_every_n_steps: int = 50
+    progress_bar: bool | None = None  # None: when stderr is a terminal
+
+    def __post_init__(self) -> None:
+        unknown = set(self.loggers) - {"csv", "wandb"}
+        if unknown:
+            raise SemidError(f"trainer.loggers: unknown logger(s) {sorted(unknown)} (valid: csv, wandb)")
+
+
+@dataclass
+class RankFitConfig:
+    representation: RepresentationConfig
+    ranker: RankerConfig = field(default_factory=RankerConfig)
+    data: RankingDataConfig = field(default_factory=RankingDataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    sharding: ShardingConfig = field(default_factory=ShardingConfig)
+
+    @property
+    def roles(self) -> list[str]:
+        """The item roles this setting feeds to the ranker (all share the representation's tables)."""
+        from datamodules.batch import ROLES
+
+        return [r for r in ROLES if r != "history" or self.ranker.use_history]
+
+
+def rank_config_from_dict(data: dict[str, Any], where: str) -> RankFitConfig:
+    """A ``RankFitConfig`` from a mapping: a YAML file's content or ``results.json``'s ``config``."""
+    data = dict(data)
+    rep = data.pop("representation", None)
+    if rep is None:
+        raise SemidError(f"{where}: field 'representation' is missing (name a conf/embeddings preset, e.g. "
+                         "representation: hash_8k, or pass --representation)")
+    if isinstance(rep, str):
+        representation = load_representation_config(rep)
+    else:
+        representation = parse_representation(rep, f"{where}: representation")
+    return from_dict(RankFitConfig, {**data, "representation": representation}, where=where)
+
+
+def load_rank_config(config: str | Path = DEFAULT_RANKER, overrides: list[str] | None = None, *,
+                     representation: str | None = None) -> RankFitConfig:
+    """``conf/ranker/<config>.yaml`` (with its ``base:`` chain), ``--set`` overrides, and the representation
+    preset (``representation`` replaces the config's own)."""
+    path, data = load_layered(config, "ranker")
+    if representation is not None:
+        data["representation"] = representation
+    return rank_config_from_dict(apply_overrides(data, overrides or []), str(path))
+
+
+# settings that change where and how a run executes, not what it learns: a checkpoint written under
+# one sharding plan, world size or logger set resumes under another
+_EXECUTION_ONLY = {"devices", "num_nodes", "threads", "progress_bar", "loggers", "wandb_project", "wandb_group",
+                   "log_every_n_steps", "accelerator"}
+
+
+def learned_part(cfg: RankFitConfig) -> dict[str, Any]:
+    d = asdict(cfg)
+    d.pop("sharding")
+    d["trainer"] = {k: v for k, v in d["trainer"].items() if k not in _EXECUTION_ONLY}
+    return d
