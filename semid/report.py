@@ -212,72 +212,72 @@ def write_report(cfg: Any, out: Path, corpus: Path, model: Path, sids: Path, res
     plot_report(lookups, figs / "lookups_per_item.png")
     found = findings(summary, cfg.reference, t1, stability)
 
-    L = []
-    L.append(f"# semid experiment `{cfg.name}`\n")
+    lines: list[str] = []
+    lines.append(f"# semid experiment `{cfg.name}`\n")
     gt = c.meta.get("ground_truth") or {}
-    L.append(f"Corpus `{corpus}` (fingerprint `{c.fingerprint}`): {len(items):,} items, {c.meta.get('n_impressions', 0):,} "
+    lines.append(f"Corpus `{corpus}` (fingerprint `{c.fingerprint}`): {len(items):,} items, {c.meta.get('n_impressions', 0):,} "
              f"impressions over {len(days)} days; training days {train_days[0]}..{train_days[-1]}, evaluation on day "
              f"{days[-1]} (the day after training).")
     if gt:
-        L.append(f"Planted signal (oracle AUCs of the hidden click model): full {gt.get('auc_oracle_full', 0):.3f}, "
+        lines.append(f"Planted signal (oracle AUCs of the hidden click model): full {gt.get('auc_oracle_full', 0):.3f}, "
                  f"content only {gt.get('auc_oracle_content_only', 0):.3f}, item-specific only "
                  f"{gt.get('auc_oracle_item_only', 0):.3f}; content only on new items "
                  f"{gt.get('auc_oracle_content_only_new_items') or 0:.3f}.")
-    L.append(f"Semantic IDs: L={table.levels}, K={table.codebook_size}, RQ-VAE `{model.name}`.\n")
-    L.append("Intervals are 95%: across seeds (Student t) when several seeds ran, else the run's bootstrap "
+    lines.append(f"Semantic IDs: L={table.levels}, K={table.codebook_size}, RQ-VAE `{model.name}`.\n")
+    lines.append("Intervals are 95%: across seeds (Student t) when several seeds ran, else the run's bootstrap "
              "interval; % improvements are paired by seed against the reference "
              f"`{cfg.reference}` (with one seed, both bootstrap intervals are combined as if independent).\n")
     for setting, reps in summary.items():
-        L.append(f"## Ranking quality — {setting.replace('_', ' ')}\n")
-        L.append("| representation | table rows | lookups/item | CTR AUC | % vs ref | CTR/1D AUC | % vs ref | head | torso | tail | samples/s |")
-        L.append("|---|---:|---:|---|---|---|---|---|---|---|---:|")
+        lines.append(f"## Ranking quality — {setting.replace('_', ' ')}\n")
+        lines.append("| representation | table rows | lookups/item | CTR AUC | % vs ref | CTR/1D AUC | % vs ref | head | torso | tail | samples/s |")
+        lines.append("|---|---:|---:|---|---|---|---|---|---|---|---:|")
         order = sorted(reps, key=lambda r: (r != cfg.reference, r))
         for r in order:
             row = reps[r]
             ref = r == cfg.reference
-            L.append(f"| {r} | {row['table_rows']:,} | {row['lookups_per_item']:.2f} | {_fmt(row['overall'])} | "
+            lines.append(f"| {r} | {row['table_rows']:,} | {row['lookups_per_item']:.2f} | {_fmt(row['overall'])} | "
                      f"{'reference' if ref else _fmt(row['overall'], 'improvement_pct', 'improvement_ci', True)} | "
                      f"{_fmt(row['new'])} | "
                      f"{'reference' if ref else _fmt(row['new'], 'improvement_pct', 'improvement_ci', True)} | {_fmt(row['head'])} | "
                      f"{_fmt(row['torso'])} | {_fmt(row['tail'])} | {row['samples_per_s']:,.0f} |")
-        L.append("")
-    L.append("![% improvement over the reference (Figures 2 and 3)](figures/improvement.png)\n")
-    L.append("## Embedding lookups per item (Figure 4)\n")
-    L.append("![lookups per item vs table size](figures/lookups_per_item.png)\n")
-    L.append("| representation | table rows | tables | all | head | torso | tail | `<unk>` share |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        lines.append("")
+    lines.append("![% improvement over the reference (Figures 2 and 3)](figures/improvement.png)\n")
+    lines.append("## Embedding lookups per item (Figure 4)\n")
+    lines.append("![lookups per item vs table size](figures/lookups_per_item.png)\n")
+    lines.append("| representation | table rows | tables | all | head | torso | tail | `<unk>` share |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in lookups["representations"]:
         m = r["mean_lookups"]
         cells = ["-" if m.get(b) is None else f"{m[b]:.2f}" for b in ("all", "head", "torso", "tail")]
         unk = f"{r['unk_token_share']:.1%}" if "unk_token_share" in r else ""
-        L.append(f"| {r['name']} | {r['table_rows']:,} | {r['tables']} | " + " | ".join(cells) + f" | {unk} |")
-    L.append(f"\nPopularity buckets: {lookups['bucket_definition']}.\n")
-    L.append("## Table 1: similarity of items sharing a SID prefix\n")
-    L.append("| prefix length n | avg pairwise cosine | prefixes | sub-trie size p25 | median | p75 |")
-    L.append("|---:|---:|---:|---:|---:|---:|")
+        lines.append(f"| {r['name']} | {r['table_rows']:,} | {r['tables']} | " + " | ".join(cells) + f" | {unk} |")
+    lines.append(f"\nPopularity buckets: {lookups['bucket_definition']}.\n")
+    lines.append("## Table 1: similarity of items sharing a SID prefix\n")
+    lines.append("| prefix length n | avg pairwise cosine | prefixes | sub-trie size p25 | median | p75 |")
+    lines.append("|---:|---:|---:|---:|---:|---:|")
     for r in t1["rows"]:
         sim = "n/a" if r["avg_cosine_similarity"] is None else f"{r['avg_cosine_similarity']:.3f}"
-        L.append(f"| {r['n']} | {sim} | {r['prefixes']:,} | {r['subtrie_size_p25']:.0f} | {r['subtrie_size_median']:.0f} | "
+        lines.append(f"| {r['n']} | {sim} | {r['prefixes']:,} | {r['subtrie_size_p25']:.0f} | {r['subtrie_size_median']:.0f} | "
                  f"{r['subtrie_size_p75']:.0f} |")
-    L.append(f"\nRandom item pairs: {t1['random_pair_baseline']:.3f}.\n")
+    lines.append(f"\nRandom item pairs: {t1['random_pair_baseline']:.3f}.\n")
     if stability:
-        L.append("## Stability (Appendix A.2)\n")
-        L.append(f"RQ-VAEs trained on impressions of days {stability['early_days']} and {stability['late_days']}, "
+        lines.append("## Stability (Appendix A.2)\n")
+        lines.append(f"RQ-VAEs trained on impressions of days {stability['early_days']} and {stability['late_days']}, "
                  f"each driving `{stability['representation']}` (without history):\n")
         for tag, r in sorted(stability["results"].items()):
             a = _auc(r, "overall")
             n = _auc(r, "new")
-            L.append(f"- {tag}: CTR AUC {a[0]:.4f} ± {a[1]:.4f}; CTR/1D {n[0] if n[0] is not None else float('nan'):.4f}")
+            lines.append(f"- {tag}: CTR AUC {a[0]:.4f} ± {a[1]:.4f}; CTR/1D {n[0] if n[0] is not None else float('nan'):.4f}")
         ag = stability["agreement"]
-        L.append(f"\nSID agreement between the two tables: `{_short(ag)}`\n")
-    L.append("## Findings: what reproduces on this corpus\n")
-    L.append("| paper finding | verdict | evidence |")
-    L.append("|---|---|---|")
+        lines.append(f"\nSID agreement between the two tables: `{_short(ag)}`\n")
+    lines.append("## Findings: what reproduces on this corpus\n")
+    lines.append("| paper finding | verdict | evidence |")
+    lines.append("|---|---|---|")
     for f, v, e in found:
-        L.append(f"| {f} | **{v}** | {e} |")
-    L.append("\n## Timings\n")
-    L.append(", ".join(f"{k}: {v:.0f}s" for k, v in timings.items()) + "\n")
-    md = "\n".join(L) + "\n"
+        lines.append(f"| {f} | **{v}** | {e} |")
+    lines.append("\n## Timings\n")
+    lines.append(", ".join(f"{k}: {v:.0f}s" for k, v in timings.items()) + "\n")
+    md = "\n".join(lines) + "\n"
     path = out / "report.md"
     with atomic_path(path) as tmp:
         tmp.write_text(md)
