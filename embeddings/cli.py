@@ -74,11 +74,11 @@ def _parse_sizes(text: str) -> list[int]:
 
 
 def _spm_report(args: argparse.Namespace) -> int:
-    from datamodules.corpus import Corpus
-    from datamodules.stats import corpus_impressions
+    from datamodules import Corpus
+    from datamodules import corpus_impressions
     from embeddings.lookup_stats import lookup_report, plot_report, render_report
     from semid.core.artifacts import write_json
-    from semid.rqvae.sid_table import read_sid_table
+    from semid.rqvae import read_sid_table
 
     sizes = _parse_sizes(args.vocab_sizes)
     sids = read_sid_table(args.sids)
@@ -97,12 +97,12 @@ def _spm_report(args: argparse.Namespace) -> int:
 
 
 def _tokens_build(args: argparse.Namespace) -> int:
-    from datamodules.corpus import Corpus
-    from datamodules.stats import corpus_impressions
+    from datamodules import Corpus
+    from datamodules import corpus_impressions
     from embeddings.registry import load_representation_config
     from embeddings.token_cache import TokenCache, build_token_cache
     from semid.core.errors import SemidError
-    from semid.rqvae.sid_table import read_sid_table
+    from semid.rqvae import read_sid_table
 
     if (args.representation is None) == (args.extend is None):
         raise SemidError("give either --representation (fit a new cache) or --extend CACHE (grow an existing one)")
@@ -130,7 +130,7 @@ def _tokens_build(args: argparse.Namespace) -> int:
 
 def _tokens_info(args: argparse.Namespace) -> int:
     from embeddings.token_cache import TokenCache
-    from semid.rqvae.sid_table import read_sid_table
+    from semid.rqvae import read_sid_table
 
     sids = read_sid_table(args.sids) if args.sids else None
     cache = TokenCache.load(args.cache, sids)

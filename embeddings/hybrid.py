@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from embeddings.tokenizer import Jagged, SidSpace, TableSpec, Tokenizer, require
-from semid.rqvae.sid_table import SidTable
+from semid.rqvae import SidTable
 
 
 @dataclass

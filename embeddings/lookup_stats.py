@@ -12,14 +12,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from datamodules.stats import BUCKETS, popularity_buckets
+from datamodules import BUCKETS, popularity_buckets
 from embeddings.hashing import HashConfig
 from embeddings.ngram import NgramConfig
 from embeddings.registry import RepresentationConfig
 from embeddings.spm import SpmConfig
 from embeddings.token_cache import TokenCache, build_token_cache
 from semid.core.progress import progress
-from semid.rqvae.sid_table import SidTable
+from semid.rqvae import SidTable
 
 DEFAULT_VOCAB_SIZES = (512, 1024, 2048, 4096, 8192, 16384, 32768)
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from embeddings._hash import chain_hash, seeded_hash
 from embeddings.tokenizer import Jagged, SidSpace, TableSpec, Tokenizer, check_levels, require
-from semid.rqvae.sid_table import SidTable
+from semid.rqvae import SidTable
 
 LAYOUTS = ("per_group", "offset")
 _MAX_EXACT = 1 << 62  # exact indices are computed in int64

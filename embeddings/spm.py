@@ -32,7 +32,7 @@ from embeddings.tokenizer import (ConfigError, Jagged, SidSpace, TableSpec, Toke
                                   check_levels, require)
 from semid.core.errors import FingerprintMismatch, SemidError
 from semid.core.fingerprint import fingerprint_bytes, fingerprint_of
-from semid.rqvae.sid_table import SidTable
+from semid.rqvae import SidTable
 
 # Supplementary private-use planes 15 and 16 (U+F0000..U+FFFFD, U+100000..U+10FFFD).
 _PLANE = 0xFFFFE - 0xF0000

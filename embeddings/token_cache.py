@@ -28,7 +28,7 @@ from semid.core.artifacts import atomic_path
 from semid.core.errors import DataError, FingerprintMismatch, SemidError
 from semid.core.fingerprint import fingerprint_bytes, fingerprint_of
 from semid.core.ids import locate
-from semid.rqvae.sid_table import SidTable
+from semid.rqvae import SidTable
 
 FORMAT_VERSION = 1
 

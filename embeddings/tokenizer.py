@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from semid.core.errors import SemidError
-from semid.rqvae.sid_table import SidTable
+from semid.rqvae import SidTable
 
 
 class TokenizerWarning(UserWarning):

@@ -19,7 +19,7 @@ from fbgemm_gpu.tbe.config.optimizer_config import WeightDecayMode
 from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from datamodules.batch import feature_key
+from datamodules import feature_key
 from embeddings.token_cache import TokenCache
 from embeddings.tokenizer import ConfigError, gather_csr
 from semid.core.errors import SemidError

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datamodules.ranking import RankingDataConfig
+from datamodules import RankingDataConfig
 from embeddings import RepresentationConfig, TableOptimizerConfig, load_representation_config, \
     parse_representation
 from rankers.model import RankerConfig
@@ -70,7 +70,7 @@ class RankFitConfig:
     @property
     def roles(self) -> list[str]:
         """The item roles this setting feeds to the ranker (all share the representation's tables)."""
-        from datamodules.batch import ROLES
+        from datamodules import ROLES
 
         return [r for r in ROLES if r != "history" or self.ranker.use_history]
 

@@ -19,8 +19,8 @@ from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from torchrec import EmbeddingBagConfig
 
 from datamodules import Corpus
-from datamodules.ranking import CONTEXT_DIM, RankingDataModule, resolve_days
-from datamodules.stats import corpus_impressions
+from datamodules import CONTEXT_DIM, RankingDataModule, resolve_days
+from datamodules import corpus_impressions
 from embeddings import CacheFeatures, RepresentationConfig, TokenCache, build_token_cache, embedding_bag_configs
 from rankers.config import RankFitConfig, learned_part, rank_config_from_dict
 from rankers.metrics import flat_scalars

@@ -14,8 +14,8 @@ from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import BinaryAUROC
 from torchmetrics.utilities import dim_zero_cat
 
-from datamodules.batch import RankingBatch
-from datamodules.stats import HEAD, TAIL, TORSO
+from datamodules import RankingBatch
+from datamodules import HEAD, TAIL, TORSO
 from rankers.model import TASKS
 
 SLICES = ("overall", "new", "head", "torso", "tail")

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
 
-from datamodules.batch import RankingBatch
+from datamodules import RankingBatch
 from semid.core.errors import SemidError
 
 TASKS = ("ctr", "engaged")

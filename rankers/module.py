@@ -11,7 +11,7 @@ from torchrec import EmbeddingBagConfig
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizer, KeyedOptimizerWrapper
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 
-from datamodules.batch import RankingBatch
+from datamodules import RankingBatch
 from rankers.config import OptimConfig
 from rankers.metrics import SlicedMetrics, flat_scalars
 from rankers.model import MultitaskRanker, RankerConfig

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from datamodules import Corpus
-from datamodules.synth import generate, load_synth_config
-from rankers.config import DEFAULT_RANKER, load_rank_config
-from rankers.fit import is_up_to_date, read_results
+from datamodules import generate, load_synth_config
+from rankers import DEFAULT_RANKER, load_rank_config
+from rankers import is_up_to_date, read_results
 from semid.cli import PARENT_PID_ENV
 from semid.core.config import apply_overrides, from_dict, load_yaml, resolve_conf
 from semid.core.errors import SemidError

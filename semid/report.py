@@ -189,11 +189,11 @@ def _ev(x: tuple[float, float] | None) -> str:
 
 def write_report(cfg: Any, out: Path, corpus: Path, model: Path, sids: Path, results: list[dict[str, Any]],
                  stability: dict[str, Any] | None, timings: dict[str, float]) -> Path:
-    from datamodules.corpus import Corpus
-    from datamodules.stats import corpus_impressions
-    from embeddings.lookup_stats import lookup_report, plot_report
-    from semid.rqvae.report import table1 as table1_of
-    from semid.rqvae.sid_table import read_sid_table
+    from datamodules import Corpus
+    from datamodules import corpus_impressions
+    from embeddings import lookup_report, plot_report
+    from semid.rqvae import table1 as table1_of
+    from semid.rqvae import read_sid_table
 
     c = Corpus(corpus)
     items = c.read_items(columns=["item_id", "embedding", "first_day"])

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.corpus import Corpus
+from datamodules import Corpus
 from semid.core.artifacts import atomic_path, remove_stale_temps
 from semid.core.errors import SemidError
 from semid.core.fingerprint import fingerprint_bytes, fingerprint_of

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from datamodules.corpus import Corpus
+from datamodules import Corpus
 from semid.rqvae.data import impression_counts, split_items
 from semid.core.errors import SemidError
 from semid.rqvae.config import RqvaeConfig, cpu_threads

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-from datamodules.corpus import Corpus, Items
+from datamodules import Corpus, Items
 from semid.core.errors import DataError, SemidError
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from datamodules.corpus import Items
+from datamodules import Items
 from semid.core.errors import SemidError
 from semid.rqvae.health import code_counts, collision_histogram, sid_groups, uniqueness, usage_stats
 from semid.rqvae.sid_table import SidTable

@@ -106,7 +106,7 @@ def _assign(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from datamodules.corpus import Corpus
+    from datamodules import Corpus
     from semid.core.artifacts import write_json
     from semid.rqvae.frozen import load_frozen
     from semid.rqvae.report import parse_prefix, render_report, sid_report

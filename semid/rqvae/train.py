@@ -40,7 +40,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from datamodules.corpus import Corpus
+from datamodules import Corpus
 from semid.rqvae.data import RqvaeDataModule
 from semid.core.artifacts import atomic_path, publish, remove_stale_temps, write_json
 from semid.core.config import to_dict
