@@ -46,6 +46,10 @@ class RankingBatch:
     popularity: Tensor  # [B] int8: 0 head, 1 torso, 2 tail (by training impressions)
     history_items: Tensor  # [B] float: number of items in the history bag (for mean pooling)
     day: int
+    # [B] int64 each: the impression's row in its day (the day files' order) and the candidate's item id; they
+    # key the evaluation predictions that paired comparisons of two runs join on
+    row: Tensor | None = None
+    item_id: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -56,4 +60,5 @@ class RankingBatch:
             kjt=self.kjt.to(device, non_blocking=non_blocking) if self.kjt is not None else None,
             content={k: mv(v) for k, v in self.content.items()} if self.content is not None else None,
             context=mv(self.context), labels=mv(self.labels), is_new=mv(self.is_new),
-            popularity=mv(self.popularity), history_items=mv(self.history_items), day=self.day)
+            popularity=mv(self.popularity), history_items=mv(self.history_items), day=self.day,
+            row=self.row, item_id=self.item_id)  # bookkeeping: stays on the CPU

@@ -121,6 +121,7 @@ class DayFrame:
     hist_rows: np.ndarray
     is_new: np.ndarray
     popularity: np.ndarray
+    first_row: int = 0  # row of this rank's first impression in the whole day
 
     def __len__(self) -> int:
         return len(self.cand)
@@ -237,8 +238,9 @@ class RankingDataModule(L.LightningDataModule):
         click = to_int64(t["click"], p, "click").astype(np.float32)
         engaged = to_int64(t["engaged"], p, "engaged").astype(np.float32) if "engaged" in cols else click
         offsets, hist = self.history.before(day).of(users)
+        first_row = rank * (self.day_rows(day) if world > 1 else 0)  # read_day_share: n // world rows per rank
         frame = DayFrame(day, users, cand, watch, np.stack([click, engaged], 1), offsets, hist,
-                         self.items.first_day[cand] == day, self.item_buckets(day)[cand])
+                         self.items.first_day[cand] == day, self.item_buckets(day)[cand], first_row)
         # keep only the frame in use plus the evaluation days' frames (reused every evaluation)
         self._frames = {k: v for k, v in self._frames.items() if k[0] in self.eval_days()}
         self._frames[key] = frame
@@ -275,7 +277,9 @@ class RankingDataModule(L.LightningDataModule):
         return RankingBatch(kjt=kjt, content=content, context=torch.from_numpy(context.astype(np.float32)),
                             labels=torch.from_numpy(f.labels[idx]), is_new=torch.from_numpy(f.is_new[idx]),
                             popularity=torch.from_numpy(f.popularity[idx].astype(np.int8)),
-                            history_items=torch.from_numpy(h_len.astype(np.float32)), day=f.day)
+                            history_items=torch.from_numpy(h_len.astype(np.float32)), day=f.day,
+                            row=torch.from_numpy(f.first_row + idx.astype(np.int64)),
+                            item_id=torch.from_numpy(self.items.item_id[cand]))
 
     # -- Lightning hooks ---------------------------------------------------------------------------
     def _loader(self, day: int, batch_size: int, shuffle: bool) -> DataLoader:

@@ -14,6 +14,7 @@ import numpy as np
 from embeddings.hashing import HashConfig, HashTokenizer
 from embeddings.hybrid import HybridConfig, HybridTokenizer
 from embeddings.ngram import NgramConfig, NgramTokenizer, PrefixNgramConfig, PrefixNgramTokenizer
+from embeddings.random_sid import RandomSidConfig, RandomSidTokenizer
 from embeddings.spm import SpmConfig, SpmTokenizer
 from embeddings.tokenizer import Jagged, TableSpec, Tokenizer
 from semid.core.config import from_dict, load_yaml, resolve_conf
@@ -43,7 +44,8 @@ class DenseTokenizer(Tokenizer):
         return []
 
 
-RepresentationConfig = Union[HashConfig, NgramConfig, PrefixNgramConfig, SpmConfig, HybridConfig, DenseConfig]
+RepresentationConfig = Union[HashConfig, NgramConfig, PrefixNgramConfig, SpmConfig, HybridConfig, DenseConfig,
+                             RandomSidConfig]
 
 # kind -> (config dataclass, tokenizer factory)
 KINDS: dict[str, tuple[type, Callable[..., Tokenizer]]] = {
@@ -53,6 +55,7 @@ KINDS: dict[str, tuple[type, Callable[..., Tokenizer]]] = {
     "spm": (SpmConfig, SpmTokenizer),
     "hybrid": (HybridConfig, None),  # type: ignore[dict-item]  # built from its parts below
     "dense": (DenseConfig, DenseTokenizer),
+    "random_sid": (RandomSidConfig, None),  # type: ignore[dict-item]  # built around its base below
 }
 
 
@@ -73,6 +76,15 @@ def parse_representation(data: dict[str, Any], where: str, default_name: str | N
         if any(isinstance(p, dict) and p.get("kind") in ("hybrid", "dense") for p in parts):
             raise SemidError(f"{where}: field 'parts' may not contain hybrid or dense representations")
         data["parts"] = [parse_representation(p, f"{where}.parts[{i}]") for i, p in enumerate(parts)]
+    if kind == "random_sid":
+        base = data.pop("base", None)
+        if isinstance(base, str):  # a preset name: its YAML, under this representation's name
+            base_path = resolve_conf(base, "embeddings")
+            base = load_yaml(base_path)
+        if not isinstance(base, dict) or base.get("kind") not in ("ngram", "prefix_ngram", "spm"):
+            raise SemidError(f"{where}: field 'base' must name an ngram, prefix_ngram or spm representation "
+                             "(e.g. base: bigram)")
+        data["base"] = parse_representation({**base, "name": data.get("name", "random_sid")}, f"{where}.base")
     return from_dict(KINDS[kind][0], data, where=where)
 
 
@@ -85,4 +97,7 @@ def load_representation_config(name_or_path: str | Path) -> RepresentationConfig
 def build_tokenizer(cfg: RepresentationConfig) -> Tokenizer:
     if isinstance(cfg, HybridConfig):
         return HybridTokenizer(cfg, [build_tokenizer(p) for p in cfg.parts])
+    if isinstance(cfg, RandomSidConfig):
+        assert cfg.base is not None
+        return RandomSidTokenizer(cfg, build_tokenizer(cfg.base))
     return KINDS[cfg.kind][1](cfg)

@@ -173,6 +173,7 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
     last = ckpt_dir / "last.ckpt"
     _recover_interrupted_save(last)
     module.run_fingerprint = run_fp
+    module.predictions_dir = out / "predictions"
     if resume and last.exists():
         try:
             state = _check_resumable(last, run_fp)
@@ -208,6 +209,7 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
         if throughput.seconds else None,
         "wall_seconds": time.perf_counter() - t0,
         "metrics_by_day": {str(d): r for d, r in sorted(module.eval_results.items())},
+        "predictions": {str(d): f"predictions/day={d:04d}" for d in sorted(module.eval_results)},
         "metrics": module.eval_results.get(dm.eval_day),
         "config": asdict(cfg),
     }

@@ -1,6 +1,7 @@
 """The ranker as a LightningModule: two-task BCE, sliced evaluation, fused tables + dense optimizer."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -14,6 +15,7 @@ from torchrec.optim.optimizers import in_backward_optimizer_filter
 from datamodules import RankingBatch
 from rankers.config import OptimConfig
 from rankers.metrics import SlicedMetrics, flat_scalars
+from rankers.predictions import PredictionLog
 from rankers.model import MultitaskRanker, RankerConfig
 from semid.core.errors import SemidError
 
@@ -30,6 +32,8 @@ class RankerModule(L.LightningModule):
         self.fused_optimizer: KeyedOptimizer | None = None  # set by TorchRecStrategy after sharding
         self.eval_results: dict[int, dict[str, Any]] = {}
         self._eval_day: int | None = None
+        self.predictions_dir: Path | None = None  # set by `rank fit`: each evaluation's predictions land there
+        self.predictions = PredictionLog()
 
     @property
     def has_tables(self) -> bool:
@@ -60,7 +64,10 @@ class RankerModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: RankingBatch, batch_idx: int) -> None:
-        self.metrics.update(self.model(batch), batch)
+        logits = self.model(batch)
+        self.metrics.update(logits, batch)
+        if self.predictions_dir is not None:
+            self.predictions.add(logits, batch)
         self._eval_day = batch.day
 
     def on_validation_epoch_end(self) -> None:
@@ -69,6 +76,8 @@ class RankerModule(L.LightningModule):
         results = self.metrics.compute()
         self.metrics.reset()
         self.eval_results[self._eval_day] = results
+        if self.predictions_dir is not None:
+            self.predictions.write(self.predictions_dir, self._eval_day, self.global_rank)
         # torchmetrics already reduced across ranks in compute(): write straight to the loggers instead of
         # self.log's per-epoch (re)reduction; W&B needs a monotonic step, so the day goes in as a value
         if self.trainer.is_global_zero:
