@@ -24,8 +24,11 @@ from semid.cli import PARENT_PID_ENV
 from semid.core.config import apply_overrides, from_dict, load_yaml, resolve_conf
 from semid.core.errors import SemidError
 from semid.core.fingerprint import fingerprint_of
+from semid.core.numbers import sig
 from semid.core.progress import bar
-from semid.report import write_report
+from semid.analysis import stage1_analysis
+from semid.core.artifacts import read_json, write_json
+from semid.report import ReportSpec, write_report
 from semid.rqvae import assign_sids, compare_tables, load_rqvae_config, read_sid_table, rqvae_fingerprint, train_rqvae
 
 _DIST_ENV = {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK",
@@ -65,6 +68,9 @@ class ExperimentConfig:
     reference: str = "hash_8k"
     stability: StabilitySpec = field(default_factory=StabilitySpec)
     lookup_vocab_sizes: list[int] = field(default_factory=lambda: [256, 1024, 4096, 16384])
+    # paired, item-clustered bootstrap replicates per comparison: the report's cost is O(replicates x impressions)
+    report_bootstraps: int = 500
+    equivalence_margin_pct: float = 1.0  # margin of the equivalence / at-least-as-good findings, % of the AUC
     parallel: int = 2
     threads_per_fit: int = 1
 
@@ -78,6 +84,12 @@ class ExperimentConfig:
             raise SemidError("experiment corpus: give exactly one of synth (a preset) or path (a corpus directory)")
         if self.parallel < 1:
             raise SemidError("experiment parallel must be >= 1")
+        if self.report_bootstraps < 100:
+            raise SemidError(f"experiment report_bootstraps must be >= 100 (got {self.report_bootstraps})")
+        if not self.equivalence_margin_pct > 0:
+            raise SemidError(f"experiment equivalence_margin_pct must be > 0 (got {self.equivalence_margin_pct})")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise SemidError(f"experiment seeds must be distinct and at least one (got {self.seeds})")
 
 
 def load_experiment_config(name_or_path: str, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -193,8 +205,8 @@ class Experiment:
                          skipped=tail == "reused")
                 results.append(r)
                 m = (r.get("metrics") or {}).get("ctr", {})
-                self.log(f"fit {job.label}: CTR AUC {m.get('overall', {}).get('auc')}, "
-                         f"CTR/1D {m.get('new', {}).get('auc')}" + (" (reused)" if r.get("skipped") else ""))
+                self.log(f"fit {job.label}: CTR AUC {sig(m.get('overall', {}).get('auc'))}, "
+                         f"CTR/1D {sig(m.get('new', {}).get('auc'))}" + (" (reused)" if r.get("skipped") else ""))
         self.timings["ranker fits"] = self.timings.get("ranker fits", 0.0) + time.perf_counter() - t
         if failures:
             raise SemidError(f"{len(failures)} ranker fit(s) failed; first: {failures[0]} "
@@ -249,8 +261,28 @@ class Experiment:
         stability = None
         if self.cfg.stability.enabled:
             stability = self.stability(corpus)
+        analysis, analysis_fp = self.analysis(corpus, sids)
         self.timings["total"] = time.perf_counter() - t0
-        return write_report(self.cfg, self.out, corpus, model, sids, results, stability, self.timings)
+        spec = ReportSpec(self.cfg.name, self.cfg.reference, self.cfg.settings,
+                          self.cfg.representations + self.cfg.ranker_variants, self.cfg.report_bootstraps,
+                          self.cfg.equivalence_margin_pct)
+        return self._stage("report", lambda: write_report(spec, self.out, corpus, model, results, stability, analysis,
+                                                          analysis_fp, self.timings, log=self.log))
+
+    def analysis(self, corpus: Path, sids: Path) -> tuple[dict[str, Any], str]:
+        """Table 1 with intervals and Figure 4's lookups, once per (SID table, corpus, training days)."""
+        c = Corpus(corpus)
+        train_days = c.days()[:-1]
+        fp = fingerprint_of(["analysis", self._sids_fingerprint(sids), c.fingerprint, train_days,
+                             self.cfg.lookup_vocab_sizes, self.cfg.report_bootstraps])
+        path = self.out / f"analysis-{fp}" / "analysis.json"
+        if path.exists():
+            self.log(f"analysis: reusing {path.parent}")
+            return read_json(path), fp
+        result = self._stage("analysis (Table 1, lookups)", lambda: stage1_analysis(
+            c, read_sid_table(sids), train_days, self.cfg.lookup_vocab_sizes, self.cfg.report_bootstraps))
+        write_json(path, result)
+        return result, fp
 
     def stability(self, corpus: Path) -> dict[str, Any]:
         """Appendix A.2: RQ-VAEs trained on early vs late days, each driving the same ranker."""

@@ -1,106 +1,97 @@
-"""The experiment report: ``report.md`` with the paper's Figures 2-4, Table 1, the stability study and
-a finding-by-finding verdict on what reproduces on this corpus."""
+"""The experiment report: ``report.json`` and ``report.md`` with ranking quality per representation and
+setting (Figures 2-3), lookups per item (Figure 4), Table 1, the stability study, and the paper's findings
+judged one by one (``semid.findings``).
+
+The report is a stage: it reads the fits' results and saved predictions and the Stage-1 analysis
+(``semid.analysis``, made once by the experiment) and rebuilds nothing; ``report.json`` records the
+fingerprint of its inputs, and an up-to-date report is not recomputed.
+"""
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-import numpy as np
+import matplotlib
 
-from semid.core.artifacts import atomic_path, write_json
+matplotlib.use("Agg")  # files only: no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
 
-# two-sided 95% Student t quantiles for n-1 degrees of freedom (n seeds)
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+from datamodules import Corpus  # noqa: E402
+from embeddings import plot_report  # noqa: E402
+from semid.core.artifacts import atomic_path, read_json, write_json  # noqa: E402
+from semid.core.fingerprint import fingerprint_of  # noqa: E402
+from semid.core.numbers import sig  # noqa: E402
+from semid.findings import (METRIC_NAMES, STATISTIC, Study, explain, lookup_findings, ranking_findings,  # noqa: E402
+                            stability_findings, table1_findings)
 
-
-def _mean_ci(values: list[float], half_widths: list[float]) -> tuple[float, float]:
-    """Mean and 95% half-width: across seeds when there are several, else the run's bootstrap."""
-    v = np.asarray(values, float)
-    if len(v) >= 2:
-        return float(v.mean()), _T95.get(len(v) - 1, 1.96) * float(v.std(ddof=1)) / math.sqrt(len(v))
-    return float(v[0]), float(half_widths[0]) if half_widths else float("nan")
-
-
-def _auc(r: dict[str, Any], s: str) -> tuple[float | None, float]:
-    m = ((r.get("metrics") or {}).get("ctr") or {}).get(s) or {}
-    if m.get("auc") is None:
-        return None, float("nan")
-    hw = (m["ci_high"] - m["ci_low"]) / 2 if "ci_low" in m else float("nan")
-    return float(m["auc"]), hw
+SLICES = ("overall", "new", "head", "torso", "tail")
 
 
-def summarise(results: list[dict[str, Any]], reference: str) -> dict[str, dict[str, dict[str, Any]]]:
-    """setting -> representation -> {slice: mean, ci, improvement vs reference (paired by seed), ...}."""
-    by = defaultdict(lambda: defaultdict(dict))  # setting -> rep -> seed -> result
-    for r in results:
-        if r.get("tag", "main") == "main":
-            by[r["setting"]][r.get("name", r["representation"])][r["seed"]] = r
+@dataclass(frozen=True)
+class ReportSpec:
+    """What the report needs of the experiment's config."""
+
+    name: str
+    reference: str  # the row the "Δ% vs" columns compare with
+    settings: list[str]  # in the config's order
+    order: list[str]  # representations then ranker variants, in the config's order
+    bootstraps: int = 1000
+    margin_pct: float = 1.0  # equivalence / non-inferiority margin, % of the reference AUC
+REPORT_VERSION = 2  # bump when the report's content changes: an older report.json is recomputed
+
+
+def _interval(e: dict[str, Any], pct: bool = False) -> str:
+    if e.get("estimate") is None:
+        return f"undefined ({e.get('undefined') or e.get('reason') or 'no estimate'})"
+    unit = "%" if pct else ""
+    sign = "+" if pct and e["estimate"] > 0 else ""
+    return f"{sign}{sig(e['estimate'])}{unit} [{sig(e['ci_low'])}, {sig(e['ci_high'])}]"
+
+
+def summarise(study: Study, reference: str, order: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """setting -> arm name -> pooled AUC per slice (with item and impression counts) and the paired %
+    difference to ``reference`` on CTR and CTR/1D."""
+    rank = {n: i for i, n in enumerate(order)}
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for setting, reps in by.items():
-        ref = reps.get(reference, {})
+    for setting in study.settings():
+        arms = sorted(study.in_setting(setting), key=lambda a: (rank.get(a.name, len(rank)), a.name))
+        ref = next((a for a in arms if a.name == reference), None)
         out[setting] = {}
-        for rep, seeds in reps.items():
-            row: dict[str, Any] = {"seeds": sorted(seeds)}
-            any_r = next(iter(seeds.values()))
-            row["table_rows"] = sum(any_r.get("table_rows", {}).values())
-            row["lookups_per_item"] = any_r.get("lookups_per_item", 0.0)
-            row["samples_per_s"] = float(np.mean([r["train_samples_per_s"] or 0 for r in seeds.values()]))
-            for s in ("overall", "new", "head", "torso", "tail"):
-                vals = [(sd, *_auc(r, s)) for sd, r in seeds.items()]
-                vals = [v for v in vals if v[1] is not None]
-                if not vals:
-                    row[s] = None
-                    continue
-                mean, hw = _mean_ci([v[1] for v in vals], [v[2] for v in vals])
-                cell = {"auc": mean, "ci": hw, "n": len(vals)}
-                paired = [(v[1], _auc(ref[v[0]], s)) for v in vals if v[0] in ref]
-                paired = [(a, b) for a, b in paired if b[0] is not None]
-                if paired:
-                    imp = [100.0 * (a - b[0]) / b[0] for a, b in paired]
-                    if len(imp) >= 2:
-                        m, h = _mean_ci(imp, [])
-                    else:  # one seed: both runs' bootstrap intervals, combined as if independent (conservative)
-                        a_hw, b_hw = vals[0][2], paired[0][1][1]
-                        m, h = imp[0], 100.0 * math.sqrt(a_hw ** 2 + b_hw ** 2) / paired[0][1][0]
-                    cell.update(improvement_pct=m, improvement_ci=h)
-                row[s] = cell
-            out[setting][rep] = row
+        for arm in arms:
+            runs = list(arm.runs.values())
+            row: dict[str, Any] = {
+                "kind": arm.kind, "table_rows": arm.rows, "depth_multiplier": arm.depth, "seeds": sorted(arm.runs),
+                "evaluation_days": arm.days,
+                "lookups_per_item": float(sum(r.get("lookups_per_item") or 0 for r in runs) / len(runs)),
+                "samples_per_s": float(sum(r.get("train_samples_per_s") or 0 for r in runs) / len(runs)),
+                "auc": {s: study.auc(arm, s).as_dict() for s in SLICES},
+            }
+            if ref is not None and arm is not ref:
+                row["vs_reference_pct"] = {s: study.compare(ref, arm, s).as_dict() for s in ("overall", "new")}
+            out[setting][arm.name] = row
     return out
 
 
-def _fmt(cell: dict[str, Any] | None, key: str = "auc", ci: str = "ci", pct: bool = False) -> str:
-    if not cell or cell.get(key) is None:
-        return "undefined"
-    v, h = cell[key], cell.get(ci, float("nan"))
-    if pct:
-        return f"{v:+.2f}% ± {h:.2f}" if not math.isnan(h) else f"{v:+.2f}%"
-    return f"{v:.4f} ± {h:.4f}" if not math.isnan(h) else f"{v:.4f}"
-
-
 def plot_improvements(summary: dict[str, dict[str, dict[str, Any]]], reference: str, path: Path) -> Path:
-    """Figures 2 and 3: % improvement in CTR AUC and CTR/1D AUC over the reference, per setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Figures 2 and 3: paired % difference in CTR AUC and CTR/1D AUC to the reference, per setting."""
     settings = list(summary)
-    fig, axes = plt.subplots(len(settings), 2, figsize=(12, 3.6 * len(settings)), squeeze=False)
+    fig, axes = plt.subplots(len(settings), 2, figsize=(12, 3.6 * max(len(settings), 1)), squeeze=False)
     for i, setting in enumerate(settings):
-        reps = [r for r in summary[setting] if r != reference]
+        names = [n for n, r in summary[setting].items() if "vs_reference_pct" in r]
         for j, (s, title) in enumerate((("overall", "CTR AUC"), ("new", "CTR/1D AUC"))):
             ax = axes[i][j]
-            vals = [(summary[setting][r].get(s) or {}) for r in reps]
-            y = [v.get("improvement_pct", np.nan) for v in vals]
-            e = [v.get("improvement_ci", 0.0) for v in vals]
-            e = [0.0 if (x is None or math.isnan(x)) else x for x in e]
-            colors = ["tab:green" if (v or 0) > 0 else "tab:red" for v in np.nan_to_num(y)]
-            ax.bar(range(len(reps)), np.nan_to_num(y), yerr=e, color=colors, capsize=3)
+            est = [summary[setting][n]["vs_reference_pct"][s] for n in names]
+            y = [e["estimate"] if e["estimate"] is not None else math.nan for e in est]
+            lo = [0 if e["estimate"] is None else e["estimate"] - e["ci_low"] for e in est]
+            hi = [0 if e["estimate"] is None else e["ci_high"] - e["estimate"] for e in est]
+            colors = ["tab:green" if e["estimate"] is not None and e["ci_low"] > 0 else
+                      "tab:red" if e["estimate"] is not None and e["ci_high"] < 0 else "tab:gray" for e in est]
+            ax.bar(range(len(names)), [0 if math.isnan(v) else v for v in y], yerr=[lo, hi], color=colors, capsize=3)
             ax.axhline(0, color="black", lw=0.8)
-            ax.set_xticks(range(len(reps)), reps, rotation=35, ha="right", fontsize=8)
-            ax.set_ylabel(f"% vs {reference}")
+            ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
+            ax.set_ylabel(f"% vs {reference} (paired, 95%)")
             ax.set_title(f"{title} — {setting.replace('_', ' ')}")
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -109,186 +100,155 @@ def plot_improvements(summary: dict[str, dict[str, dict[str, Any]]], reference: 
     return path
 
 
-def findings(summary: dict[str, dict[str, dict[str, Any]]], reference: str, table1: dict[str, Any] | None,
-             stability: dict[str, Any] | None) -> list[tuple[str, str, str]]:
-    """(paper finding, verdict, evidence). Verdicts: reproduces / does not reproduce / inconclusive / not run."""
-    out: list[tuple[str, str, str]] = []
-
-    def imp(setting: str, rep: str, s: str) -> tuple[float, float] | None:
-        c = (summary.get(setting, {}).get(rep) or {}).get(s) or {}
-        return (c["improvement_pct"], c.get("improvement_ci", float("nan"))) if "improvement_pct" in c else None
-
-    def verdict(x: tuple[float, float] | None, sign: int) -> str:
-        if x is None:
-            return "not run"
-        m, h = x
-        if math.isnan(h):
-            return "reproduces" if m * sign > 0 else "does not reproduce"
-        if m * sign - h > 0:
-            return "reproduces"
-        if m * sign + h < 0:
-            return "does not reproduce"
-        return "inconclusive"
-
-    for setting in summary:
-        dense = [r for r in summary[setting] if r.startswith("dense")]
-        for r in dense:
-            x = imp(setting, r, "overall")
-            out.append((f"Dense Input ({r}) is worse than {reference} on CTR AUC ({setting})", verdict(x, -1),
-                        _ev(x)))
-        sid_reps = [r for r in summary[setting] if r.startswith(("unigram", "bigram", "spm", "prefix"))]
-        for r in sid_reps:
-            x = imp(setting, r, "new")
-            out.append((f"{r} generalises better than {reference} on new items: CTR/1D ({setting})", verdict(x, 1),
-                        _ev(x)))
-        spm = sorted([r for r in summary[setting] if r.startswith("spm")])
-        for r in spm:
-            x = imp(setting, r, "overall")
-            out.append((f"{r} improves CTR AUC over {reference} ({setting})", verdict(x, 1), _ev(x)))
-        if "bigram" in summary[setting] and "unigram" in summary[setting]:
-            b = (summary[setting]["bigram"].get("overall") or {}).get("auc")
-            u = (summary[setting]["unigram"].get("overall") or {}).get("auc")
-            hb = (summary[setting]["bigram"].get("overall") or {}).get("ci", float("nan"))
-            hu = (summary[setting]["unigram"].get("overall") or {}).get("ci", float("nan"))
-            if b is not None and u is not None:
-                d, h = b - u, math.sqrt(hb ** 2 + hu ** 2)
-                out.append((f"Bigram-SID beats Unigram-SID on CTR AUC ({setting})", verdict((d, h), 1),
-                            f"{b:.4f} vs {u:.4f}"))
-        if len(spm) >= 2:
-            aucs = [((summary[setting][r].get("overall") or {}).get("auc"), summary[setting][r]["table_rows"]) for r in spm]
-            aucs = sorted(a for a in aucs if a[0] is not None)
-            by_size = sorted(aucs, key=lambda a: a[1])
-            mono = all(x[0] <= y[0] for x, y in zip(by_size, by_size[1:]))
-            out.append((f"Larger SPM vocabularies give higher CTR AUC ({setting})",
-                        "reproduces" if mono else "does not reproduce",
-                        ", ".join(f"{rows:,} rows: {a:.4f}" for a, rows in by_size)))
-    if table1 is not None:
-        sims = [r["avg_cosine_similarity"] for r in table1["rows"] if r["avg_cosine_similarity"] is not None]
-        rising = all(a <= b + 1e-6 for a, b in zip(sims, sims[1:]))
-        out.append(("Table 1: items sharing a longer SID prefix are more similar", "reproduces" if rising
-                    else "does not reproduce", ", ".join(f"n={r['n']}: {r['avg_cosine_similarity']:.3f}"
-                                                         for r in table1["rows"] if r["avg_cosine_similarity"] is not None)))
-    if stability:
-        res = stability["results"]
-        if {"early", "late"} <= set(res):
-            a, b = _auc(res["early"], "overall"), _auc(res["late"], "overall")
-            if a[0] is not None and b[0] is not None:
-                d, h = abs(a[0] - b[0]), math.sqrt(a[1] ** 2 + b[1] ** 2)
-                ok = d <= h if not math.isnan(h) else d < 0.005
-                out.append(("A.2: SIDs from RQ-VAEs trained on different periods give comparable ranking quality",
-                            "reproduces" if ok else "does not reproduce",
-                            f"early {a[0]:.4f} vs late {b[0]:.4f} (|diff| {d:.4f}, 95% half-width {h:.4f})"))
-    return out
+def _inputs_fingerprint(results: list[dict[str, Any]], stability: dict[str, Any] | None,
+                        analysis_fp: str, settings: dict[str, Any]) -> str:
+    runs = sorted((r.get("name"), r["setting"], r.get("seed"), r.get("tag"), r["fingerprint"]) for r in results)
+    stab = sorted((k, v["fingerprint"]) for k, v in (stability or {}).get("results", {}).items())
+    return fingerprint_of([REPORT_VERSION, runs, stab, analysis_fp, settings])
 
 
-def _ev(x: tuple[float, float] | None) -> str:
-    if x is None:
-        return "no run"
-    return f"{x[0]:+.2f}% ± {x[1]:.2f}" if not math.isnan(x[1]) else f"{x[0]:+.2f}%"
-
-
-def write_report(cfg: Any, out: Path, corpus: Path, model: Path, sids: Path, results: list[dict[str, Any]],
-                 stability: dict[str, Any] | None, timings: dict[str, float]) -> Path:
-    from datamodules import Corpus
-    from datamodules import corpus_impressions
-    from embeddings import lookup_report, plot_report
-    from semid.rqvae import table1 as table1_of
-    from semid.rqvae import read_sid_table
-
+def write_report(cfg: ReportSpec, out: Path, corpus: Path, model: Path, results: list[dict[str, Any]],
+                 stability: dict[str, Any] | None, analysis: dict[str, Any], analysis_fp: str,
+                 timings: dict[str, float], log: Callable[[str], None] | None = None) -> Path:
+    fp = _inputs_fingerprint(results, stability, analysis_fp, {k: v for k, v in asdict(cfg).items() if k != "name"})
+    path, json_path = out / "report.md", out / "report.json"
+    if path.exists() and json_path.exists() and read_json(json_path).get("fingerprint") == fp:
+        if log:
+            log(f"report: reusing {path}")
+        return path
     c = Corpus(corpus)
-    items = c.read_items(columns=["item_id", "embedding", "first_day"])
-    table = read_sid_table(sids)
-    rows = table.rows_of(items.item_id)
-    t1 = table1_of(table.codes[rows], items.embedding)
-    days = c.days()
-    train_days = days[:-1]
-    lookups = lookup_report(table, items.item_id, corpus_impressions(c, items.item_id, train_days),
-                            vocab_sizes=cfg.lookup_vocab_sizes)
-    summary = summarise(results, cfg.reference)
+    meta = c.meta
+    gt = meta.get("ground_truth") or {}
+    n_items = int(meta.get("n_items") or len(c.read_item_ids()))
+    study = Study(results, num_bootstraps=cfg.bootstraps, margin_pct=cfg.margin_pct,
+                  ground_truth=gt, n_items=n_items)
+    summary = summarise(study, cfg.reference, cfg.order)
     summary = {st: summary[st] for st in cfg.settings if st in summary}  # the config's order
+    stab_study = None
+    if stability:
+        stab_study = Study([{**r, "name": f"{r['name']}-{tag}", "tag": "main"}
+                            for tag, r in stability["results"].items()], num_bootstraps=cfg.bootstraps)
+    found = (ranking_findings(study) + lookup_findings(analysis["lookups"]) + table1_findings(analysis["table1"])
+             + stability_findings(stab_study, cfg.margin_pct))
+    for row in found:
+        row["explanation"] = explain(row, stab_study if row["id"] == "h" and stab_study else study, analysis)
+
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     plot_improvements(summary, cfg.reference, figs / "improvement.png")
-    plot_report(lookups, figs / "lookups_per_item.png")
-    found = findings(summary, cfg.reference, t1, stability)
+    plot_report(analysis["lookups"], figs / "lookups_per_item.png")
+    md = _markdown(cfg, corpus, c, model, n_items, gt, summary, found, analysis, stability, timings)
+    with atomic_path(path) as tmp:
+        tmp.write_text(md)
+    write_json(json_path, {"fingerprint": fp, "summary": summary, "findings": found, "table1": analysis["table1"],
+                           "lookups": analysis["lookups"], "stability": _strip(stability), "timings": timings})
+    return path
 
-    lines: list[str] = []
-    lines.append(f"# semid experiment `{cfg.name}`\n")
-    gt = c.meta.get("ground_truth") or {}
-    lines.append(f"Corpus `{corpus}` (fingerprint `{c.fingerprint}`): {len(items):,} items, {c.meta.get('n_impressions', 0):,} "
-             f"impressions over {len(days)} days; training days {train_days[0]}..{train_days[-1]}, evaluation on day "
-             f"{days[-1]} (the day after training).")
+
+def _markdown(cfg: ReportSpec, corpus: Path, c: Corpus, model: Path, n_items: int, gt: dict[str, Any],
+              summary: dict[str, Any], found: list[dict[str, Any]], analysis: dict[str, Any],
+              stability: dict[str, Any] | None, timings: dict[str, float]) -> str:
+    days = c.days()
+    t1, lookups = analysis["table1"], analysis["lookups"]
+    lines = [f"# semid experiment `{cfg.name}`\n",
+             f"Corpus `{corpus}` (fingerprint `{c.fingerprint}`): {n_items:,} items, "
+             f"{c.meta.get('n_impressions', 0):,} impressions over {len(days)} days."]
     if gt:
-        lines.append(f"Planted signal (oracle AUCs of the hidden click model): full {gt.get('auc_oracle_full', 0):.3f}, "
-                 f"content only {gt.get('auc_oracle_content_only', 0):.3f}, item-specific only "
-                 f"{gt.get('auc_oracle_item_only', 0):.3f}; content only on new items "
-                 f"{gt.get('auc_oracle_content_only_new_items') or 0:.3f}.")
-    lines.append(f"Semantic IDs: L={table.levels}, K={table.codebook_size}, RQ-VAE `{model.name}`.\n")
-    lines.append("Intervals are 95%: across seeds (Student t) when several seeds ran, else the run's bootstrap "
-             "interval; % improvements are paired by seed against the reference "
-             f"`{cfg.reference}` (with one seed, both bootstrap intervals are combined as if independent).\n")
-    for setting, reps in summary.items():
+        lines.append(f"Planted signal (oracle AUCs of the hidden click model): full {sig(gt.get('auc_oracle_full'))}, "
+                     f"content only {sig(gt.get('auc_oracle_content_only'))}, item-specific only "
+                     f"{sig(gt.get('auc_oracle_item_only'))}; content only on new items "
+                     f"{sig(gt.get('auc_oracle_content_only_new_items'))}.")
+    lines.append(f"Semantic IDs: L={lookups['sid_levels']}, K={lookups['codebook_size']}, RQ-VAE `{model.name}`.\n")
+    lines.append(f"Intervals are 95% and come from the evaluation predictions: AUCs resample **items** (all "
+                 f"impressions of a drawn item together), % differences are **paired** (both runs on the same "
+                 f"impressions and the same item draws), pooled over seeds (resampled) and evaluation days. "
+                 f"{cfg.bootstraps} replicates. Counts are items / impressions of the slice (summed over "
+                 "evaluation days).\n")
+    for setting, arms in summary.items():
         lines.append(f"## Ranking quality — {setting.replace('_', ' ')}\n")
-        lines.append("| representation | table rows | lookups/item | CTR AUC | % vs ref | CTR/1D AUC | % vs ref | head | torso | tail | samples/s |")
-        lines.append("|---|---:|---:|---|---|---|---|---|---|---|---:|")
-        order = sorted(reps, key=lambda r: (r != cfg.reference, r))
-        for r in order:
-            row = reps[r]
-            ref = r == cfg.reference
-            lines.append(f"| {r} | {row['table_rows']:,} | {row['lookups_per_item']:.2f} | {_fmt(row['overall'])} | "
-                     f"{'reference' if ref else _fmt(row['overall'], 'improvement_pct', 'improvement_ci', True)} | "
-                     f"{_fmt(row['new'])} | "
-                     f"{'reference' if ref else _fmt(row['new'], 'improvement_pct', 'improvement_ci', True)} | {_fmt(row['head'])} | "
-                     f"{_fmt(row['torso'])} | {_fmt(row['tail'])} | {row['samples_per_s']:,.0f} |")
+        lines.append(f"| representation | kind | table rows | lookups/item | seeds | CTR AUC | Δ% vs {cfg.reference} | "
+                     f"CTR/1D AUC | Δ% vs {cfg.reference} | items / impressions (CTR/1D) | head | torso | tail | samples/s |")
+        lines.append("|---|---|---:|---:|---:|---|---|---|---|---|---|---|---|---:|")
+        for name, row in arms.items():
+            a = row["auc"]
+            vs = row.get("vs_reference_pct")
+            new = a["new"]
+            depth = "" if row["depth_multiplier"] == 1 else f" {row['depth_multiplier']:g}x"
+            lines.append(
+                f"| {name} | {row['kind']}{depth} "
+                f"| {row['table_rows']:,} | {sig(row['lookups_per_item'], 3)} | {len(row['seeds'])} | "
+                f"{_interval(a['overall'])} | {'reference' if vs is None else _interval(vs['overall'], True)} | "
+                f"{_interval(new)} | {'reference' if vs is None else _interval(vs['new'], True)} | "
+                f"{new['items']:,} / {new['impressions']:,} | {_interval(a['head'])} | {_interval(a['torso'])} | "
+                f"{_interval(a['tail'])} | {row['samples_per_s']:,.0f} |")
         lines.append("")
-    lines.append("![% improvement over the reference (Figures 2 and 3)](figures/improvement.png)\n")
+    lines.append("![paired % difference to the reference (Figures 2 and 3)](figures/improvement.png)\n")
+
+    lines.append("## Findings: the paper's claims, in the paper's direction\n")
+    lines.append(f"Statistic: {STATISTIC}. Equivalence and at-least-as-good claims use a margin of "
+                 f"{cfg.margin_pct:g}% of the reference AUC.\n")
+    lines.append("| id | claim | setting | metric | reference | candidate | estimate [95%] | seeds | verdict |")
+    lines.append("|---|---|---|---|---|---|---|---:|---|")
+    for f in found:
+        est = "-" if f.get("estimate") is None else (
+            f"{sig(f['estimate'])} [{sig(f['ci_low'])}, {sig(f['ci_high'])}]" if f.get("ci_low") is not None
+            else sig(f["estimate"]))
+        note = f" — {f['reason']}" if f.get("reason") else ""
+        note += f" — *why*: {f['explanation']}" if f.get("explanation") else ""
+        lines.append(f"| {f['id']} | {f['claim']} | {str(f.get('setting', '')).replace('_', ' ')} | "
+                     f"{METRIC_NAMES.get(f.get('metric'), f.get('metric'))} | {f.get('reference') or '-'} | "
+                     f"{f.get('candidate') or '-'} | {est} | {f.get('n_seeds') if f.get('n_seeds') is not None else '-'} "
+                     f"| **{f['verdict']}**{note} |")
+    lines.append("")
+
     lines.append("## Embedding lookups per item (Figure 4)\n")
     lines.append("![lookups per item vs table size](figures/lookups_per_item.png)\n")
     lines.append("| representation | table rows | tables | all | head | torso | tail | `<unk>` share |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in lookups["representations"]:
         m = r["mean_lookups"]
-        cells = ["-" if m.get(b) is None else f"{m[b]:.2f}" for b in ("all", "head", "torso", "tail")]
         unk = f"{r['unk_token_share']:.1%}" if "unk_token_share" in r else ""
-        lines.append(f"| {r['name']} | {r['table_rows']:,} | {r['tables']} | " + " | ".join(cells) + f" | {unk} |")
+        lines.append(f"| {r['name']} | {r['table_rows']:,} | {r['tables']} | "
+                     + " | ".join(sig(m.get(b), 3) for b in ("all", "head", "torso", "tail")) + f" | {unk} |")
     lines.append(f"\nPopularity buckets: {lookups['bucket_definition']}.\n")
+
     lines.append("## Table 1: similarity of items sharing a SID prefix\n")
-    lines.append("| prefix length n | avg pairwise cosine | prefixes | sub-trie size p25 | median | p75 |")
-    lines.append("|---:|---:|---:|---:|---:|---:|")
+    lines.append("| prefix length n | avg pairwise cosine [95%] | pairs | prefixes | sub-trie size p25 | median | p75 |")
+    lines.append("|---:|---|---:|---:|---:|---:|---:|")
     for r in t1["rows"]:
-        sim = "n/a" if r["avg_cosine_similarity"] is None else f"{r['avg_cosine_similarity']:.3f}"
-        lines.append(f"| {r['n']} | {sim} | {r['prefixes']:,} | {r['subtrie_size_p25']:.0f} | {r['subtrie_size_median']:.0f} | "
-                 f"{r['subtrie_size_p75']:.0f} |")
-    lines.append(f"\nRandom item pairs: {t1['random_pair_baseline']:.3f}.\n")
+        sim = _interval({"estimate": r["avg_cosine_similarity"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                         "reason": "no pairs"})
+        lines.append(f"| {r['n']} | {sim} | {r['pairs']:,} | {r['prefixes']:,} | {sig(r['subtrie_size_p25'])} | "
+                     f"{sig(r['subtrie_size_median'])} | {sig(r['subtrie_size_p75'])} |")
+    lines.append(f"\nRandom item pairs: {sig(t1['random_pair_baseline'])}. {t1['interval']}.\n")
+
     if stability:
-        lines.append("## Stability (Appendix A.2)\n")
-        lines.append(f"RQ-VAEs trained on impressions of days {stability['early_days']} and {stability['late_days']}, "
-                 f"each driving `{stability['representation']}` (without history):\n")
-        for tag, r in sorted(stability["results"].items()):
-            a = _auc(r, "overall")
-            n = _auc(r, "new")
-            lines.append(f"- {tag}: CTR AUC {a[0]:.4f} ± {a[1]:.4f}; CTR/1D {n[0] if n[0] is not None else float('nan'):.4f}")
-        ag = stability["agreement"]
-        lines.append(f"\nSID agreement between the two tables: `{_short(ag)}`\n")
-    lines.append("## Findings: what reproduces on this corpus\n")
-    lines.append("| paper finding | verdict | evidence |")
-    lines.append("|---|---|---|")
-    for f, v, e in found:
-        lines.append(f"| {f} | **{v}** | {e} |")
-    lines.append("\n## Timings\n")
-    lines.append(", ".join(f"{k}: {v:.0f}s" for k, v in timings.items()) + "\n")
-    md = "\n".join(lines) + "\n"
-    path = out / "report.md"
-    with atomic_path(path) as tmp:
-        tmp.write_text(md)
-    write_json(out / "report.json", {"summary": summary, "findings": found, "table1": t1, "lookups": lookups,
-                                     "stability": _strip(stability), "timings": timings})
-    return path
+        lines += _stability_md(stability)
+    lines.append("## Timings\n")
+    lines.append(", ".join(f"{k}: {v:.0f} s" for k, v in timings.items()) + "\n")
+    return "\n".join(lines) + "\n"
 
 
-def _short(agreement: dict[str, Any]) -> str:
-    keep = {k: v for k, v in agreement.items() if not isinstance(v, (list, dict)) or k in ("level_agreement",)}
-    return ", ".join(f"{k}={v}" for k, v in keep.items())
+def _stability_md(stability: dict[str, Any]) -> list[str]:
+    lines = ["## Stability (Appendix A.2)\n",
+             f"RQ-VAEs trained on impressions of days {stability['early_days']} and {stability['late_days']}, "
+             f"each driving `{stability['representation']}` (without history); the verdict (h) is in the findings.\n",
+             "| RQ-VAE | CTR AUC | CTR/1D AUC |", "|---|---|---|"]
+    for tag, r in sorted(stability["results"].items()):
+        m = (r.get("metrics") or {}).get("ctr", {})
+        lines.append(f"| {tag} | {sig((m.get('overall') or {}).get('auc'))} | {sig((m.get('new') or {}).get('auc'))} |")
+    ag = stability["agreement"]
+    lines += ["", f"SID agreement between the two tables ({ag.get('common_items', 0):,} common items, codes matched "
+              f"{ag.get('matching', '')} per level; identical full SIDs: {ag.get('identical_sids', 0):.1%}):\n",
+              "| level | agreement after matching codes | raw agreement |", "|---:|---:|---:|"]
+    for lv in ag.get("per_level", []):
+        lines.append(f"| {lv['level']} | {lv['agreement']:.1%} | {lv['raw_agreement']:.1%} |")
+    lines += ["", "| prefix length n | early pairs kept in late | late pairs kept in early | pairs (early / late) |",
+              "|---:|---:|---:|---|"]
+    for p in ag.get("prefix_stability", []):
+        lines.append(f"| {p['n']} | {p['a_pairs_kept_in_b']:.1%} | {p['b_pairs_kept_in_a']:.1%} | "
+                     f"{p['pairs_a']:,} / {p['pairs_b']:,} |")
+    return lines + [""]
 
 
 def _strip(stability: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -1,0 +1,123 @@
+"""Findings on hand-made runs: every direction reproduces, is contradicted or is inconclusive as its
+paired interval says; runs are matched by what they are, not by preset name; missing arms are 'not run'."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rankers.predictions import PredictionLog
+from semid.findings import Study, ranking_findings, stability_findings, table1_findings, verdict
+from semid.paired import Estimate
+
+DAY = 5
+N_ITEMS, PER_ITEM = 200, 20
+_rng = np.random.default_rng(0)
+ITEMS = np.repeat(np.arange(N_ITEMS), PER_ITEM)
+QUALITY = _rng.normal(size=N_ITEMS)
+CLICK = (_rng.random(len(ITEMS)) < 1 / (1 + np.exp(-2 * QUALITY[ITEMS]))).astype(np.int8)
+NEW = ITEMS < 60  # items 0..59 were introduced on the evaluation day
+
+
+def _scores(skill: float, seed: int) -> np.ndarray:
+    """A ranker that learned a ``skill`` share of the item quality (0: noise, 1: strong)."""
+    rng = np.random.default_rng(seed)
+    return skill * QUALITY[ITEMS] + rng.normal(size=len(ITEMS))
+
+
+def _run(root: Path, name: str, kind: str, rows: int, skill: float, *, setting: str = "without_history",
+         seed: int = 0, depth: float = 1.0, rep: dict | None = None, tag: str = "main") -> dict:
+    import torch
+
+    from datamodules import RankingBatch
+
+    run_dir = root / f"{name}-{setting}-{seed}-{tag}"
+    log = PredictionLog()
+    logits = torch.from_numpy(np.stack([_scores(skill, hash((name, seed)) % 2**32)] * 2, 1).astype(np.float32))
+    lab = torch.from_numpy(np.stack([CLICK, CLICK], 1).astype(np.float32))
+    batch = RankingBatch(kjt=None, content=None, context=torch.zeros(len(ITEMS), 3), labels=lab,
+                         is_new=torch.from_numpy(NEW), popularity=torch.zeros(len(ITEMS), dtype=torch.int8),
+                         history_items=torch.zeros(len(ITEMS)), day=DAY,
+                         row=torch.arange(len(ITEMS)), item_id=torch.from_numpy(ITEMS.astype(np.int64)))
+    log.add(logits, batch)
+    log.write(run_dir / "predictions", DAY, 0)
+    cfg = {"representation": {"kind": kind, "name": name, **(rep or {})}, "ranker": {"depth_multiplier": depth}}
+    return {"name": name, "representation": name, "representation_kind": kind, "setting": setting, "seed": seed,
+            "tag": tag, "run_dir": str(run_dir), "table_rows": {"t": rows}, "learned_config": cfg,
+            "metrics_by_day": {str(DAY): {}}, "fingerprint": f"{name}{seed}{setting}"}
+
+
+def _rows(found: list[dict], claim_id: str, metric: str = "ctr") -> list[dict]:
+    return [f for f in found if f["id"] == claim_id and f.get("metric") == metric]
+
+
+@pytest.fixture(scope="module")
+def found(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    root = tmp_path_factory.mktemp("runs")
+    results = [_run(root, "hash_8k", "hash", 8192, 0.5)]
+    results.append(_run(root, "my_dense_arm", "dense", 0, 0.1))  # worse than hash: (a) reproduces
+    results.append(_run(root, "dense_deeper", "dense", 0, 1.5, depth=1.5))  # better: (b) 1.5x reproduces
+    results.append(_run(root, "dense_deepest", "dense", 0, 0.1, depth=2.0))  # worse: (b) 2x contradicted
+    results.append(_run(root, "uni", "ngram", 48, 0.5, rep={"n": 1}))  # about equal: (c) inconclusive
+    results.append(_run(root, "bi", "ngram", 272, 1.5, rep={"n": 2}))  # better than hash: (c) contradicted
+    return ranking_findings(Study(results, num_bootstraps=300))
+
+
+def test_directions_reproduce_contradict_or_stay_inconclusive(found: list[dict]) -> None:
+    (a,) = _rows(found, "a")
+    assert a["verdict"] == "reproduces" and a["ci_high"] < 0 and a["candidate"].startswith("my_dense_arm")
+    b = {r["candidate"].split()[0]: r for r in _rows(found, "b") if r["reference"].startswith("hash_8k")}
+    assert b["dense_deeper"]["verdict"] == "reproduces" and b["dense_deeper"]["ci_low"] > 0
+    assert b["dense_deepest"]["verdict"] == "contradicted" and b["dense_deepest"]["ci_high"] < 0
+    c = {r["candidate"].split()[0]: r for r in _rows(found, "c")}
+    assert c["uni"]["verdict"] == "inconclusive" and c["uni"]["ci_low"] < 0 < c["uni"]["ci_high"]
+    assert c["bi"]["verdict"] == "contradicted"
+    assert all(r["items"] == N_ITEMS and r["impressions"] == len(ITEMS) and r["n_seeds"] == 1
+               for r in _rows(found, "a") + _rows(found, "c"))
+
+
+def test_a_renamed_preset_keeps_its_finding_and_missing_arms_are_not_run(found: list[dict]) -> None:
+    assert _rows(found, "a")[0]["candidate"].startswith("my_dense_arm")  # no preset called dense*
+    d = [r for r in found if r["id"] == "d"]
+    assert d == []  # no with-history runs: (d) is not even asked
+    e = _rows(found, "e")
+    assert e and all(r["verdict"] == "not run" and "SPM-SID of comparable rows" in r["reason"] for r in e)
+    j = [r for r in found if r["id"] == "j"]
+    assert j == []  # no random-SID arm
+
+
+def test_verdict_rules_for_every_direction() -> None:
+    def e(lo: float, hi: float) -> Estimate:
+        return Estimate((lo + hi) / 2, lo, hi, 1, 1, 100, 1000)
+
+    assert [verdict(">", e(*x), 1) for x in ((0.1, 2), (-2, -0.1), (-1, 1))] == \
+        ["reproduces", "contradicted", "inconclusive"]
+    assert [verdict("<", e(*x), 1) for x in ((-2, -0.1), (0.1, 2), (-1, 1))] == \
+        ["reproduces", "contradicted", "inconclusive"]
+    assert [verdict(">=", e(*x), 1) for x in ((-0.5, 2), (-3, -1.5), (-2, 0.5))] == \
+        ["reproduces", "contradicted", "inconclusive"]
+    assert [verdict("~", e(*x), 1) for x in ((-0.5, 0.5), (1.5, 3), (-0.5, 2))] == \
+        ["reproduces", "contradicted", "inconclusive"]
+    assert verdict(">", Estimate(None, None, None, 1, 1, 3, 10, "3 items"), 1) == "inconclusive"
+
+
+def test_stability_is_an_equivalence_test(tmp_path: Path) -> None:
+    same = [_run(tmp_path, "spm-early", "spm", 64, 0.8), _run(tmp_path, "spm-late", "spm", 64, 0.8)]
+    rows = stability_findings(Study(same, num_bootstraps=300), margin=5.0)
+    ctr = next(r for r in rows if r["metric"] == "ctr")
+    assert ctr["direction"] == "~" and -5 < ctr["ci_low"] and ctr["ci_high"] < 5 and ctr["verdict"] == "reproduces"
+    apart = [_run(tmp_path, "x-early", "spm", 64, 1.5), _run(tmp_path, "x-late", "spm", 64, 0.0)]
+    assert next(r for r in stability_findings(Study(apart, num_bootstraps=300), margin=1.0)
+                if r["metric"] == "ctr")["verdict"] == "contradicted"
+    assert stability_findings(None, 1.0)[0]["verdict"] == "not run"
+
+
+def test_table1_rises_with_an_interval_and_falls_in_size() -> None:
+    t1 = {"rows": [{"subtrie_size_median": 100.0}, {"subtrie_size_median": 9.0}],
+          "rises": [{"from_n": 1, "to_n": 2, "estimate": 0.08, "ci_low": 0.05, "ci_high": 0.11}],
+          "interval": "bootstrap"}
+    rows = table1_findings(t1)
+    assert [r["verdict"] for r in rows] == ["reproduces", "reproduces"]
+    t1["rises"][0].update(estimate=-0.01, ci_low=-0.03, ci_high=0.01)
+    assert table1_findings(t1)[0]["verdict"] == "inconclusive"
