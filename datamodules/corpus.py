@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from semid.core.artifacts import atomic_path, read_json, write_json
 from semid.core.errors import DataError, SemidError
-from semid.core.fingerprint import fingerprint_file, fingerprint_of
+from semid.core.fingerprint import code_record, fingerprint_file, fingerprint_of
 from semid.core.ids import locate
 
 FORMAT_VERSION = 1
@@ -417,6 +417,7 @@ class CorpusWriter:
             "n_items": self.n_items,
             "n_impressions": self.n_impressions,
             "days": sorted(self._parts),
+            **code_record("datamodules"),  # semid experiment regenerates a corpus whose generator code changed
             **meta,
         }
         full["fingerprint"] = compute_fingerprint(self.tmp)

@@ -29,10 +29,15 @@ from rankers.strategy import TorchRecStrategy
 from semid.core.artifacts import write_json
 from semid.core.csv_log import continue_csv_log, rows_through_step
 from semid.core.errors import SemidError
-from semid.core.fingerprint import fingerprint_of
+from semid.core.fingerprint import code_fingerprint, code_record, fingerprint_of
 from semid.core.kill_hook import kill_hooks
 from semid.core.progress import enabled as progress_enabled
 from semid.rqvae import SidTable, read_sid_table
+
+
+# the code a token cache and a fit depend on: a change there reruns them (semid.core.fingerprint)
+TOKEN_ROOMS = ("datamodules", "rqvae", "embeddings")
+FIT_ROOMS = (*TOKEN_ROOMS, "rankers")
 
 
 # -- token cache ---------------------------------------------------------------------------------------
@@ -49,7 +54,8 @@ def prepare_tokens(cfg: RankFitConfig, corpus: Corpus, sids: SidTable | None, si
     if sids is not None and sids.corpus_fingerprint not in (None, corpus.fingerprint):
         raise SemidError(f"{sids_path}: SIDs were assigned on corpus {sids.corpus_fingerprint}, not on "
                          f"{corpus.path} ({corpus.fingerprint}); run `semid sids assign` on this corpus")
-    key = fingerprint_of([asdict(rep), sids.fingerprint if sids else None, corpus.fingerprint, train_days])
+    key = fingerprint_of([asdict(rep), sids.fingerprint if sids else None, corpus.fingerprint, train_days,
+                          code_fingerprint(*TOKEN_ROOMS)])
     path = cache_dir / f"tokens-{rep.name}-{key}"
     if path.exists():
         return rep, TokenCache.load(path, sids=sids)
@@ -144,7 +150,8 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
     dm = RankingDataModule(corpus_path, cfg.data, features=None if dense else CacheFeatures(cache),
                            with_history=cfg.ranker.use_history)
     dm.setup()
-    run_fp = fingerprint_of([learned_part(cfg), corpus.fingerprint, cache.fingerprint if cache is not None else None])
+    run_fp = fingerprint_of([learned_part(cfg), corpus.fingerprint, cache.fingerprint if cache is not None else None,
+                             code_fingerprint(*FIT_ROOMS)])
     done = out / "results.json"
     if resume and done.exists():
         prev = json.loads(done.read_text())
@@ -192,6 +199,7 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
         "representation_kind": rep.kind,
         "setting": "with_history" if cfg.ranker.use_history else "without_history",
         "fingerprint": run_fp,
+        **code_record(*FIT_ROOMS),
         "corpus": str(corpus.path),
         "corpus_fingerprint": corpus.fingerprint,
         "token_cache_fingerprint": cache.fingerprint if cache is not None else None,
@@ -253,6 +261,7 @@ def is_up_to_date(out: Path, cfg: RankFitConfig, corpus_fingerprint: str, sids_f
         return False
     prev = json.loads(done.read_text())
     return (prev.get("metrics") is not None and prev.get("corpus_fingerprint") == corpus_fingerprint
+            and prev.get("code_fingerprint") == code_fingerprint(*FIT_ROOMS)
             and prev.get("learned_config") == json.loads(json.dumps(learned_part(cfg)))
             and prev.get("sids_fingerprint") == sids_fingerprint)
 

@@ -23,7 +23,7 @@ from rankers import is_up_to_date, read_results
 from semid.cli import PARENT_PID_ENV
 from semid.core.config import apply_overrides, from_dict, load_yaml, resolve_conf
 from semid.core.errors import SemidError
-from semid.core.fingerprint import fingerprint_of
+from semid.core.fingerprint import ROOMS, code_fingerprint, fingerprint_of
 from semid.core.numbers import sig
 from semid.core.progress import bar
 from semid.analysis import stage1_analysis
@@ -129,7 +129,9 @@ class Experiment:
         synth = load_synth_config(self.cfg.corpus.synth)  # type: ignore[arg-type]
         fp = fingerprint_of(asdict(synth))
         path = self.out / f"corpus-{self.cfg.corpus.synth}-{fp}"
-        if path.exists() and Corpus(path).meta.get("generator", {}).get("params") == asdict(synth):
+        meta = Corpus(path).meta if path.exists() else {}
+        if meta.get("generator", {}).get("params") == asdict(synth) and \
+                meta.get("code_fingerprint") == code_fingerprint("datamodules"):
             self.log(f"corpus: reusing {path}")
             return path
         self._stage("corpus", lambda: generate(synth, path, overwrite=True, preset=self.cfg.corpus.synth))
@@ -274,7 +276,7 @@ class Experiment:
         c = Corpus(corpus)
         train_days = c.days()[:-1]
         fp = fingerprint_of(["analysis", self._sids_fingerprint(sids), c.fingerprint, train_days,
-                             self.cfg.lookup_vocab_sizes, self.cfg.report_bootstraps])
+                             self.cfg.lookup_vocab_sizes, self.cfg.report_bootstraps, code_fingerprint(*ROOMS)])
         path = self.out / f"analysis-{fp}" / "analysis.json"
         if path.exists():
             self.log(f"analysis: reusing {path.parent}")

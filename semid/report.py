@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from datamodules import Corpus  # noqa: E402
 from embeddings import plot_report  # noqa: E402
 from semid.core.artifacts import atomic_path, read_json, write_json  # noqa: E402
-from semid.core.fingerprint import fingerprint_of  # noqa: E402
+from semid.core.fingerprint import ROOMS, code_fingerprint, fingerprint_of  # noqa: E402
 from semid.core.numbers import sig  # noqa: E402
 from semid.findings import (METRIC_NAMES, STATISTIC, Study, explain, lookup_findings, ranking_findings,  # noqa: E402
                             stability_findings, table1_findings)
@@ -104,7 +104,7 @@ def _inputs_fingerprint(results: list[dict[str, Any]], stability: dict[str, Any]
                         analysis_fp: str, settings: dict[str, Any]) -> str:
     runs = sorted((r.get("name"), r["setting"], r.get("seed"), r.get("tag"), r["fingerprint"]) for r in results)
     stab = sorted((k, v["fingerprint"]) for k, v in (stability or {}).get("results", {}).items())
-    return fingerprint_of([REPORT_VERSION, runs, stab, analysis_fp, settings])
+    return fingerprint_of([REPORT_VERSION, runs, stab, analysis_fp, settings, code_fingerprint(*ROOMS)])
 
 
 def write_report(cfg: ReportSpec, out: Path, corpus: Path, model: Path, results: list[dict[str, Any]],

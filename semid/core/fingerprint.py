@@ -45,3 +45,48 @@ def require_match(what: str, expected: str, found: str, fix: str) -> None:
         raise FingerprintMismatch(
             f"{what} was built from fingerprint {found}, but the inputs given have fingerprint {expected} ({fix})"
         )
+
+
+# A stage's code is the source of the rooms it runs (semid/core is in every one): an artifact records the
+# digest of that source, and a stage whose code changed is rerun instead of counting as up to date.
+_ROOT = Path(__file__).resolve().parents[2]
+ROOMS = ("core", "datamodules", "rqvae", "embeddings", "rankers", "app")
+_ROOM_DIRS = {"core": "semid/core", "datamodules": "datamodules", "rqvae": "semid/rqvae",
+              "embeddings": "embeddings", "rankers": "rankers", "app": "semid"}
+
+
+def _room_files(room: str) -> list[Path]:
+    files = sorted((_ROOT / _ROOM_DIRS[room]).rglob("*.py"))
+    if room == "app":  # semid/ minus the rooms that live inside it
+        inner = (_ROOT / "semid/core", _ROOT / "semid/rqvae")
+        files = [f for f in files if not any(f.is_relative_to(d) for d in inner)]
+    return files
+
+
+_CODE: dict[tuple[str, ...], str] = {}
+
+
+def code_fingerprint(*rooms: str) -> str:
+    """Digest of semid's version and the source of ``rooms`` (plus semid/core), once per process."""
+    key = tuple(sorted(set(rooms) | {"core"}))
+    if key not in _CODE:
+        unknown = set(key) - set(ROOMS)
+        if unknown:
+            raise ValueError(f"unknown rooms {sorted(unknown)} (valid: {', '.join(ROOMS)})")
+        from semid import __version__
+
+        h = hashlib.blake2b(f"semid {__version__}".encode(), digest_size=10)
+        for room in key:
+            for f in _room_files(room):
+                h.update(str(f.relative_to(_ROOT)).encode())
+                h.update(f.read_bytes())
+        _CODE[key] = h.hexdigest()
+    return _CODE[key]
+
+
+def code_record(*rooms: str) -> dict[str, str]:
+    """What an artifact stores about the code that made it."""
+    from semid import __version__
+
+    return {"semid_version": __version__, "code_fingerprint": code_fingerprint(*rooms),
+            "code_rooms": ",".join(sorted(set(rooms) | {"core"}))}
