@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from datamodules.batch import RankingBatch, SparseFeatures
 from datamodules.corpus import Corpus, Items, to_int64
 from datamodules.stats import popularity_buckets
+from semid.core.config import require, require_int, require_positive
 from semid.core.errors import SemidError
 from semid.core.ids import locate
 
@@ -41,10 +42,14 @@ class RankingDataConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.eval_batch_size < 1:
-            raise SemidError("data.batch_size and data.eval_batch_size must be >= 1")
-        if self.rolling_eval_days < 1:
-            raise SemidError("data.rolling_eval_days must be >= 1 (the last training day is always evaluated)")
+        require_int(self.batch_size, "batch_size")
+        require_int(self.eval_batch_size, "eval_batch_size")
+        require_int(self.history_length, "history_length", minimum=0)
+        require_int(self.rolling_eval_days, "rolling_eval_days")  # the last training day is always evaluated
+        require_positive(self.head_share, "head_share", maximum=1.0)
+        require_positive(self.torso_share, "torso_share", allow_zero=True, maximum=1.0)
+        require(self.head_share + self.torso_share <= 1, "torso_share",
+                f"head_share + torso_share must be <= 1 (got {self.head_share} + {self.torso_share})")
 
 
 class UserHistory:

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from datamodules.corpus import CorpusWriter
-from semid.core.config import from_dict, load_yaml, resolve_conf
+from semid.core.config import ConfigFieldError, blame_overrides, from_dict, load_yaml, resolve_conf
 from semid.core.errors import SemidError
 from semid.core.progress import bar
 
@@ -93,7 +93,10 @@ def load_synth_config(preset_or_path: str, overrides: list[str] | None = None) -
     from semid.core.config import apply_overrides
 
     path = resolve_conf(preset_or_path, "data")
-    return from_dict(SynthConfig, apply_overrides(load_yaml(path), overrides or []), where=str(path))
+    try:
+        return from_dict(SynthConfig, apply_overrides(load_yaml(path), overrides or []), where=str(path))
+    except ConfigFieldError as e:
+        raise blame_overrides(e, overrides or []) from None
 
 
 def _rng(seed: int, *stream: int) -> np.random.Generator:

@@ -21,7 +21,8 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from datamodules import feature_key
 from embeddings.token_cache import TokenCache
-from embeddings.tokenizer import ConfigError, gather_csr
+from embeddings.tokenizer import gather_csr
+from semid.core.config import require, require_positive
 from semid.core.errors import SemidError
 
 
@@ -138,11 +139,11 @@ class TableOptimizerConfig:
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0:
-            raise ConfigError(f"need lr > 0, eps > 0, weight_decay >= 0; got {self.lr}, {self.eps}, "
-                              f"{self.weight_decay}")
+        require(self.optimizer in OPTIMIZERS, "optimizer",
+                f"must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
+        require_positive(self.lr, "lr")
+        require_positive(self.eps, "eps")
+        require_positive(self.weight_decay, "weight_decay", allow_zero=True)
 
     def fused_params(self) -> dict[str, Any]:
         """Settings for ``EmbeddingBagCollectionSharder(fused_params=...)`` (FBGEMM TBE keyword arguments)."""

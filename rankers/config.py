@@ -16,7 +16,8 @@ from embeddings import RepresentationConfig, TableOptimizerConfig, load_represen
     parse_representation
 from rankers.model import RankerConfig
 from rankers.strategy import ShardingConfig
-from semid.core.config import apply_overrides, from_dict, load_layered
+from semid.core.config import (ConfigFieldError, apply_overrides, blame_overrides, from_dict, load_layered,
+                               require, require_int, require_positive)
 from semid.core.errors import SemidError
 
 DEFAULT_RANKER = "base"
@@ -31,10 +32,11 @@ class OptimConfig:
     engaged_weight: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.dense_optimizer not in ("adam", "adagrad"):
-            raise SemidError(f"optim.dense_optimizer must be 'adam' or 'adagrad', not '{self.dense_optimizer}'")
-        if not 0 < self.lr_decay_per_day <= 1:
-            raise SemidError("optim.lr_decay_per_day must be in (0, 1]")
+        require(self.dense_optimizer in ("adam", "adagrad"), "dense_optimizer",
+                f"must be 'adam' or 'adagrad' (got {self.dense_optimizer!r})")
+        require_positive(self.dense_lr, "dense_lr")
+        require_positive(self.lr_decay_per_day, "lr_decay_per_day", maximum=1.0)
+        require_positive(self.engaged_weight, "engaged_weight", allow_zero=True)
 
 
 @dataclass
@@ -54,8 +56,15 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         unknown = set(self.loggers) - {"csv", "wandb"}
-        if unknown:
-            raise SemidError(f"trainer.loggers: unknown logger(s) {sorted(unknown)} (valid: csv, wandb)")
+        require(not unknown, "loggers", f"unknown logger(s) {sorted(unknown)} (valid: csv, wandb)")
+        require_int(self.devices, "devices")
+        require_int(self.num_nodes, "num_nodes")
+        require_int(self.num_bootstraps, "num_bootstraps", minimum=0)
+        require_int(self.log_every_n_steps, "log_every_n_steps")
+        require(self.threads is None or (isinstance(self.threads, int) and self.threads >= 1), "threads",
+                f"must be an integer >= 1 or null (got {self.threads!r})")
+        require(self.accelerator in ("cpu", "cuda", "gpu", "auto"), "accelerator",
+                f"must be cpu, cuda, gpu or auto (got {self.accelerator!r})")
 
 
 @dataclass
@@ -96,7 +105,10 @@ def load_rank_config(config: str | Path = DEFAULT_RANKER, overrides: list[str] |
     path, data = load_layered(config, "ranker")
     if representation is not None:
         data["representation"] = representation
-    return rank_config_from_dict(apply_overrides(data, overrides or []), str(path))
+    try:
+        return rank_config_from_dict(apply_overrides(data, overrides or []), str(path))
+    except ConfigFieldError as e:
+        raise blame_overrides(e, overrides or []) from None
 
 
 # settings that change where and how a run executes, not what it learns: a checkpoint written under

@@ -26,6 +26,7 @@ from rankers.config import RankFitConfig, learned_part, rank_config_from_dict
 from rankers.metrics import flat_scalars
 from rankers.module import RankerModule
 from rankers.strategy import TorchRecStrategy
+from semid.core import interrupt
 from semid.core.artifacts import write_json
 from semid.core.csv_log import continue_csv_log, rows_through_step
 from semid.core.errors import SemidError
@@ -101,6 +102,18 @@ class _DayCheckpoint(L.Callback):
         trainer.save_checkpoint(self.path)
 
 
+class _Position(L.Callback):
+    """Tells an interrupt message which day was training and where the run resumes from."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        day = trainer.datamodule.train_days[min(trainer.current_epoch, len(trainer.datamodule.train_days) - 1)]
+        resume = "the previous day's checkpoint" if trainer.current_epoch else "the start"
+        interrupt.at(f"rank fit {self.out}: training day {day} (a rerun resumes from {resume})")
+
+
 class _Throughput(L.Callback):
     def __init__(self) -> None:
         self.samples, self.seconds, self._t = 0, 0.0, 0.0
@@ -133,7 +146,20 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
         cache_dir: Path | None = None, resume: bool = True, max_train_days: int | None = None,
         restart_if_changed: bool = False) -> dict[str, Any]:
     """Train day by day and evaluate; returns (and writes) ``results.json``. ``max_train_days`` stops
-    after that many days, as an interruption would (a rerun resumes from the day-boundary checkpoint)."""
+    after that many days, as an interruption would (a rerun resumes from the day-boundary checkpoint).
+    A fit refused for a user error leaves no ``out`` behind that it created (an interrupt keeps it)."""
+    created = not Path(out).exists()
+    try:
+        return _fit(cfg, corpus_path, out, sids_path=sids_path, cache_dir=cache_dir, resume=resume,
+                    max_train_days=max_train_days, restart_if_changed=restart_if_changed)
+    except SemidError:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | None, cache_dir: Path | None,
+         resume: bool, max_train_days: int | None, restart_if_changed: bool) -> dict[str, Any]:
     _devices_from_launcher(cfg)
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
@@ -173,7 +199,8 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
         strategy=strategy, max_epochs=n_days, reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
-        logger=_loggers(cfg, out, f"{rep.name}-{run_fp}"), callbacks=[ckpt, throughput, *kill_hooks()],
+        logger=_loggers(cfg, out, f"{rep.name}-{run_fp}"),
+        callbacks=[ckpt, throughput, _Position(out), *kill_hooks()],
         deterministic=cfg.trainer.deterministic, log_every_n_steps=cfg.trainer.log_every_n_steps,
         enable_progress_bar=cfg.trainer.progress_bar if cfg.trainer.progress_bar is not None else progress_enabled(),
         enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(out))

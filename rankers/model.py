@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
 
 from datamodules import RankingBatch
+from semid.core.config import require, require_int, require_positive
 from semid.core.errors import SemidError
 
 TASKS = ("ctr", "engaged")
@@ -31,12 +32,18 @@ class RankerConfig:
     history_pooling: str = "mean"  # "mean" over history items, or "sum" of all their tokens
 
     def __post_init__(self) -> None:
-        if self.architecture not in ("mmoe", "shared_bottom"):
-            raise SemidError(f"ranker.architecture must be 'mmoe' or 'shared_bottom', not '{self.architecture}'")
-        if self.history_pooling not in ("mean", "sum"):
-            raise SemidError(f"ranker.history_pooling must be 'mean' or 'sum', not '{self.history_pooling}'")
-        if self.depth_multiplier < 1 or not self.hidden:
-            raise SemidError("ranker.depth_multiplier must be >= 1 and ranker.hidden non-empty")
+        require(self.architecture in ("mmoe", "shared_bottom"), "architecture",
+                f"must be 'mmoe' or 'shared_bottom' (got {self.architecture!r})")
+        require(self.history_pooling in ("mean", "sum"), "history_pooling",
+                f"must be 'mean' or 'sum' (got {self.history_pooling!r})")
+        require_int(self.embedding_dim, "embedding_dim")
+        require_int(self.n_experts, "n_experts")
+        require(bool(self.hidden), "hidden", "must list at least one layer width")
+        for name, widths in (("hidden", self.hidden), ("tower_hidden", self.tower_hidden)):
+            for i, w in enumerate(widths):
+                require_int(w, f"{name}[{i}]")
+        require_positive(self.depth_multiplier, "depth_multiplier")
+        require(self.depth_multiplier >= 1, "depth_multiplier", f"must be >= 1 (got {self.depth_multiplier})")
 
     def layer_widths(self) -> list[int]:
         """Hidden widths after the depth multiplier: extra layers repeat the last width."""

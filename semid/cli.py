@@ -9,6 +9,7 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 # Read by libgomp when torch loads, so it must be set before any command module imports torch: idle
@@ -17,6 +18,8 @@ from typing import Sequence
 # neutral with 1 thread). Spawned ranks and experiment fits inherit it; export OMP_WAIT_POLICY to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from semid.core import interrupt
+from semid.core.artifacts import check_writable
 from semid.core.errors import SemidError, out_of_room
 
 # Modules exposing ``register(subparsers)``; each adds one command group.
@@ -27,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rankers.cli",
     "semid.experiment_cli",
     "semid.bench.cli",
+    "semid.serve.cli",
 )
 
 
@@ -67,6 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        # output paths are checked before any work: a parent that is a file or unwritable is one line
+        for name in ("out", "json"):
+            if isinstance(getattr(args, name, None), Path):
+                check_writable(getattr(args, name), f"--{name}")
+        interrupt.install()
         rc = args.func(args)
         return int(rc or 0)
     except SemidError as e:
@@ -75,10 +84,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"semid: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("semid: interrupted", file=sys.stderr)
-        return 130
+        line, code = interrupt.message()
+        print(line, file=sys.stderr)
+        return code
     except BaseException as e:  # torch's CheckpointException derives from BaseException
+        if isinstance(e, SystemExit) and interrupt.interrupted() is not None:  # Lightning's exit(1) after a signal
+            line, code = interrupt.message()
+            print(line, file=sys.stderr)
+            return code
         err = None if isinstance(e, SystemExit) else out_of_room(e)
+        if err is None and isinstance(e, (NotADirectoryError, PermissionError, IsADirectoryError)):
+            err = SemidError(f"{e.filename}: cannot write ({e.strerror}) (choose another --out)")
         if err is None or debug:
             raise
         print(f"semid: error: {err}", file=sys.stderr)

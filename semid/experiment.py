@@ -21,7 +21,8 @@ from datamodules import generate, load_synth_config
 from rankers import DEFAULT_RANKER, load_rank_config
 from rankers import is_up_to_date, read_results
 from semid.cli import PARENT_PID_ENV
-from semid.core.config import apply_overrides, from_dict, load_yaml, resolve_conf
+from semid.core import interrupt
+from semid.core.config import ConfigFieldError, apply_overrides, blame_overrides, from_dict, load_yaml, resolve_conf
 from semid.core.errors import SemidError
 from semid.core.fingerprint import ROOMS, code_fingerprint, fingerprint_of
 from semid.core.numbers import sig
@@ -94,7 +95,10 @@ class ExperimentConfig:
 
 def load_experiment_config(name_or_path: str, overrides: list[str] | None = None) -> ExperimentConfig:
     path = resolve_conf(name_or_path, "experiment")
-    return from_dict(ExperimentConfig, apply_overrides(load_yaml(path), overrides or []), where=str(path))
+    try:
+        return from_dict(ExperimentConfig, apply_overrides(load_yaml(path), overrides or []), where=str(path))
+    except ConfigFieldError as e:
+        raise blame_overrides(e, overrides or []) from None
 
 
 @dataclass
@@ -165,6 +169,7 @@ class Experiment:
         return path
 
     def _stage(self, name: str, fn: Callable[[], T]) -> T:
+        interrupt.at(f"experiment {self.out}: {name}")
         self.log(f"{name}: running")
         t = time.perf_counter()
         out = fn()
@@ -188,6 +193,7 @@ class Experiment:
 
     def run_fits(self, jobs: list[FitJob], corpus: Path) -> list[dict[str, Any]]:
         corpus_fp = Corpus(corpus).fingerprint
+        interrupt.at(f"experiment {self.out}: ranker fits (finished fits are kept)")
         results: list[dict[str, Any]] = []
         failures: list[str] = []
         t = time.perf_counter()

@@ -18,6 +18,21 @@ from typing import Any, Iterator
 from semid.core.errors import SemidError, out_of_room
 
 
+def check_writable(path: str | Path, what: str = "--out") -> None:
+    """Refuse, before any work, an output path that cannot be created: an ancestor that is a file, or a
+    directory without write permission."""
+    path = Path(path)
+    probe = path if path.exists() else path.parent
+    while not probe.exists():
+        probe = probe.parent
+    if path.exists() and not path.is_dir() and not os.access(path.parent, os.W_OK):
+        raise SemidError(f"{path}: cannot write (no write permission in {path.parent}) (choose another {what})")
+    if not probe.is_dir():
+        raise SemidError(f"{path}: cannot write ({probe} is a file, not a directory) (choose another {what})")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise SemidError(f"{path}: cannot write (no write permission in {probe}) (choose another {what})")
+
+
 def _tmp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
 

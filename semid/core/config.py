@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -41,41 +42,88 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
-    """Build dataclass ``cls`` from ``data``; nested dataclasses recurse; unknown keys are an error."""
+class ConfigFieldError(SemidError, ValueError):
+    """A config value that cannot be used: names the file (``where``), the field's dotted path and the fix.
+    A ValueError too, so that a config dataclass's ``__post_init__`` can raise it through ``from_dict``."""
+
+    def __init__(self, field: str, problem: str, where: str = "") -> None:
+        self.field, self.problem, self.where = field, problem, where
+        super().__init__(f"{where}: field '{field}': {problem}" if where else f"field '{field}': {problem}")
+
+
+def require(ok: bool, field: str, problem: str) -> None:
+    """In a config's ``__post_init__``: ``field`` (its own name) must satisfy ``ok``."""
+    if not ok:
+        raise ConfigFieldError(field, problem)
+
+
+def require_int(value: object, field: str, minimum: int = 1) -> None:
+    require(isinstance(value, int) and not isinstance(value, bool) and value >= minimum, field,
+            f"must be an integer >= {minimum} (got {value!r})")
+
+
+def require_positive(value: object, field: str, *, allow_zero: bool = False, maximum: float | None = None) -> None:
+    """A finite number > 0 (>= 0 with ``allow_zero``), at most ``maximum``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and \
+        (value >= 0 if allow_zero else value > 0) and (maximum is None or value <= maximum)
+    bound = f"{'>= 0' if allow_zero else '> 0'}" + (f" and <= {maximum:g}" if maximum is not None else "")
+    require(ok, field, f"must be a finite number {bound} (got {value!r})")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config", _path: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``; nested dataclasses recurse; unknown keys and bad values are a
+    ``ConfigFieldError`` naming ``where`` (the file) and the field's dotted path."""
     if not isinstance(data, dict):
-        raise SemidError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise ConfigFieldError(_path or "<top level>", f"expected a mapping, got {type(data).__name__}", where)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise SemidError(f"{where}: unknown key(s) {', '.join(unknown)} (valid: {', '.join(sorted(fields))})")
+        raise ConfigFieldError(_path or "<top level>", f"unknown key(s) {', '.join(unknown)} "
+                               f"(valid: {', '.join(sorted(fields))})", where)
     hints = typing.get_type_hints(cls)
-    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    kwargs = {k: _coerce(hints[k], v, where, f"{_path}.{k}".lstrip(".")) for k, v in data.items()}
     try:
         return cls(**kwargs)
+    except ConfigFieldError as e:
+        if e.where:
+            raise
+        raise ConfigFieldError(f"{_path}.{e.field}".lstrip("."), e.problem, where) from None
     except (TypeError, ValueError) as e:
-        raise SemidError(f"{where}: {e}") from None
+        raise ConfigFieldError(_path or "<top level>", str(e), where) from None
 
 
-def _coerce(tp: Any, value: Any, where: str) -> Any:
+def _coerce(tp: Any, value: Any, where: str, path: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, where)
+        return from_dict(tp, value, where, path)  # type: ignore[arg-type]
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _coerce(args[0], value, where) if len(args) == 1 else value
+        return _coerce(args[0], value, where, path) if len(args) == 1 else value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise SemidError(f"{where}: expected a list, got {value!r}")
+            raise ConfigFieldError(path, f"expected a list, got {value!r}", where)
         (inner, *_) = typing.get_args(tp) or (Any,)
-        return origin(_coerce(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return origin(_coerce(inner, v, where, f"{path}[{i}]") for i, v in enumerate(value))
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigFieldError(path, f"expected a number, got {value!r}", where)
     if tp in (int, str, bool) and not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-        raise SemidError(f"{where}: expected {tp.__name__}, got {value!r}")
+        raise ConfigFieldError(path, f"expected {tp.__name__}, got {value!r}", where)
     return value
+
+
+def blame_overrides(err: ConfigFieldError, overrides: list[str]) -> SemidError:
+    """The error as the user caused it: a field set with ``--set key=value`` is blamed on that --set,
+    not on the YAML file it overrode."""
+    for item in reversed(overrides):
+        key = item.split("=", 1)[0]
+        inside = err.field.startswith((key + ".", key + "[")) or key.startswith(err.field + ".")
+        if err.field == key or inside:
+            return SemidError(f"--set {item}: {err.problem}")
+    return err
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

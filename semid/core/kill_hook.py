@@ -1,4 +1,5 @@
-"""Test hook: ``SEMID_TEST_KILL_AT_STEP=N`` makes a training process ``SIGKILL`` itself at the end of step N.
+"""Test hook: ``SEMID_TEST_KILL_AT_STEP=N`` makes a training process ``SIGKILL`` itself at the end of step N
+(``SEMID_TEST_KILL_SIGNAL=TERM`` sends that signal instead, as a scheduler or Ctrl-C would).
 
 Tests use it to interrupt a run at a known point (after a checkpoint, in the middle of a day) without
 racing a timer on a busy machine. Every rank of a multi-process run kills itself at the same step, as a
@@ -13,18 +14,20 @@ from typing import Any
 import lightning as L
 
 ENV = "SEMID_TEST_KILL_AT_STEP"
+SIGNAL_ENV = "SEMID_TEST_KILL_SIGNAL"
 
 
 class KillAtStep(L.Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
+    def __init__(self, step: int, signum: int = signal.SIGKILL) -> None:
+        self.step, self.signum = step, signum
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), self.signum)
 
 
 def kill_hooks() -> list[L.Callback]:
     step = os.environ.get(ENV)
-    return [KillAtStep(int(step))] if step else []
+    signum = signal.Signals[f"SIG{os.environ.get(SIGNAL_ENV, 'KILL')}"]
+    return [KillAtStep(int(step), signum)] if step else []

@@ -125,7 +125,7 @@ def test_rowwise_adagrad_default_touches_only_looked_up_rows(group: None) -> Non
 def test_fused_params_validation() -> None:
     p = fused_params("adagrad", lr=0.2, eps=1e-6, weight_decay=1e-4)
     assert p["learning_rate"] == 0.2 and p["eps"] == 1e-6 and p["weight_decay"] == 1e-4 and "weight_decay_mode" in p
-    with pytest.raises(SemidError, match="optimizer must be one of"):
+    with pytest.raises(SemidError, match="field 'optimizer': must be one of"):
         fused_params("lion")
-    with pytest.raises(SemidError, match="lr > 0"):
+    with pytest.raises(SemidError, match=r"field 'lr': must be a finite number > 0 \(got 0\)"):
         TableOptimizerConfig(lr=0)

@@ -1,0 +1,34 @@
+"""SIGTERM or Ctrl-C during `semid rank fit`: exit 143 / 130 with one line saying where the run stopped, and
+the rerun resumes from the last day checkpoint to the uninterrupted run's numbers."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from datamodules import Corpus
+from tests.rankers.conftest import FAST
+
+
+@pytest.mark.parametrize("sig, code", [("TERM", 143), ("INT", 130)])
+def test_a_signal_mid_day_stops_with_one_line_and_the_rerun_resumes(signal_corpus, tmp_path, sig, code) -> None:
+    def cmd(out):  # noqa: ANN001, ANN202
+        return [sys.executable, "-m", "semid.cli", "rank", "fit", "--representation", "hash_8k", "--corpus",
+                str(signal_corpus), "--out", str(out)] + [x for o in FAST for x in ("--set", o)]
+
+    steps_per_day = -(-Corpus(signal_corpus).read_day(0).num_rows // 256)
+    env = {**os.environ, "SEMID_TEST_KILL_AT_STEP": str(steps_per_day * 3 // 2), "SEMID_TEST_KILL_SIGNAL": sig}
+    stopped = subprocess.run(cmd(tmp_path / "run"), capture_output=True, text=True, timeout=600, env=env)
+    assert stopped.returncode == code, stopped.stderr[-2000:]
+    lines = [ln for ln in stopped.stderr.splitlines() if ln.startswith("semid:")]
+    assert len(lines) == 1 and f"stopped by SIG{sig} during rank fit {tmp_path / 'run'}: training day 1" in lines[0]
+    assert "rerun the same command to resume" in lines[0] and "Traceback" not in stopped.stderr
+    rerun = subprocess.run(cmd(tmp_path / "run"), capture_output=True, text=True, timeout=600, check=True)
+    assert f"saved at the end of a day, step {steps_per_day})" in rerun.stdout
+    full = subprocess.run(cmd(tmp_path / "full"), capture_output=True, text=True, timeout=600, check=True)
+    assert full.returncode == 0
+    a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("run", "full"))
+    assert a["metrics"] == b["metrics"]
