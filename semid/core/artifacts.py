@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import shutil
+import socket
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -34,7 +35,25 @@ def check_writable(path: str | Path, what: str = "--out") -> None:
 
 
 def _tmp_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    # the writer's host and pid in the name: a later writer can tell a dead writer's leftover from a live one
+    return path.with_name(f".{path.name}.tmp-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+_HOST = socket.gethostname().replace("-", "_")[:32]
+
+
+def _writer_alive(tmp: Path) -> bool:
+    """Whether the process that made temporary sibling ``tmp`` may still be writing it."""
+    parts = tmp.name.rsplit(".tmp-", 1)[-1].split("-")
+    if len(parts) != 3 or parts[0] != _HOST or not parts[1].isdigit():
+        return True  # another host's (shared filesystem) or an older name: not ours to judge
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager
@@ -44,6 +63,7 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     if path.exists() and not overwrite:
         raise SemidError(f"{path} already exists (pass --overwrite to replace it, or choose another --out)")
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_temps(path)
     tmp = _tmp_sibling(path)
     try:
         yield tmp
@@ -81,6 +101,13 @@ def remove_stale_temps(path: str | Path) -> None:
     path = Path(path)
     for p in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
         _remove(p)
+
+
+def _remove_dead_temps(path: Path) -> None:
+    """Temporary siblings of ``path`` whose writer died (a kill -9 mid-write): every atomic writer clears them."""
+    for p in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        if not _writer_alive(p):
+            _remove(p)
 
 
 def _remove(p: Path) -> None:
