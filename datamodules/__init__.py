@@ -1,5 +1,5 @@
-"""Corpus format and checked readers, synthetic generator, MovieLens import, and the day-ordered ranking
-DataModule with its batch type.
+"""Corpus format and checked readers (``open_corpus``: how every command opens a corpus), synthetic generator,
+MovieLens import, and the day-ordered ranking DataModule with its batch type.
 
 Other rooms use these names; the rest of the package is private to it. Names load on first use (PEP 562),
 so ``from datamodules import Corpus`` does not pull in Lightning or TorchRec.
@@ -11,7 +11,8 @@ from semid.core.lazy import lazy_getattr
 _EXPORTS = {
     "Corpus": "datamodules.corpus", "CorpusWriter": "datamodules.corpus", "Items": "datamodules.corpus",
     "to_int64": "datamodules.corpus",
-    "validate_corpus": "datamodules.validate",
+    "validate_corpus": "datamodules.validate", "ValidationReport": "datamodules.validate",
+    "open_corpus": "datamodules.gate", "check_corpus": "datamodules.gate",
     "generate": "datamodules.synth", "load_synth_config": "datamodules.synth",
     "BUCKETS": "datamodules.stats", "HEAD": "datamodules.stats", "TORSO": "datamodules.stats",
     "TAIL": "datamodules.stats", "corpus_impressions": "datamodules.stats", "popularity_buckets": "datamodules.stats",

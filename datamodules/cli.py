@@ -89,9 +89,10 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from datamodules.validate import validate_corpus
+    from datamodules.gate import check_corpus
 
-    r = validate_corpus(args.corpus, deep_fingerprint=args.deep)
+    # every check, always (the stamp is not trusted, only refreshed, so later commands need not scan again)
+    _, r = check_corpus(args.corpus, deep=args.deep, rescan=True)
     for w in r.warnings:
         print(f"warning: {w}")
     print(f"{args.corpus}: valid ({r.n_items:,} items of dim {r.dim}, {r.n_impressions:,} impressions, "

@@ -24,6 +24,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -97,7 +98,19 @@ def _read_parquet(path: Path, columns: list[str] | None = None, *, fragment: boo
         raise DataError(path, None, f"not a readable Parquet file ({str(e).splitlines()[0]})",
                         "rewrite it with pyarrow / pandas.to_parquet") from None
     except KeyError as e:
-        raise DataError(path, str(e).strip("'\""), "column is missing") from None
+        raise DataError(path, str(e).strip("'\""), "column is missing", "see the data contract in README.md") from None
+
+
+def read_footer(path: Path) -> tuple[pa.Schema, int]:
+    """A Parquet file's schema and row count, from its footer alone (no column data is read)."""
+    if not path.exists():
+        raise DataError(path, None, "file is missing", "check the corpus path, or regenerate the corpus")
+    try:
+        f = pq.ParquetFile(path)
+        return f.schema_arrow, f.metadata.num_rows
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataError(path, None, f"not a readable Parquet file ({str(e).splitlines()[0]})",
+                        "rewrite it with pyarrow / pandas.to_parquet") from None
 
 
 def _require(table: pa.Table, path: Path, names: tuple[str, ...]) -> None:
@@ -107,34 +120,77 @@ def _require(table: pa.Table, path: Path, names: tuple[str, ...]) -> None:
                             "see the data contract in README.md")
 
 
+# what each integer field of the contract holds, for the fix a message gives; any other name is an id
+_KIND = {"click": "label", "engaged": "label", "day": "day", "first_day": "day"}
+_STORE = {"id": "store ids as int64", "label": "store binary labels as int8 0/1", "day": "store days as int32"}
+_FILL = {"id": "drop those rows or fill in the ids; only watch_item_id may be null",
+         "label": "drop those rows or fill in 0/1 labels", "day": "fill in the days"}
+_DIGITS = r"^-?[0-9]+$"  # ASCII only: Python's int() also takes ' 7', '+7', '7_0' and non-ASCII digits
+
+
+def integer_kind(name: str) -> str:
+    """``id``, ``label`` or ``day``: what the contract's field ``name`` holds."""
+    return _KIND.get(name, "id")
+
+
+def check_integer_type(tp: pa.DataType, path: Path, name: str) -> None:
+    """Refuses a column type that ``to_int64`` cannot convert losslessly (read from a file's footer, no data)."""
+    kind = integer_kind(name)
+    if pa.types.is_dictionary(tp):
+        tp = tp.value_type
+    if pa.types.is_boolean(tp) and kind == "label":
+        return
+    if not (pa.types.is_integer(tp) or pa.types.is_floating(tp) or pa.types.is_string(tp)
+            or pa.types.is_large_string(tp)):
+        what = {"id": "an integer id type", "label": "a 0/1 label type", "day": "an integer day type"}[kind]
+        raise DataError(path, name, f"type {tp} is not {what}", _STORE[kind])
+
+
 def to_int64(col: pa.ChunkedArray | pa.Array, path: Path, name: str, *, nullable: bool = False) -> np.ndarray:
-    """Integer ids as int64; lossless conversions only (smaller ints, integral floats, digit strings)."""
+    """An integer field as int64; lossless conversions only (smaller ints, integral floats, ASCII digit strings,
+    dictionary-encoded values, and bools for the 0/1 labels). ``nullable``: nulls become -1."""
     if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
+        col = col.combine_chunks() if col.num_chunks else pa.array([], type=col.type)
+    kind = integer_kind(name)
+    check_integer_type(col.type, path, name)
+    if pa.types.is_dictionary(col.type):
+        col = col.dictionary_decode()
     tp = col.type
     if col.null_count and not nullable:
-        raise DataError(path, name, f"{col.null_count} null value(s)", "every row needs a value")
+        first = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+        raise DataError(path, name, f"{col.null_count} null value(s) (first at row {first})", _FILL[kind])
+    if col.null_count:  # converted with a stand-in every type holds (uint8 has no -1), then marked -1
+        missing = col.is_null().to_numpy(zero_copy_only=False)
+        stand_in = "0" if pa.types.is_string(tp) or pa.types.is_large_string(tp) else 0
+        arr = to_int64(col.fill_null(pa.scalar(stand_in, tp)), path, name)
+        arr[missing] = -1
+        return arr
+    if pa.types.is_boolean(tp):
+        return col.to_numpy(zero_copy_only=False).astype(np.int64)
     if pa.types.is_integer(tp):
-        arr = col.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64) if nullable else \
-            col.to_numpy(zero_copy_only=False).astype(np.int64)
-        if pa.types.is_uint64(tp) and (col.to_numpy(zero_copy_only=False) > np.iinfo(np.int64).max).any():
-            raise DataError(path, name, "uint64 values beyond int64", "store ids as int64")
-        return arr
+        arr = col.to_numpy(zero_copy_only=False)
+        if pa.types.is_uint64(tp) and (arr > np.iinfo(np.int64).max).any():
+            raise DataError(path, name, "uint64 values beyond int64", _STORE[kind])
+        return arr.astype(np.int64)
     if pa.types.is_string(tp) or pa.types.is_large_string(tp):
-        strs = col.fill_null("-1").to_pylist() if nullable else col.to_pylist()
+        ok = pc.match_substring_regex(col, _DIGITS)
+        if len(col) and not pc.all(ok).as_py():
+            bad = col.filter(pc.invert(ok))[0].as_py()
+            noun = {"id": "ids", "label": "labels", "day": "days"}[kind]
+            raise DataError(path, name, f"string {noun} that are not integers (e.g. {bad!r})",
+                            "map ids to int64 before importing" if kind == "id" else _STORE[kind])
         try:
-            arr = np.array([int(s) for s in strs], dtype=np.int64)
-        except ValueError:
-            bad = next(s for s in strs if not re.fullmatch(r"-?\d+", str(s)))
-            raise DataError(path, name, f"string ids that are not integers (e.g. {bad!r})",
-                            "map ids to int64 before importing") from None
-        return arr
-    if pa.types.is_floating(tp):
-        f = col.fill_null(-1).to_numpy(zero_copy_only=False) if nullable else col.to_numpy(zero_copy_only=False)
-        if not np.all(np.isfinite(f)) or np.any(f != np.round(f)):
-            raise DataError(path, name, f"type {tp} with non-integral values", "store ids as int64")
-        return f.astype(np.int64)
-    raise DataError(path, name, f"type {tp} is not an integer id type", "store it as int64")
+            return pc.cast(col, pa.int64()).to_numpy(zero_copy_only=False).astype(np.int64)  # writable, as the rest
+        except pa.ArrowInvalid:
+            raise DataError(path, name, "digit strings beyond int64", _STORE[kind]) from None
+    f = col.to_numpy(zero_copy_only=False)  # floating
+    if not np.all(np.isfinite(f)):
+        raise DataError(path, name, f"type {tp} with NaN or inf values", _STORE[kind])
+    if np.any(f != np.round(f)):
+        raise DataError(path, name, f"type {tp} with non-integral values", _STORE[kind])
+    if np.any(np.abs(f) >= 2.0 ** 63):  # astype would wrap them silently
+        raise DataError(path, name, f"type {tp} with values beyond int64", _STORE[kind])
+    return f.astype(np.int64)
 
 
 def to_embedding_matrix(col: pa.ChunkedArray | pa.Array, path: Path, dim: int | None = None) -> np.ndarray:
@@ -200,21 +256,26 @@ class Items:
 
 
 class Corpus:
-    """A corpus directory. ``Corpus(path)`` checks the layout; ``validate_corpus`` checks the content."""
+    """A corpus directory, unchecked beyond its existence and format version. Commands open one with
+    ``datamodules.open_corpus`` (the checked reader: the data contract's checks, remembered in a stamp)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not self.path.is_dir():
-            raise SemidError(f"corpus {self.path} does not exist (create one with `semid data synth` "
-                             f"or `semid data movielens`)")
+            raise DataError(self.path, None, "corpus directory does not exist" if not self.path.exists() else
+                            "not a corpus directory", "check the path, or create a corpus with `semid data synth` "
+                            "or `semid data movielens`")
         self.items_path = self.path / ITEMS_FILE
         self.impressions_path = self.path / IMPRESSIONS_DIR
         self._day_files: dict[int, list[Path]] | None = None
         meta_path = self.path / META_FILE
         self.meta: dict[str, Any] = read_json(meta_path) if meta_path.exists() else {}
+        if not isinstance(self.meta, dict):
+            raise DataError(meta_path, None, f"holds a JSON {type(self.meta).__name__}, not an object",
+                            "regenerate the corpus, or restore corpus.json")
         if self.meta.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
-            raise SemidError(f"{meta_path}: format version {self.meta['format_version']} is newer than this "
-                             f"semid understands ({FORMAT_VERSION}); upgrade semid")
+            raise DataError(meta_path, "format_version", f"{self.meta['format_version']} is newer than this semid "
+                            f"understands ({FORMAT_VERSION})", "upgrade semid")
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -283,7 +344,10 @@ class Corpus:
         ids = to_int64(table["item_id"], self.items_path, "item_id")
         order = np.argsort(ids, kind="stable")
         emb = to_embedding_matrix(table["embedding"], self.items_path, self.meta.get("embedding_dim"))
-        first = to_int64(table["first_day"], self.items_path, "first_day").astype(np.int32)
+        first64 = to_int64(table["first_day"], self.items_path, "first_day")
+        if len(first64) and np.abs(first64).max() >= 2 ** 31:  # astype would wrap them silently
+            raise DataError(self.items_path, "first_day", "values beyond int32", "store days as int32")
+        first = first64.astype(np.int32)
         extra = {c: table[c].to_numpy(zero_copy_only=False)[order]
                  for c in table.column_names if c not in ("item_id", "embedding", "first_day")}
         return Items(ids[order], emb[order], first[order], extra)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from datamodules.corpus import Corpus, to_int64
+from datamodules.gate import open_corpus
 from semid.core.errors import SemidError
 from semid.core.ids import locate
 from semid.core.progress import progress
@@ -70,7 +71,7 @@ def _quantiles(x: np.ndarray) -> dict[str, float]:
 
 
 def corpus_stats(path: str | Path) -> dict[str, Any]:
-    corpus = Corpus(path)
+    corpus = open_corpus(path)  # statistics of data `semid data validate` refuses would mislead
     items = corpus.read_items(columns=["item_id", "embedding", "first_day"])
     counts = np.zeros(len(items), dtype=np.int64)
     per_day = []
@@ -79,7 +80,7 @@ def corpus_stats(path: str | Path) -> dict[str, Any]:
     user_clicks = np.zeros(0, dtype=np.int64)
     user_index: dict[int, int] = {}
     for day, t in progress(corpus.iter_days(), "stats", total=len(corpus.days()), unit="day"):
-        f = corpus.path
+        f = corpus.impressions_path / f"day={day:04d}"  # names the day in a message (none can come: checked)
         uid = to_int64(t["user_id"], f, "user_id")
         iid = to_int64(t["item_id"], f, "item_id")
         click = to_int64(t["click"], f, "click")

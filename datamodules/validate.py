@@ -1,23 +1,45 @@
-"""Corpus validator: every check of the data contract, each failure one ``DataError`` naming file and field."""
+"""Corpus validator: every check of the data contract, each failure one ``DataError`` naming file and field.
+
+The checks come in two tiers, so that every command can afford the first and none pays the second twice:
+
+* ``check_layout`` reads directory listings and Parquet footers only (O(files)): the files are there and
+  readable, hold the contract's columns in types the readers convert losslessly, no file and no day is empty,
+  the days are consecutive, and a day's files can be read as one table.
+* ``check_content`` reads every value (O(data)): ids (duplicates, collisions after conversion, negatives),
+  embeddings (NaN/inf, all identical), each impression's ids in items.parquet and on or after the item's
+  first_day, 0/1 labels, nulls, the rows' day against their partition, copied day files.
+
+``validate_corpus`` runs both (``semid data validate``); ``datamodules.gate.open_corpus`` runs the first on every
+open and the second once per state of the files, remembered in a validation stamp.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from datamodules.corpus import (
+    LABEL_COLUMNS,
     META_FILE,
     Corpus,
     Items,
     _ranges,
     _read_parquet,
-    _require,
+    check_integer_type,
     compute_fingerprint,
+    read_footer,
     to_int64,
 )
 from semid.core.errors import DataError
 from semid.core.fingerprint import fingerprint_bytes
+
+ITEM_COLUMNS = ("item_id", "embedding", "first_day")
+# watch_item_id is required although nullable: the ranking data module reads it on every day
+REQUIRED_IMPRESSION_COLUMNS = ("day", "user_id", "watch_item_id", "item_id", "click")
+_INTEGER_IMPRESSION_COLUMNS = REQUIRED_IMPRESSION_COLUMNS + ("engaged",)
+_CONTRACT = "see the data contract in README.md"
 
 
 @dataclass
@@ -29,103 +51,18 @@ class ValidationReport:
     warnings: list[str] = field(default_factory=list)
     # same day, user, watch item and item: allowed (a user may see an item twice), reported
     repeated_impressions: int = 0
+    # the O(data) checks were not run now: a validation stamp says they passed on these very files
+    from_stamp: bool = field(default=False, compare=False)
 
 
-def validate_items(corpus: Corpus) -> Items:
-    items = corpus.read_items()  # types, dimension and finiteness are checked while reading
-    p = corpus.items_path
-    if len(items) == 0:
-        raise DataError(p, "item_id", "no items", "a corpus needs at least one item")
-    if (items.item_id < 0).any():
-        raise DataError(p, "item_id", f"{int((items.item_id < 0).sum())} negative id(s)", "ids must be >= 0")
-    dup = items.item_id[1:][items.item_id[1:] == items.item_id[:-1]]
-    if len(dup):
-        raise DataError(p, "item_id", f"{len(dup)} duplicate id(s), e.g. {int(dup[0])}",
-                        "keep one row per item")
-    if (items.first_day < 0).any():
-        raise DataError(p, "first_day", "negative days", "days count from 0")
-    return items
+# ---------------------------------------------------------------------------------------------
+# layout: listings and footers only
 
 
-def validate_day(corpus: Corpus, day: int, items: Items, report: ValidationReport) -> None:
-    rows: list[tuple[Path, np.ndarray]] = []  # each file's impressions as one row per impression
-    for f in corpus.day_files()[day]:
-        rows.append((f, _validate_file(f, day, items, report)))
-    distinct = _refuse_copied_rows(corpus, day, rows)
-    # repeats of (user, watch item, item), whatever their labels: counted on the distinct rows, not all of them
-    report.repeated_impressions += sum(len(r) for _, r in rows) - len(np.unique(distinct[:, :3], axis=0))
-
-
-def _validate_file(f: Path, day: int, items: Items, report: ValidationReport) -> np.ndarray:
-    """Checks one day file; returns its rows as ``[user, watch, item, click, engaged]`` int64."""
-    t = _read_parquet(f)
-    _require(t, f, ("day", "user_id", "item_id", "click"))
-    if t.num_rows == 0:
-        raise DataError(f, None, "file has no rows", "drop the empty file or regenerate the day")
-    dcol = to_int64(t["day"], f, "day")
-    if (dcol != day).any():
-        raise DataError(f, "day", f"values {sorted(set(dcol.tolist()))[:3]} differ from its partition "
-                        f"day={day:04d}", "move the rows to their day's directory")
-    col = {name: to_int64(t[name], f, name) for name in ("user_id", "item_id")}  # each column converted once
-    for name in ("user_id", "item_id"):
-        if (col[name] < 0).any():
-            raise DataError(f, name, "negative ids", "ids must be >= 0")
-    cand = col["item_id"]
-    idx = items.index_of(cand)
-    if (idx < 0).any():
-        unknown = np.unique(cand[idx < 0])
-        raise DataError(f, "item_id", f"{len(unknown)} id(s) not in items.parquet, e.g. {int(unknown[0])}",
-                        "add the items or drop those impressions")
-    early = items.first_day[idx] > day
-    if early.any():
-        raise DataError(f, "item_id", f"{int(early.sum())} impression(s) of items before their first_day",
-                        "first_day must be <= the day of the item's first impression")
-    col["watch_item_id"] = np.full(t.num_rows, -1, np.int64)
-    if "watch_item_id" in t.column_names:
-        w = col["watch_item_id"] = to_int64(t["watch_item_id"], f, "watch_item_id", nullable=True)
-        wi = items.index_of(w[w >= 0])
-        if (wi < 0).any():
-            raise DataError(f, "watch_item_id", f"{int((wi < 0).sum())} id(s) not in items.parquet",
-                            "use null for 'no watch item'")
-    col["engaged"] = np.zeros(t.num_rows, np.int64)
-    for label in ("click", "engaged"):
-        if label in t.column_names:
-            v = col[label] = to_int64(t[label], f, label)
-            if not np.isin(v, (0, 1)).all():
-                raise DataError(f, label, "labels other than 0/1", "store binary labels as int8 0/1")
-    if (col["engaged"] > col["click"]).any():
-        report.warnings.append(f"{f}: engaged=1 on rows with click=0")
-    report.n_impressions += t.num_rows
-    return np.stack([col[c] for c in ("user_id", "watch_item_id", "item_id", "click", "engaged")], axis=1)
-
-
-def _refuse_copied_rows(corpus: Corpus, day: int, rows: list[tuple[Path, np.ndarray]]) -> np.ndarray:
-    """A day written twice (a file copied, or an import run twice) would silently double-weight its impressions.
-
-    A user may really see the same item twice a day (14% of the tiny synthetic corpus's impressions repeat one), so
-    repeats alone are allowed; what cannot happen by chance is a file holding exactly another file's rows,
-    or a day whose every distinct impression occurs the same k >= 2 times. Returns the day's distinct rows.
-    """
-    seen: dict[str, Path] = {}
-    for f, r in rows:
-        key = fingerprint_bytes(r[np.lexsort(r.T[::-1])])  # a digest: the files' rows are not held twice
-        if key in seen:
-            raise DataError(f, None, f"holds the same {len(r):,} impressions as {seen[key].name} (the day was "
-                            "written twice?)", "delete the copy")
-        seen[key] = f
-    all_rows = np.concatenate([r for _, r in rows])
-    distinct, counts = np.unique(all_rows, axis=0, return_counts=True)
-    if len(all_rows) >= 4 and counts.min() >= 2 and (counts == counts[0]).all():
-        raise DataError(corpus.impressions_path / f"day={day:04d}", None, f"every impression occurs exactly "
-                        f"{int(counts[0])} times (the day's rows were written {int(counts[0])} times?)",
-                        "keep one copy of each row")
-    return distinct
-
-
-def validate_corpus(path: str | Path, *, deep_fingerprint: bool = False) -> ValidationReport:
-    corpus = Corpus(path)
-    items = validate_items(corpus)
-    files = corpus.day_files()
+def check_layout(corpus: Corpus) -> list[int]:
+    """The cheap checks (no column data read); returns the corpus's days."""
+    _check_items_footer(corpus)
+    files = corpus.day_files()  # a stray entry of impressions/ is refused here
     if not files:
         raise DataError(corpus.impressions_path, None, "no day=NNNN partitions",
                         "write impressions to impressions/day=NNNN/*.parquet")
@@ -139,15 +76,234 @@ def validate_corpus(path: str | Path, *, deep_fingerprint: bool = False) -> Vali
         raise DataError(corpus.impressions_path, "day", f"days {_ranges(gaps)} are missing between "
                         f"{days[0]} and {days[-1]}", "renumber the days consecutively (sequential training "
                         "needs one partition per day)")
+    for fs in files.values():
+        schemas = [(f, _check_day_footer(f)) for f in fs]
+        _check_day_schemas_agree(schemas)
+    return days
+
+
+def _require_columns(names: list[str], path: Path, required: tuple[str, ...]) -> None:
+    for name in required:
+        if name not in names:
+            raise DataError(path, name, f"column is missing (found: {', '.join(names)})", _CONTRACT)
+
+
+def _check_items_footer(corpus: Corpus) -> None:
+    p = corpus.items_path
+    schema, rows = read_footer(p)
+    _require_columns(schema.names, p, ITEM_COLUMNS)
+    for name in ("item_id", "first_day"):
+        check_integer_type(schema.field(name).type, p, name)
+    tp = schema.field("embedding").type
+    if not (pa.types.is_list(tp) or pa.types.is_fixed_size_list(tp) or pa.types.is_large_list(tp)):
+        raise DataError(p, "embedding", f"type {tp} is not a list of floats",
+                        "store one fixed_size_list<float32>[D] per item")
+    if not pa.types.is_floating(tp.value_type):
+        raise DataError(p, "embedding", f"list values are {tp.value_type}, not floats", "store float32 values")
+    dim = corpus.meta.get("embedding_dim")
+    if pa.types.is_fixed_size_list(tp) and dim is not None and rows and tp.list_size != dim:
+        raise DataError(p, "embedding", f"dimension {tp.list_size} does not match the corpus dimension {dim}",
+                        "recompute the embeddings or fix corpus.json's embedding_dim")
+    if rows == 0:
+        raise DataError(p, "item_id", "no items", "a corpus needs at least one item")
+
+
+def _check_day_footer(f: Path) -> pa.Schema:
+    schema, rows = read_footer(f)
+    _require_columns(schema.names, f, REQUIRED_IMPRESSION_COLUMNS)
+    for name in _INTEGER_IMPRESSION_COLUMNS:
+        if name in schema.names:
+            check_integer_type(schema.field(name).type, f, name)
+    if rows == 0:
+        raise DataError(f, None, "file has no rows", "drop the empty file or regenerate the day")
+    return schema
+
+
+def _check_day_schemas_agree(schemas: list[tuple[Path, pa.Schema]]) -> None:
+    """A day's files are read as one table (``Corpus.read_day``): their column types must unify."""
+    first, s0 = schemas[0]
+    for f, s in schemas[1:]:
+        for name in _INTEGER_IMPRESSION_COLUMNS:
+            if name not in s.names or name not in s0.names:
+                continue
+            a, b = s0.field(name), s.field(name)
+            try:
+                pa.unify_schemas([pa.schema([a]), pa.schema([b])], promote_options="permissive")
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                raise DataError(f, name, f"type {b.type} here but {a.type} in {first.name} (a day's files are "
+                                "read as one table)", "store every file of a day with the same column types") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# content: every value
+
+
+def validate_items(corpus: Corpus) -> Items:
+    items = corpus.read_items()  # types, dimension and finiteness are checked while reading
+    p = corpus.items_path
+    if len(items) == 0:
+        raise DataError(p, "item_id", "no items", "a corpus needs at least one item")
+    if (items.item_id < 0).any():
+        raise DataError(p, "item_id", f"{int((items.item_id < 0).sum())} negative id(s)", "ids must be >= 0")
+    dup = items.item_id[1:][items.item_id[1:] == items.item_id[:-1]]
+    if len(dup):
+        _refuse_duplicate_ids(p, np.unique(dup))
+    if (items.first_day < 0).any():
+        raise DataError(p, "first_day", "negative days", "days count from 0")
+    # all rows equal <=> every dimension has one value (min/max stream over the rows: no [N, D] temporary)
+    if len(items) >= 2 and (items.embedding.min(axis=0) == items.embedding.max(axis=0)).all():
+        raise DataError(p, "embedding", f"all {len(items):,} items have the same embedding", "Semantic IDs and "
+                        "Dense Input need embeddings that tell items apart; recompute the embeddings")
+    return items
+
+
+def _refuse_duplicate_ids(p: Path, dup: np.ndarray) -> None:
+    """Duplicates, named as the user wrote them: '07' and '7' (or -0.0 and 0.0) are one id after conversion."""
+    raw = _read_parquet(p, columns=["item_id"])["item_id"]
+    spellings: dict[int, set[str]] = {}
+    if not pa.types.is_integer(raw.type):  # integers convert one to one: only a repeated value can collide
+        ids = to_int64(raw, p, "item_id")
+        hit = np.isin(ids, dup)
+        for i, v in zip(ids[hit].tolist(), raw.filter(pa.array(hit)).to_pylist()):
+            spellings.setdefault(i, set()).add(repr(v))
+    collide = {i: sorted(s) for i, s in spellings.items() if len(s) > 1}
+    if collide:
+        i, s = next(iter(sorted(collide.items())))
+        raise DataError(p, "item_id", f"{len(collide)} id(s) collide after conversion to int64, e.g. "
+                        f"{' and '.join(s[:2])} both become {i}", "store ids as int64, one row per item")
+    raise DataError(p, "item_id", f"{len(dup)} duplicate id(s), e.g. {int(dup[0])}", "keep one row per item")
+
+
+def _shared_embeddings(mat: np.ndarray, chunk: int = 16384) -> tuple[int, int]:
+    """(items whose embedding another item has too, size of the largest such group), by a 64-bit hash of each
+    row's bits (chunked: a [N, D] uint64 copy of a 10M-item corpus would not fit in memory)."""
+    bits = mat.view(np.uint32)
+    mult = np.random.default_rng(0).integers(1, 2 ** 63, size=bits.shape[1], dtype=np.uint64) | np.uint64(1)
+    h = np.empty(len(mat), np.uint64)
+    with np.errstate(over="ignore"):  # wrapping multiply-add is the hash
+        for s in range(0, len(mat), chunk):
+            h[s:s + chunk] = (bits[s:s + chunk].astype(np.uint64) * mult).sum(axis=1, dtype=np.uint64)
+    _, counts = np.unique(h, return_counts=True)
+    shared = counts[counts > 1]
+    return int(shared.sum()), int(shared.max(initial=0))
+
+
+def validate_day(corpus: Corpus, day: int, items: Items, report: ValidationReport) -> None:
+    rows: list[tuple[Path, np.ndarray]] = []  # each file's impressions as one row per impression
+    for f in corpus.day_files()[day]:
+        rows.append((f, _validate_file(f, day, items, report)))
+    distinct = _refuse_copied_rows(corpus, day, rows)
+    # repeats of (user, watch item, item), whatever their labels: counted on the distinct rows, not all of them;
+    # ``distinct`` is sorted with those three columns first, so equal triples are adjacent
+    triples = 1 + int((distinct[1:, :3] != distinct[:-1, :3]).any(axis=1).sum())
+    report.repeated_impressions += sum(len(r) for _, r in rows) - triples
+
+
+def _validate_file(f: Path, day: int, items: Items, report: ValidationReport) -> np.ndarray:
+    """Checks one day file; returns its rows as ``[user, watch, item, click, engaged]`` int64."""
+    t = _read_parquet(f)
+    if t.num_rows == 0:
+        raise DataError(f, None, "file has no rows", "drop the empty file or regenerate the day")
+    dcol = to_int64(t["day"], f, "day")
+    if (dcol != day).any():
+        raise DataError(f, "day", f"values {sorted(set(dcol.tolist()))[:3]} differ from its partition "
+                        f"day={day:04d}", "move the rows to their day's directory")
+    col = {name: to_int64(t[name], f, name) for name in ("user_id", "item_id")}  # each column converted once
+    for name in ("user_id", "item_id"):
+        if (col[name] < 0).any():
+            raise DataError(f, name, f"{int((col[name] < 0).sum())} negative id(s)", "ids must be >= 0")
+    cand = col["item_id"]
+    idx = items.index_of(cand)
+    if (idx < 0).any():
+        unknown = np.unique(cand[idx < 0])
+        raise DataError(f, "item_id", f"{len(unknown)} id(s) not in items.parquet, e.g. {int(unknown[0])}",
+                        "add the items or drop those impressions")
+    early = items.first_day[idx] > day
+    if early.any():
+        i = int(np.flatnonzero(early)[0])
+        raise DataError(f, "item_id", f"{int(early.sum())} impression(s) of items before their first_day (e.g. "
+                        f"item {int(cand[i])}, first_day {int(items.first_day[idx[i]])}, on day {day})",
+                        "first_day must be <= the day of the item's first impression")
+    w = col["watch_item_id"] = to_int64(t["watch_item_id"], f, "watch_item_id", nullable=True)
+    negative = int((w < 0).sum()) - t["watch_item_id"].null_count  # nulls read as -1
+    if negative:
+        raise DataError(f, "watch_item_id", f"{negative} negative id(s)", "ids must be >= 0; use null for 'no "
+                        "watch item'")
+    wi = items.index_of(w[w >= 0])
+    if (wi < 0).any():
+        unknown = np.unique(w[w >= 0][wi < 0])
+        raise DataError(f, "watch_item_id", f"{len(unknown)} id(s) not in items.parquet, e.g. {int(unknown[0])}",
+                        "add the items, or use null for 'no watch item'")
+    col["engaged"] = np.zeros(t.num_rows, np.int64)
+    for label in LABEL_COLUMNS:
+        if label in t.column_names:
+            v = col[label] = to_int64(t[label], f, label)
+            bad = ~np.isin(v, (0, 1))
+            if bad.any():
+                raise DataError(f, label, f"values other than 0/1 (e.g. {int(v[bad][0])}, in {int(bad.sum()):,} "
+                                "row(s))", "store binary labels as int8 0/1")
+    if (col["engaged"] > col["click"]).any():
+        report.warnings.append(f"{f}: field 'engaged': {int((col['engaged'] > col['click']).sum()):,} row(s) with "
+                               "engaged=1 but click=0")
+    report.n_impressions += t.num_rows
+    return np.stack([col[c] for c in ("user_id", "watch_item_id", "item_id", "click", "engaged")], axis=1)
+
+
+def _refuse_copied_rows(corpus: Corpus, day: int, rows: list[tuple[Path, np.ndarray]]) -> np.ndarray:
+    """A day written twice (a file copied, or an import run twice) would silently double-weight its impressions.
+
+    A user may really see the same item twice a day (14% of the tiny synthetic corpus's impressions repeat one), so
+    repeats alone are allowed; what cannot happen by chance is a file holding exactly another file's rows,
+    or a day whose every distinct impression occurs the same k >= 2 times. Returns the day's distinct rows.
+    """
+    seen: dict[str, Path] = {}
+    for f, r in rows if len(rows) > 1 else []:  # one file has no other to be a copy of (and its sort is ~40%)
+        key = fingerprint_bytes(r[np.lexsort(r.T[::-1])])  # a digest: the files' rows are not held twice
+        if key in seen:
+            raise DataError(f, None, f"holds the same {len(r):,} impressions as {seen[key].name} (the day was "
+                            "written twice?)", "delete the copy")
+        seen[key] = f
+    all_rows = np.concatenate([r for _, r in rows])
+    # np.unique(axis=0) sorts rows as opaque bytes: ~4x slower than lexsort on the int64 columns (small corpus)
+    srt = all_rows[np.lexsort(all_rows.T[::-1])]
+    first = np.ones(len(srt), bool)
+    first[1:] = (srt[1:] != srt[:-1]).any(axis=1)
+    distinct, counts = srt[first], np.diff(np.append(np.flatnonzero(first), len(srt)))
+    if len(all_rows) >= 4 and counts.min() >= 2 and (counts == counts[0]).all():
+        raise DataError(corpus.impressions_path / f"day={day:04d}", None, f"every impression occurs exactly "
+                        f"{int(counts[0])} times (the day's rows were written {int(counts[0])} times?)",
+                        "keep one copy of each row")
+    return distinct
+
+
+def check_content(corpus: Corpus, days: list[int]) -> ValidationReport:
+    """The O(data) checks, on a corpus that passed ``check_layout``."""
+    items = validate_items(corpus)
     report = ValidationReport(len(items), items.dim, days, 0)
+    shared, largest = _shared_embeddings(items.embedding)
+    if shared:
+        report.warnings.append(f"{corpus.items_path}: field 'embedding': {shared:,} item(s) share their embedding "
+                               f"with another item (largest group {largest:,}); content cannot tell them apart")
+    meta = corpus.meta
+    if meta.get("embedding_dim") not in (None, items.dim):
+        raise DataError(corpus.path / META_FILE, "embedding_dim", f"{meta['embedding_dim']} but items have "
+                        f"{items.dim}", "regenerate corpus.json")
     for day in days:
         validate_day(corpus, day, items, report)
-    meta = corpus.meta
-    if meta:
-        if meta.get("embedding_dim") not in (None, items.dim):
-            raise DataError(corpus.path / META_FILE, "embedding_dim",
-                            f"{meta['embedding_dim']} but items have {items.dim}", "regenerate corpus.json")
-        if deep_fingerprint and meta.get("fingerprint") != compute_fingerprint(corpus.path):
-            raise DataError(corpus.path / META_FILE, "fingerprint", "does not match the files' content "
-                            "(files changed after the corpus was written)", "regenerate or re-import the corpus")
+    return report
+
+
+def check_fingerprint(corpus: Corpus) -> None:
+    """``--deep``: the files hash to the fingerprint corpus.json records (O(bytes))."""
+    if corpus.meta and corpus.meta.get("fingerprint") != compute_fingerprint(corpus.path):
+        raise DataError(corpus.path / META_FILE, "fingerprint", "does not match the files' content "
+                        "(files changed after the corpus was written)", "regenerate or re-import the corpus")
+
+
+def validate_corpus(path: str | Path, *, deep_fingerprint: bool = False) -> ValidationReport:
+    """Every check, always (no stamp): what ``semid data validate`` runs."""
+    corpus = Corpus(path)
+    report = check_content(corpus, check_layout(corpus))
+    if deep_fingerprint:
+        check_fingerprint(corpus)
     return report

@@ -115,7 +115,8 @@ def test_bad_input_gives_one_line_and_exit_2(corpus, case, capsys):
 def test_lossless_conversions_are_accepted(corpus):
     t = _items(corpus)
     t = _set_col(t, "item_id", pa.array([str(i) for i in range(10, 30)]))
-    t = _set_col(t, "embedding", pa.array(np.zeros((20, 4)).tolist(), pa.list_(pa.float64())))
+    emb = np.random.default_rng(0).normal(size=(20, 4))  # float64 values that differ (identical ones are refused)
+    t = _set_col(t, "embedding", pa.array(emb.tolist(), pa.list_(pa.float64())))
     _rewrite_items(corpus, t)
     items = Corpus(corpus).read_items()
     assert items.item_id.dtype == np.int64 and items.embedding.dtype == np.float32
