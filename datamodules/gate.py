@@ -92,10 +92,14 @@ def file_states(corpus: Corpus) -> dict[str, list[int]]:
 
 def stamp_paths(corpus: Corpus) -> list[Path]:
     """Where the stamp may be, in the order it is looked for and written."""
-    base = os.environ.get("SEMID_CACHE_DIR") or \
-        str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "semid")
+    inside = corpus.path / STAMP_FILE
+    try:
+        base = Path(os.environ.get("SEMID_CACHE_DIR") or
+                    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "semid")
+    except RuntimeError:  # no home directory to find (HOME unset, no passwd entry): the corpus dir only
+        return [inside]
     key = hashlib.blake2b(str(corpus.path.resolve()).encode(), digest_size=10).hexdigest()
-    return [corpus.path / STAMP_FILE, Path(base) / "validated" / f"{key}.json"]
+    return [inside, base / "validated" / f"{key}.json"]
 
 
 def _key(corpus: Corpus, files: dict[str, list[int]]) -> dict[str, Any]:
