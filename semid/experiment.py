@@ -22,7 +22,8 @@ from rankers import DEFAULT_RANKER, load_rank_config
 from rankers import is_up_to_date, read_results
 from semid.cli import PARENT_PID_ENV
 from semid.core import interrupt
-from semid.core.config import ConfigFieldError, apply_overrides, blame_overrides, from_dict, load_yaml, resolve_conf
+from semid.core.config import (CONF_DIR, ConfigFieldError, apply_overrides, blame_overrides, from_dict, load_yaml,
+                               require, require_int, require_positive, resolve_conf)
 from semid.core.errors import SemidError
 from semid.core.fingerprint import ROOMS, code_fingerprint, fingerprint_of
 from semid.core.numbers import sig
@@ -77,28 +78,33 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         bad = sorted(set(self.settings) - set(SETTINGS))
-        if bad:
-            raise SemidError(f"experiment settings {bad} unknown (valid: {', '.join(SETTINGS)})")
-        if self.reference not in self.representations:
-            raise SemidError(f"experiment reference '{self.reference}' is not among the representations")
-        if (self.corpus.synth is None) == (self.corpus.path is None):
-            raise SemidError("experiment corpus: give exactly one of synth (a preset) or path (a corpus directory)")
-        if self.parallel < 1:
-            raise SemidError("experiment parallel must be >= 1")
-        if self.report_bootstraps < 100:
-            raise SemidError(f"experiment report_bootstraps must be >= 100 (got {self.report_bootstraps})")
-        if not self.equivalence_margin_pct > 0:
-            raise SemidError(f"experiment equivalence_margin_pct must be > 0 (got {self.equivalence_margin_pct})")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise SemidError(f"experiment seeds must be distinct and at least one (got {self.seeds})")
+        require(not bad, "settings", f"{bad} unknown (valid: {', '.join(SETTINGS)})")
+        require(self.reference in self.representations, "reference",
+                f"'{self.reference}' is not among the representations")
+        require((self.corpus.synth is None) != (self.corpus.path is None), "corpus",
+                "give exactly one of synth (a preset) or path (a corpus directory)")
+        require_int(self.parallel, "parallel")
+        require_int(self.threads_per_fit, "threads_per_fit")
+        require_int(self.report_bootstraps, "report_bootstraps", minimum=100)
+        require_positive(self.equivalence_margin_pct, "equivalence_margin_pct")
+        require(bool(self.seeds) and len(set(self.seeds)) == len(self.seeds), "seeds",
+                f"must be distinct and at least one (got {self.seeds})")
 
 
 def load_experiment_config(name_or_path: str, overrides: list[str] | None = None) -> ExperimentConfig:
+    """A preset of conf/experiment/ or a YAML file. A relative ``corpus.path`` resolves against the project
+    root (the folder holding conf/) for a shipped preset, and against the file's own folder for any other
+    file, never against the working directory."""
     path = resolve_conf(name_or_path, "experiment")
     try:
-        return from_dict(ExperimentConfig, apply_overrides(load_yaml(path), overrides or []), where=str(path))
+        cfg = from_dict(ExperimentConfig, apply_overrides(load_yaml(path), overrides or []), where=str(path))
     except ConfigFieldError as e:
         raise blame_overrides(e, overrides or []) from None
+    if cfg.corpus.path and not Path(cfg.corpus.path).is_absolute():
+        shipped = path.resolve().parent == (CONF_DIR / "experiment").resolve()
+        base = CONF_DIR.parent if shipped else path.resolve().parent
+        cfg.corpus.path = str(base / cfg.corpus.path)
+    return cfg
 
 
 @dataclass
@@ -129,7 +135,11 @@ class Experiment:
     # -- stages ----------------------------------------------------------------------------------------
     def corpus(self) -> Path:
         if self.cfg.corpus.path:
-            return Path(self.cfg.corpus.path)
+            path = Path(self.cfg.corpus.path)
+            if not (path / "items.parquet").exists():
+                raise SemidError(f"{path}: field 'corpus.path': no corpus there (make it first, e.g. `semid data "
+                                 f"movielens ... --out {path}`, or set --set corpus.path=DIR)")
+            return path
         synth = load_synth_config(self.cfg.corpus.synth)  # type: ignore[arg-type]
         fp = fingerprint_of(asdict(synth))
         path = self.out / f"corpus-{self.cfg.corpus.synth}-{fp}"
@@ -260,9 +270,9 @@ class Experiment:
 
     # -- the whole study ---------------------------------------------------------------------------------------
     def run(self) -> Path:
-        self.out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        corpus = self.corpus()
+        corpus = self.corpus()  # before the out directory exists: a missing corpus leaves nothing behind
+        self.out.mkdir(parents=True, exist_ok=True)
         model = self.rqvae(corpus)
         sids = self.sids(model, corpus)
         results = self.run_fits(self.jobs(sids), corpus)
