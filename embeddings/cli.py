@@ -74,15 +74,14 @@ def _parse_sizes(text: str) -> list[int]:
 
 
 def _spm_report(args: argparse.Namespace) -> int:
-    from datamodules import Corpus
-    from datamodules import corpus_impressions
+    from datamodules import corpus_impressions, open_corpus
     from embeddings.lookup_stats import lookup_report, plot_report, render_report
     from semid.core.artifacts import write_json
     from semid.rqvae import read_sid_table
 
     sizes = _parse_sizes(args.vocab_sizes)
     sids = read_sid_table(args.sids)
-    corpus = Corpus(args.corpus)
+    corpus = open_corpus(args.corpus)
     impressions = corpus_impressions(corpus, sids.item_id, _parse_days(args.days))
     report = lookup_report(sids, sids.item_id, impressions, sizes, hash_rows=args.hash_rows)
     report.update(corpus=str(args.corpus), sids_path=str(args.sids), days=args.days or "all")
@@ -97,8 +96,7 @@ def _spm_report(args: argparse.Namespace) -> int:
 
 
 def _tokens_build(args: argparse.Namespace) -> int:
-    from datamodules import Corpus
-    from datamodules import corpus_impressions
+    from datamodules import corpus_impressions, open_corpus
     from embeddings.registry import load_representation_config
     from embeddings.token_cache import TokenCache, build_token_cache
     from semid.core.errors import SemidError
@@ -107,7 +105,7 @@ def _tokens_build(args: argparse.Namespace) -> int:
     if (args.representation is None) == (args.extend is None):
         raise SemidError("give either --representation (fit a new cache) or --extend CACHE (grow an existing one)")
     sids = read_sid_table(args.sids) if args.sids else None
-    corpus = Corpus(args.corpus)
+    corpus = open_corpus(args.corpus)
     ids = corpus.read_item_ids()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -18,9 +18,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from torchrec import EmbeddingBagConfig
 
-from datamodules import Corpus
-from datamodules import CONTEXT_DIM, RankingDataModule, resolve_days
-from datamodules import corpus_impressions
+from datamodules import CONTEXT_DIM, Corpus, RankingDataModule, corpus_impressions, open_corpus, resolve_days
 from embeddings import CacheFeatures, RepresentationConfig, TokenCache, build_token_cache, embedding_bag_configs
 from rankers.config import RankFitConfig, learned_part, rank_config_from_dict
 from rankers.metrics import flat_scalars
@@ -167,7 +165,7 @@ def _fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | 
         # set, which silently undid trainer.threads (and spawned ranks inherit this environment)
         os.environ["OMP_NUM_THREADS"] = str(cfg.trainer.threads)
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
-    corpus = Corpus(corpus_path)
+    corpus = open_corpus(corpus_path)  # the data gate: refused before anything is written
     out.mkdir(parents=True, exist_ok=True)
     train_days, _ = resolve_days(corpus, cfg.data)
     sids = _read_sids(sids_path)  # once, before training: its fingerprint goes into results.json
@@ -351,7 +349,7 @@ def evaluate(run_dir: Path, day: int | None = None, checkpoint: Path | None = No
     ckpt = checkpoint or run_dir / "checkpoints" / "last.ckpt"
     if not ckpt.exists():
         raise SemidError(f"{ckpt} does not exist (the run has no checkpoint to evaluate)")
-    corpus = Corpus(corpus_path)
+    corpus = open_corpus(corpus_path)  # the data gate: refused before anything is written
     if corpus.fingerprint != prev["corpus_fingerprint"]:
         raise SemidError(f"{corpus_path} changed since the run was trained (fingerprint {corpus.fingerprint}, "
                          f"run used {prev['corpus_fingerprint']})")

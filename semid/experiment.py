@@ -16,8 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from datamodules import Corpus
-from datamodules import generate, load_synth_config
+from datamodules import Corpus, generate, load_synth_config, open_corpus
 from rankers import DEFAULT_RANKER, load_rank_config
 from rankers import is_up_to_date, read_results
 from semid.cli import PARENT_PID_ENV
@@ -272,6 +271,7 @@ class Experiment:
     def run(self) -> Path:
         t0 = time.perf_counter()
         corpus = self.corpus()  # before the out directory exists: a missing corpus leaves nothing behind
+        open_corpus(corpus)  # the data gate, once, before any stage reads the corpus (the stamp serves the rest)
         self.out.mkdir(parents=True, exist_ok=True)
         model = self.rqvae(corpus)
         sids = self.sids(model, corpus)
@@ -289,7 +289,7 @@ class Experiment:
 
     def analysis(self, corpus: Path, sids: Path) -> tuple[dict[str, Any], str]:
         """Table 1 with intervals and Figure 4's lookups, once per (SID table, corpus, training days)."""
-        c = Corpus(corpus)
+        c = open_corpus(corpus)
         train_days = c.days()[:-1]
         fp = fingerprint_of(["analysis", self._sids_fingerprint(sids), c.fingerprint, train_days,
                              self.cfg.lookup_vocab_sizes, self.cfg.report_bootstraps, code_fingerprint(*ROOMS)])

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from semid.core.errors import FingerprintMismatch
+from semid.core.version import __version__
 
 _CHUNK = 1 << 20
 
@@ -73,8 +74,6 @@ def code_fingerprint(*rooms: str) -> str:
         unknown = set(key) - set(ROOMS)
         if unknown:
             raise ValueError(f"unknown rooms {sorted(unknown)} (valid: {', '.join(ROOMS)})")
-        from semid import __version__
-
         h = hashlib.blake2b(f"semid {__version__}".encode(), digest_size=10)
         for room in key:
             for f in _room_files(room):
@@ -86,7 +85,5 @@ def code_fingerprint(*rooms: str) -> str:
 
 def code_record(*rooms: str) -> dict[str, str]:
     """What an artifact stores about the code that made it."""
-    from semid import __version__
-
     return {"semid_version": __version__, "code_fingerprint": code_fingerprint(*rooms),
             "code_rooms": ",".join(sorted(set(rooms) | {"core"}))}
