@@ -221,9 +221,12 @@ def _check_timestamps(f: RatingsFile, raw: bytes, ts: np.ndarray) -> None:
     rows = np.flatnonzero(np.isin(group, far))
     first = int(rows[0])
     lo, hi = ts[group == bulk].min(), ts[group == bulk].max()
-    raise DataError(f"{f.path}, line {_line_of_row(f, raw, first)}", f.columns[3],
+    line = _line_of_row(f, raw, first)
+    cut = "; the file ends inside this line (truncated?)" if line == len(_lines(raw)) and not raw.endswith(b"\n") \
+        else ""
+    raise DataError(f"{f.path}, line {line}", f.columns[3],
                     f"{int(ts[first])} ({_date(int(ts[first]))}) is years away from the other ratings "
-                    f"({_date(lo)}..{_date(hi)}; {len(rows)} rating(s) like it)",
+                    f"({_date(lo)}..{_date(hi)}; {len(rows)} rating(s) like it){cut}",
                     "a timestamp cut short or with a digit too many would shift every day: fix or delete that line")
 
 

@@ -86,7 +86,8 @@ def test_a_clean_file_imports(tmp_path, capsys):
     # ... or inside the timestamp, which still parses, but as a time in 1970 that would move day 0
     ("dat-stamp-cut", lambda d: _ratings_dat(d, _dat(GOOD) + [f"4::10::3::{str(T0)[:5]}"], end=""),
      ["ratings.dat, line 41: field 'timestamp': 95662 (1970-01-02) is years away from the other ratings "
-      "(2000-04-25..2000-04-26; 1 rating(s) like it)", "would shift every day"]),
+      "(2000-04-25..2000-04-26; 1 rating(s) like it); the file ends inside this line (truncated?)",
+      "would shift every day"]),
     ("udata-stamp-cut", lambda d: _u_data(d, _tsv(GOOD[:7]) + [f"4\t10\t3\t{str(T0)[:-1]}"] + _tsv(GOOD[7:])),
      ["u.data, line 8: field 'timestamp': 95662080 (1973-01-12) is years away"]),
     ("dat-stamp-extra-digit", lambda d: _ratings_dat(d, _dat(GOOD[:3]) + [f"4::10::3::{T0}0"] + _dat(GOOD[3:])),
