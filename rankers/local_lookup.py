@@ -29,7 +29,7 @@ from torch import Tensor
 from torchrec.distributed.batched_embedding_kernel import BatchedFusedEmbeddingBag
 from torchrec.distributed.embedding_lookup import GroupedPooledEmbeddingsLookup
 from torchrec.distributed.embeddingbag import ShardedEmbeddingBagCollection
-from torchrec.distributed.types import ShardingType
+from torchrec.distributed.types import LazyAwaitable, ShardingType
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class LocalLookup:
         return len(self.lookups) == len(self.module._lookups) and all(
             a is b for a, b in zip(self.lookups, self.module._lookups))
 
-    def __call__(self, kjt: Any) -> KeyedTensor | None:
+    def __call__(self, kjt: object) -> KeyedTensor | None:
         if not isinstance(kjt, KeyedJaggedTensor) or kjt.weights_or_none() is not None \
                 or kjt.variable_stride_per_key() or kjt.inverse_indices_or_none() is not None:
             return None
@@ -178,11 +178,12 @@ class LocalShardedEmbeddingBagCollection(ShardedEmbeddingBagCollection):
     """DMP's sharded EBC, unchanged (state, plan, fused optimizer, checkpoints), whose forward takes the
     :class:`LocalLookup` fast path when it applies and DMP's own forward otherwise."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # ShardedEmbeddingBagCollection's, passed through
         super().__init__(*args, **kwargs)
         self.local_lookup: LocalLookup | None = LocalLookup.for_module(self)
 
-    def forward(self, *input: Any, **kwargs: Any) -> Any:  # noqa: A002 - ShardedModule's signature
+    def forward(self, *input: object,  # noqa: A002 - ShardedModule's signature
+                **kwargs: object) -> KeyedTensor | LazyAwaitable[KeyedTensor]:
         local = self.local_lookup
         if local is not None and len(input) == 1 and not kwargs:
             if not local.is_current():

@@ -29,7 +29,7 @@ import shutil
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import lightning as L
 import torch
@@ -39,6 +39,12 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 from semid.core.errors import SemidError, out_of_room
+
+if TYPE_CHECKING:  # types only: torchrec is imported inside the functions using it (~0.5 s more at import time)
+    from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
+    from torchrec.distributed import DistributedModelParallel
+    from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder, ShardedEmbeddingBagCollection
+    from torchrec.distributed.types import ParameterSharding, ShardingEnv, ShardingPlan
 
 _LOOP_STATE = "lightning_state.pt"
 _ROW_BLOCK = 4096
@@ -65,7 +71,7 @@ class ShardingConfig:
                 raise SemidError(f"sharding type '{t}' is not one of {', '.join(sorted(valid))}")
 
 
-def _sharders(fused_params: dict[str, Any], local_lookup: bool = False) -> list[Any]:
+def _sharders(fused_params: dict[str, Any], local_lookup: bool = False) -> list[EmbeddingBagCollectionSharder]:
     from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
     from torchrec.distributed.types import ShardingType
 
@@ -78,7 +84,8 @@ def _sharders(fused_params: dict[str, Any], local_lookup: bool = False) -> list[
                 types += [t for t in extra if t not in types]
             return types
 
-        def shard(self, module: Any, params: Any, env: Any, device: Any = None, module_fqn: str | None = None) -> Any:
+        def shard(self, module: EmbeddingBagCollection, params: dict[str, ParameterSharding], env: ShardingEnv,
+                  device: torch.device | None = None, module_fqn: str | None = None) -> ShardedEmbeddingBagCollection:
             if not local_lookup:
                 return super().shard(module, params, env, device, module_fqn)
             from rankers.local_lookup import LocalShardedEmbeddingBagCollection
@@ -101,7 +108,7 @@ class TorchRecStrategy(DDPStrategy):
         self.sharding = sharding or ShardingConfig()
         self.fused_params = dict(fused_params or {})
         self.table_seed = table_seed
-        self.plan: Any = None
+        self.plan: ShardingPlan | None = None
 
     # -- environment --------------------------------------------------------------------------------
     def setup_environment(self) -> None:
@@ -121,12 +128,24 @@ class TorchRecStrategy(DDPStrategy):
     def setup(self, trainer: L.Trainer) -> None:
         assert self.accelerator is not None and self.model is not None
         self.accelerator.setup(trainer)
-        self.model = self._shard(self.model)
+        self.model = self.shard(self.model)
         if trainer.state.fn == TrainerFn.FITTING:
             self.setup_optimizers(trainer)
         self.setup_precision_plugin()
 
-    def _shard(self, module: L.LightningModule) -> nn.Module:
+    def shard(self, module: nn.Module) -> DistributedModelParallel:
+        """Plan and shard ``module``'s ``EmbeddingBagCollection`` tables with DMP on the current process group.
+
+        What ``setup`` does to the LightningModule, callable on any ``nn.Module`` holding an
+        ``EmbeddingBagCollection`` built on ``meta`` (the lookup benchmark, tests): each table constrained
+        to ``self.sharding``'s sharding types (default: all but data_parallel) and compute kernel, the
+        planner's plan kept in ``self.plan`` (``plan_summary``), DMP with this strategy's sharders (the
+        world-size-1 fast path where ``sharding.local_lookup`` and it applies), the tables initialised
+        from ``table_seed`` (``init_tables``) and ``module.fused_optimizer`` set to DMP's fused optimizer.
+
+        Needs an initialised process group and ``LOCAL_WORLD_SIZE`` set (``setup_environment`` sets it).
+        Returns the DMP-wrapped module; raises ``SemidError`` if ``module`` has no EmbeddingBagCollection.
+        """
         from torchrec.distributed import DistributedModelParallel
         from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
         from torchrec.distributed.types import ShardingEnv
@@ -287,7 +306,7 @@ def sparse_lookup_paths(model: nn.Module) -> dict[str, str]:
             for name, m in model.named_modules() if isinstance(m, ShardedEmbeddingBagCollection)}
 
 
-def _materialise_dense_state(opt: Any) -> None:
+def _materialise_dense_state(opt: torch.optim.Optimizer) -> None:
     """DCP loads into existing tensors, so a fresh dense optimizer needs its state created first.
 
     Only on load and only while empty: ``init_state`` takes a zero-gradient step, which moves the
@@ -298,13 +317,13 @@ def _materialise_dense_state(opt: Any) -> None:
             sub.init_state()
 
 
-def _is_fused(opt: Any) -> bool:
+def _is_fused(opt: torch.optim.Optimizer) -> bool:
     from torchrec.optim.keyed import KeyedOptimizerWrapper
 
     return not isinstance(opt, KeyedOptimizerWrapper)
 
 
-def _table_configs(module: nn.Module) -> list[Any]:
+def _table_configs(module: nn.Module) -> list[EmbeddingBagConfig]:
     from torchrec import EmbeddingBagCollection
 
     return [t for m in module.modules() if isinstance(m, EmbeddingBagCollection) for t in m.embedding_bag_configs()]

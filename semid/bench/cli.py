@@ -82,7 +82,7 @@ def _lookups(args: argparse.Namespace) -> int:
     if (args.corpus is None) != (args.sids is None):
         raise SemidError("--corpus and --sids go together (SPM bag lengths come from a token cache built on them)")
     if args.sids is not None and "spm" in args.layouts:
-        from semid.rqvae.sid_table import read_sid_table
+        from semid.rqvae import read_sid_table
 
         levels = read_sid_table(args.sids).levels
         spm, source = spm_lengths_from(args.corpus, args.sids, args.spm_representation)

@@ -1,7 +1,7 @@
 """DMP on 2 spawned processes (gloo, table_wise), timed in turn with the 1-process DMP of the parent.
 
 The two workers build the same layout (each rank feeds its half of the global batch) through
-``TorchRecStrategy._shard`` on a 2-process group and then wait, blocked on a pipe, while the parent
+``TorchRecStrategy.shard`` on a 2-process group and then wait, blocked on a pipe, while the parent
 times its own 1-process DMP; then the parent lets them run one round and waits in turn. So each round
 has one 1-process and one 2-process figure, taken a moment apart, and their ratio is per round.
 """
@@ -10,28 +10,30 @@ from __future__ import annotations
 import tempfile
 import time
 from dataclasses import replace
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+import numpy as np
 import torch
 import torch.multiprocessing as mp
 
 from semid.bench.timing import median
+from semid.bench.workloads import Batch, Layout, LookupBenchConfig, Step, build_torchrec, make_batches
 
 WORLD = 2
 
 
-def _worker(rank: int, store: str, layout: Any, dist_name: str, cfg: Any, conn: Any) -> None:
+def _worker(rank: int, store: str, layout: Layout, dist_name: str, cfg: LookupBenchConfig,
+            conn: Connection) -> None:
     import torch.distributed as dist
-
-    from semid.bench.lookups import _build_torchrec, make_batches
 
     torch.set_num_threads(1)  # two processes on a 2-core machine: one thread each
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
     try:
         half = cfg.batch // WORLD
         mine = [_half(b, rank, half) for b in make_batches(layout, dist_name, cfg)]
-        built = _build_torchrec(layout, mine, replace(cfg, batch=half), torch.device("cpu"), ["table_wise"])
+        built = build_torchrec(layout, mine, replace(cfg, batch=half), torch.device("cpu"), ["table_wise"])
         for _ in range(cfg.warmup):
             built.train()
         dist.barrier()
@@ -50,12 +52,8 @@ def _worker(rank: int, store: str, layout: Any, dist_name: str, cfg: Any, conn: 
         dist.destroy_process_group()
 
 
-def _half(b: Any, rank: int, half: int) -> Any:
+def _half(b: Batch, rank: int, half: int) -> Batch:
     """This rank's samples [rank * half, (rank + 1) * half) of a batch, every table."""
-    import numpy as np
-
-    from semid.bench.lookups import Batch
-
     values, lengths = [], []
     for v, ln in zip(b.values, b.lengths):
         off = np.concatenate([[0], np.cumsum(ln)])
@@ -64,9 +62,9 @@ def _half(b: Any, rank: int, half: int) -> Any:
     return Batch(values, lengths)
 
 
-def run_dmp2_rounds(layout: Any, dist_name: str, cfg: Any, dmp1_train: Callable[[], object],
+def run_dmp2_rounds(layout: Layout, dist_name: str, cfg: LookupBenchConfig, dmp1_train: Step,
                     lookups: int) -> dict[str, Any]:
-    """Per round: the parent's 1-process DMP train step, then the 2-process one; medians and ratio."""
+    """Per round: the parent's 1-process DMP train step, then the 2-process one; medians and ratio (JSON)."""
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="semid-dmp2-") as tmp:
         store = str(Path(tmp) / "store")

@@ -29,9 +29,7 @@ split evenly over its tables.
 from __future__ import annotations
 
 import gc
-import itertools
-import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,157 +37,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from semid.bench.dmp2 import run_dmp2_rounds
 from semid.bench.timing import interleaved, machine, markdown_table, median, ratio
+from semid.bench.workloads import (CONTENDERS, DEFAULT_CONTENDERS, DISTRIBUTIONS, DMP, LAYOUTS, Batch, Built, Layout,
+                                   LookupBenchConfig, build_torchrec, cycle, grads, make_batches, make_layout)
 from semid.core.errors import SemidError
 
-LAYOUTS = ("hash", "unigram", "bigram", "spm", "history")
-DISTRIBUTIONS = ("zipf", "uniform")
-CONTENDERS = ("torchrec_fast", "torchrec_dmp", "torchrec_dmp_tw", "fbgemm_tbe", "eb_sgd", "eb_adagrad",
-              "eb_sparseadam", "ceiling")
-DEFAULT_CONTENDERS = tuple(c for c in CONTENDERS if c != "torchrec_dmp_tw")
+# the config, layouts and batches live in workloads.py (shared with dmp2.py); re-exported here as part of
+# this benchmark's API (semid.bench.cli and the tests import them from here)
+__all__ = ["CONTENDERS", "DEFAULT_CONTENDERS", "DISTRIBUTIONS", "DMP", "LAYOUTS", "REFERENCE", "TARGETS",
+           "LookupBenchConfig", "bench_config", "check_targets", "render_markdown", "run_lookup_bench",
+           "spm_lengths_from", "stream_bandwidth"]
+
 REFERENCE = "torchrec_fast"  # the project's path: every ratio is its speed over another contender's
-DMP = "torchrec_dmp"  # the same module without the fast path: the targets are also checked for it
-ZIPF_S = 1.05  # exponent of the Zipf id distribution (rank r drawn with p ~ (r + 1)^-s)
-_N_BATCHES = 4  # distinct pre-built batches cycled through, so caches do not see one batch only
-
-
-@dataclass
-class LookupBenchConfig:
-    layouts: list[str] = field(default_factory=lambda: list(LAYOUTS))
-    rows: list[int] = field(default_factory=lambda: [8192, 131072, 1048576])
-    distributions: list[str] = field(default_factory=lambda: list(DISTRIBUTIONS))
-    contenders: list[str] = field(default_factory=lambda: list(DEFAULT_CONTENDERS))
-    batch: int = 4096
-    dim: int = 64
-    levels: int = 4  # L of the SIDs (taken from --sids when given)
-    history: int = 20  # H items in a history bag
-    spm_lengths: list[int] | None = None  # empirical SPM bag lengths; None: uniform in 1..levels
-    spm_source: str = "default: bag lengths uniform in 1..L"
-    rounds: int = 5
-    iters: int = 5
-    warmup: int = 2
-    lr: float = 0.01
-    device: str = "cpu"
-    threads: int | None = None
-    dmp2: bool = False  # also DMP on 2 processes (table_wise), spawned
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        bad = [x for x in self.layouts if x not in LAYOUTS] + \
-            [x for x in self.distributions if x not in DISTRIBUTIONS] + \
-            [x for x in self.contenders if x not in CONTENDERS]
-        if bad:
-            raise SemidError(f"unknown layout/distribution/contender {bad} (layouts: {', '.join(LAYOUTS)}; "
-                             f"distributions: {', '.join(DISTRIBUTIONS)}; contenders: {', '.join(CONTENDERS)})")
-        if min(self.batch, self.dim, self.rounds, self.iters, self.levels, self.history) < 1:
-            raise SemidError("--batch, --dim, --rounds, --iters, --levels and --history must be >= 1")
-        if min(self.rows, default=0) < 2:
-            raise SemidError(f"--rows must list table sizes >= 2, got {self.rows}")
-        if self.device not in ("cpu", "cuda"):
-            raise SemidError(f"--device must be cpu or cuda, got {self.device!r}")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise SemidError("--device cuda: no CUDA device is visible to torch (run on a GPU machine, or use "
-                             "--device cpu)")
-        if self.dmp2 and DMP not in self.contenders:
-            raise SemidError(f"--dmp2 times 2 processes against the 1-process {DMP} contender: add it to --contenders")
-        if self.dmp2 and self.batch % 2:
-            raise SemidError(f"--dmp2 splits the batch over 2 processes: --batch must be even, got {self.batch}")
-        if self.dim % 4:
-            raise SemidError(f"--dim must be a multiple of 4 (FBGEMM's row alignment), got {self.dim}")
-
-
-# -- workloads -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Layout:
-    name: str
-    table_rows: list[int]
-    bag: list[int | None]  # fixed bag length per table; None = SPM's variable length
-
-    @property
-    def total_rows(self) -> int:
-        return sum(self.table_rows)
-
-
-def make_layout(name: str, rows: int, cfg: LookupBenchConfig) -> Layout:
-    L = cfg.levels
-    if name == "hash":
-        return Layout(name, [rows], [1])
-    if name == "unigram":
-        return Layout(name, [max(rows // L, 1)] * L, [1] * L)
-    if name == "bigram":
-        g = max(L // 2, 1)
-        return Layout(name, [max(rows // g, 1)] * g, [1] * g)
-    if name == "spm":
-        return Layout(name, [rows], [None])
-    if name == "history":
-        return Layout(name, [rows], [cfg.history])
-    raise SemidError(f"unknown layout {name!r}")
-
-
-@dataclass
-class Batch:
-    values: list[np.ndarray]  # per table: row ids int64
-    lengths: list[np.ndarray]  # per table: bag length per sample int64 [B]
-
-    @property
-    def lookups(self) -> int:
-        return int(sum(len(v) for v in self.values))
-
-
-class _IdSampler:
-    """Row ids of one table: uniform, or Zipf over a random permutation of the rows (hot rows scattered)."""
-
-    def __init__(self, rows: int, dist: str, rng: np.random.Generator) -> None:
-        self.rows, self.dist = rows, dist
-        if dist == "zipf":
-            p = 1.0 / np.arange(1, rows + 1, dtype=np.float64) ** ZIPF_S
-            self.cdf = np.cumsum(p / p.sum())
-            self.perm = rng.permutation(rows)
-
-    def __call__(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        if self.dist == "uniform":
-            return rng.integers(0, self.rows, n, dtype=np.int64)
-        rank = np.minimum(np.searchsorted(self.cdf, rng.random(n)), self.rows - 1)
-        return self.perm[rank].astype(np.int64)
-
-
-def make_batches(layout: Layout, dist: str, cfg: LookupBenchConfig, n: int = _N_BATCHES) -> list[Batch]:
-    rng = np.random.default_rng([cfg.seed, LAYOUTS.index(layout.name), layout.total_rows, DISTRIBUTIONS.index(dist)])
-    samplers = [_IdSampler(r, dist, rng) for r in layout.table_rows]
-    spm = np.asarray(cfg.spm_lengths if cfg.spm_lengths else np.arange(1, cfg.levels + 1), np.int64)
-    out = []
-    for _ in range(n):
-        values, lengths = [], []
-        for sampler, bag in zip(samplers, layout.bag):
-            ln = np.full(cfg.batch, bag, np.int64) if bag is not None else rng.choice(spm, cfg.batch)
-            lengths.append(ln)
-            values.append(sampler(int(ln.sum()), rng))
-        out.append(Batch(values, lengths))
-    return out
-
 
 # -- contenders ----------------------------------------------------------------------------------------
-
-Step = Callable[[], object]
-
-
-@dataclass
-class _Built:
-    fwd: Step
-    train: Step
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-def _cycle(items: list[Any]) -> Callable[[], Any]:
-    it = itertools.cycle(items)
-    return lambda: next(it)
-
-
-def _grads(batches: list[Batch], width: int, device: torch.device) -> torch.Tensor:
-    g = torch.Generator().manual_seed(1)
-    return (torch.randn(len(batches[0].lengths[0]), width, generator=g) * 1e-3).to(device)
 
 
 def _tbe_inputs(b: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,71 +61,7 @@ def _tbe_inputs(b: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Ten
     return torch.from_numpy(np.concatenate(b.values)).to(device), torch.from_numpy(offsets).to(device)
 
 
-def _build_torchrec(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig, device: torch.device,
-                    sharding_types: list[str] | None, local_lookup: bool = False) -> _Built:
-    """The ranker's path: EBC on ``meta`` -> ``TorchRecStrategy._shard`` (its planner constraints, sharder
-    with fused params, DMP, ``init_tables``) on the current process group; ``local_lookup``: with the
-    world-size-1 fast path (an error if it does not apply: the figure would silently be DMP's)."""
-    from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor
-
-    from embeddings import fused_params
-    from rankers.strategy import ShardingConfig, TorchRecStrategy
-
-    configs = [EmbeddingBagConfig(name=f"t{i}", embedding_dim=cfg.dim, num_embeddings=r, feature_names=[f"f{i}"])
-               for i, r in enumerate(layout.table_rows)]
-
-    class _Tables(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.ebc = EmbeddingBagCollection(tables=configs, device=torch.device("meta"))
-
-        def forward(self, kjt: KeyedJaggedTensor) -> Any:
-            return self.ebc(kjt)
-
-    strategy = TorchRecStrategy(sharding=ShardingConfig(sharding_types=sharding_types, local_lookup=local_lookup),
-                                fused_params=fused_params("rowwise_adagrad", cfg.lr), table_seed=cfg.seed,
-                                parallel_devices=[device])
-    import torch.distributed as dist
-
-    world = dist.get_world_size()
-    old = os.environ.get("LOCAL_WORLD_SIZE")
-    os.environ["LOCAL_WORLD_SIZE"] = str(world)  # what the strategy's setup_environment would set
-    try:
-        dmp = strategy._shard(_Tables())  # type: ignore[arg-type]
-    finally:
-        if old is None:
-            os.environ.pop("LOCAL_WORLD_SIZE", None)
-        else:
-            os.environ["LOCAL_WORLD_SIZE"] = old
-    keys = [f"f{i}" for i in range(len(layout.table_rows))]
-    kjts = [KeyedJaggedTensor(keys=keys, values=torch.from_numpy(np.concatenate(b.values)),
-                              lengths=torch.from_numpy(np.concatenate(b.lengths).astype(np.int32))).to(device)
-            for b in batches]
-    nxt = _cycle(kjts)
-    grad = _grads(batches, cfg.dim * len(configs), device)
-
-    def fwd() -> object:
-        with torch.no_grad():
-            return dmp(nxt()).values()
-
-    def train() -> object:
-        out = dmp(nxt()).values()
-        out.backward(grad)  # FBGEMM's fused backward applies rowwise Adagrad; nothing else to step
-        return out
-
-    types = sorted({v["sharding_type"] for v in strategy.plan_summary().values()})
-    if not local_lookup:
-        return _Built(fwd, train, {"sharding_type": ",".join(types)})
-    from rankers.strategy import sparse_lookup_paths
-
-    paths = set(sparse_lookup_paths(dmp).values())
-    if paths != {"local"}:
-        raise SemidError(f"the world-size-1 fast path does not apply here (lookup paths {sorted(paths)}); "
-                         "run without the torchrec_fast contender")
-    return _Built(fwd, train, {"sharding_type": ",".join(types), "lookup_path": "local"})
-
-
-def _build_tbe(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig, device: torch.device) -> _Built:
+def _build_tbe(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig, device: torch.device) -> Built:
     from fbgemm_gpu.split_table_batched_embeddings_ops_common import EmbeddingLocation
     from fbgemm_gpu.split_table_batched_embeddings_ops_training import ComputeDevice, \
         SplitTableBatchedEmbeddingBagsCodegen
@@ -275,8 +73,8 @@ def _build_tbe(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig, dev
               ComputeDevice.CUDA if cuda else ComputeDevice.CPU) for r in layout.table_rows]
     tbe = SplitTableBatchedEmbeddingBagsCodegen(specs, device=device, **fused_params("rowwise_adagrad", cfg.lr))
     inputs = [_tbe_inputs(b, device) for b in batches]
-    nxt = _cycle(inputs)
-    grad = _grads(batches, cfg.dim * len(specs), device)
+    nxt = cycle(inputs)
+    grad = grads(batches, cfg.dim * len(specs), device)
 
     def fwd() -> object:
         with torch.no_grad():
@@ -287,11 +85,11 @@ def _build_tbe(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig, dev
         out.backward(grad)
         return out
 
-    return _Built(fwd, train)
+    return Built(fwd, train)
 
 
 def _build_embedding_bag(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig, device: torch.device,
-                         optimizer: str) -> _Built:
+                         optimizer: str) -> Built:
     bags = nn.ModuleList([nn.EmbeddingBag(r, cfg.dim, mode="sum", sparse=True, include_last_offset=True)
                           for r in layout.table_rows]).to(device)
     params = list(bags.parameters())
@@ -308,8 +106,8 @@ def _build_embedding_bag(layout: Layout, batches: list[Batch], cfg: LookupBenchC
             np.cumsum(ln, out=off[1:])
             per_table.append((torch.from_numpy(v).to(device), torch.from_numpy(off).to(device)))
         inputs.append(per_table)
-    nxt = _cycle(inputs)
-    grad = _grads(batches, cfg.dim, device)
+    nxt = cycle(inputs)
+    grad = grads(batches, cfg.dim, device)
 
     def fwd() -> object:
         with torch.no_grad():
@@ -322,10 +120,10 @@ def _build_embedding_bag(layout: Layout, batches: list[Batch], cfg: LookupBenchC
         opt.zero_grad(set_to_none=True)
         return outs
 
-    return _Built(fwd, train)
+    return Built(fwd, train)
 
 
-def _build_ceiling(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig, device: torch.device) -> _Built:
+def _build_ceiling(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig, device: torch.device) -> Built:
     """The same rows moved with plain torch ops: gather (forward), gather + scatter-add (training).
 
     Into preallocated buffers: a fresh [lookups, dim] output per call costs page faults, not bandwidth."""
@@ -335,7 +133,7 @@ def _build_ceiling(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig,
     n_max = max(len(i) for i in ids)
     rows = torch.empty(n_max, cfg.dim, device=device)
     grad = torch.full((n_max, cfg.dim), 1e-6, device=device)
-    nxt = _cycle(ids)
+    nxt = cycle(ids)
 
     def fwd() -> object:
         i = nxt()
@@ -347,16 +145,16 @@ def _build_ceiling(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig,
         w.index_add_(0, i, grad[:len(i)], alpha=-1.0)
         return out
 
-    return _Built(fwd, train)
+    return Built(fwd, train)
 
 
-def _build(name: str, layout: Layout, batches: list[Batch], cfg: LookupBenchConfig, device: torch.device) -> _Built:
+def _build(name: str, layout: Layout, batches: list[Batch], cfg: LookupBenchConfig, device: torch.device) -> Built:
     if name == "torchrec_fast":
-        return _build_torchrec(layout, batches, cfg, device, None, local_lookup=True)
+        return build_torchrec(layout, batches, cfg, device, None, local_lookup=True)
     if name == "torchrec_dmp":
-        return _build_torchrec(layout, batches, cfg, device, None)
+        return build_torchrec(layout, batches, cfg, device, None)
     if name == "torchrec_dmp_tw":
-        return _build_torchrec(layout, batches, cfg, device, ["table_wise"])
+        return build_torchrec(layout, batches, cfg, device, ["table_wise"])
     if name == "fbgemm_tbe":
         return _build_tbe(layout, batches, cfg, device)
     if name.startswith("eb_"):
@@ -407,7 +205,7 @@ def bench_config(layout: Layout, dist_name: str, cfg: LookupBenchConfig, device:
     """All contenders on one (layout, rows, distribution), interleaved; figures are medians over rounds."""
     batches = make_batches(layout, dist_name, cfg)
     lookups = int(np.mean([b.lookups for b in batches]))
-    built: dict[str, _Built] = {}
+    built: dict[str, Built] = {}
     for name in cfg.contenders:
         built[name] = _build(name, layout, batches, cfg, device)
     res: dict[str, Any] = {"layout": layout.name, "rows": layout.total_rows, "tables": len(layout.table_rows),
@@ -426,8 +224,6 @@ def bench_config(layout: Layout, dist_name: str, cfg: LookupBenchConfig, device:
         if DMP in times and ref != DMP:  # the plain DMP path against the same others, same rounds
             res[f"{mode}_ratio_dmp_vs"] = {n: ratio(times, DMP, n) for n in times if n not in (ref, DMP)}
     if cfg.dmp2 and DMP in built and device.type == "cpu":
-        from semid.bench.dmp2 import run_dmp2_rounds
-
         res["dmp2"] = run_dmp2_rounds(layout, dist_name, cfg, built[DMP].train, lookups)
     del built
     gc.collect()

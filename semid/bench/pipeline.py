@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -177,8 +177,8 @@ def _stage_rank_fit(a: dict[str, Any]) -> dict[str, Any]:
     out = Path(a["run_dir"])
     shutil.rmtree(out, ignore_errors=True)
     days = a["train_days"]
-    cmd = [sys.executable, "-m", "semid.cli", "rank", "fit", "--config", a["representation"], "--corpus",
-           a["corpus"], "--out", str(out), "--no-resume",
+    cmd = [sys.executable, "-m", "semid.cli", "rank", "fit", "--representation", a["representation"],
+           "--corpus", a["corpus"], "--out", str(out), "--no-resume",
            "--set", f"trainer.threads={a['threads']}", "--set", "trainer.loggers=[csv]",
            "--set", f"data.train_days=[{','.join(map(str, days))}]", "--set", f"data.eval_day={max(days) + 1}",
            "--set", f"trainer.devices={a['devices']}"]
@@ -232,7 +232,7 @@ def run_stage(stage: str, args: dict[str, Any], env: dict[str, str] | None = Non
 # -- driver --------------------------------------------------------------------------------------------
 
 
-def run_pipeline_bench(cfg: PipelineBenchConfig, log: Any = print) -> dict[str, Any]:
+def run_pipeline_bench(cfg: PipelineBenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     stages = cfg.stages or list(STAGES)
     out = cfg.out.resolve()
     work = out / "pipeline-work"

@@ -23,7 +23,7 @@ PARITY_TOL = {"overall": 0.01, "new": 0.02}
 
 
 def _cmd(corpus: Path, out: Path, *extra: str, launcher: list[str] | None = None) -> list[str]:
-    cmd = (launcher or [sys.executable, "-m", "semid.cli"]) + ["rank", "fit", "--config", "hash_8k",
+    cmd = (launcher or [sys.executable, "-m", "semid.cli"]) + ["rank", "fit", "--representation", "hash_8k",
                                                                  "--corpus", str(corpus), "--out", str(out)]
     for o in FAST + ["data.batch_size=256"] + [e for e in extra if "=" in e]:
         cmd += ["--set", o]

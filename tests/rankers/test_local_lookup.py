@@ -12,10 +12,12 @@ from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTens
 from torchrec.distributed.embeddingbag import ShardedEmbeddingBagCollection
 
 from datamodules.batch import RankingBatch
-from rankers.fit import fit, load_rank_config
+from rankers.config import load_rank_config
+from rankers.fit import fit
 from rankers.local_lookup import LocalLookup
 from rankers.model import RankerConfig
-from rankers.module import OptimConfig, RankerModule
+from rankers.config import OptimConfig
+from rankers.module import RankerModule
 from rankers.strategy import ShardingConfig, TorchRecStrategy, sparse_lookup_paths
 from tests.rankers.conftest import FAST
 
@@ -78,9 +80,9 @@ def _sharded_ranker(local: bool, sharding_types: list[str] | None = None,
                           tables=_tables(dim), seed=3)
     strategy = TorchRecStrategy(sharding=ShardingConfig(sharding_types=sharding_types, per_table=per_table or {},
                                                         local_lookup=local),
-                                fused_params=module.optim_cfg.fused_params(), table_seed=3,
+                                fused_params=module.optim_cfg.table.fused_params(), table_seed=3,
                                 parallel_devices=[torch.device("cpu")])
-    dmp = strategy._shard(module)
+    dmp = strategy.shard(module)
     return module, dmp, module.configure_optimizers(), strategy
 
 
@@ -187,8 +189,8 @@ def test_unsupported_modules_and_inputs_go_through_dmp(one_rank):
     module = RankerModule(RankerConfig(embedding_dim=DIM, hidden=[32, 16], use_history=True), OptimConfig(),
                           tables=_tables(), seed=3)
     strategy = TorchRecStrategy(sharding=ShardingConfig(sharding_types=["data_parallel"], compute_kernel="dense"),
-                                fused_params=module.optim_cfg.fused_params(), parallel_devices=[torch.device("cpu")])
-    assert list(sparse_lookup_paths(strategy._shard(module)).values()) == ["dmp"]
+                                fused_params=module.optim_cfg.table.fused_params(), parallel_devices=[torch.device("cpu")])
+    assert list(sparse_lookup_paths(strategy.shard(module)).values()) == ["dmp"]
 
     # weighted tables: DMP's forward
     class _Weighted(torch.nn.Module):
@@ -197,9 +199,9 @@ def test_unsupported_modules_and_inputs_go_through_dmp(one_rank):
             self.ebc = EmbeddingBagCollection(tables=_tables(), is_weighted=True, device=torch.device("meta"))
             self.dense = torch.nn.Linear(1, 1)
 
-    strategy = TorchRecStrategy(sharding=ShardingConfig(), fused_params=module.optim_cfg.fused_params(),
+    strategy = TorchRecStrategy(sharding=ShardingConfig(), fused_params=module.optim_cfg.table.fused_params(),
                                 parallel_devices=[torch.device("cpu")])
-    assert list(sparse_lookup_paths(strategy._shard(_Weighted())).values()) == ["dmp"]
+    assert list(sparse_lookup_paths(strategy.shard(_Weighted())).values()) == ["dmp"]
 
     # per call: a weighted KJT or one without a table's feature falls back, and DMP answers or raises
     _, fast, _, _ = _sharded_ranker(True)
@@ -248,11 +250,11 @@ def test_fit_uses_the_fast_path_and_matches_dmp(signal_corpus, tmp_path, monkeyp
         return out
 
     monkeypatch.setattr(LocalLookup, "__call__", counting)
-    fast = fit(load_rank_config("hash_8k", FAST), signal_corpus, tmp_path / "fast")
+    fast = fit(load_rank_config(representation="hash_8k", overrides=FAST), signal_corpus, tmp_path / "fast")
     n_fast = sum(calls)
     assert n_fast > 0 and all(calls)
     calls.clear()
-    ref = fit(load_rank_config("hash_8k", FAST + ["sharding.local_lookup=false"]), signal_corpus, tmp_path / "dmp")
+    ref = fit(load_rank_config(representation="hash_8k", overrides=FAST + ["sharding.local_lookup=false"]), signal_corpus, tmp_path / "dmp")
     assert not calls
     assert fast["metrics"] == ref["metrics"] and fast["sharding_plan"] == ref["sharding_plan"]
     a = checkpoint_tables(tmp_path / "fast" / "checkpoints" / "last.ckpt")
