@@ -9,6 +9,9 @@ from semid.core.lazy import lazy_getattr
 
 _EXPORTS = {
     "DEFAULT_RANKER": "rankers.config", "RankFitConfig": "rankers.config", "load_rank_config": "rankers.config",
+    "rank_config_from_dict": "rankers.config",
+    "MultitaskRanker": "rankers.model", "RankerConfig": "rankers.model",
+    "prepare_tokens": "rankers.fit", "read_predictions": "rankers.predictions",
     "evaluate": "rankers.fit", "is_up_to_date": "rankers.fit", "read_results": "rankers.fit",
     "summary_line": "rankers.fit",
     "ShardingConfig": "rankers.strategy", "TorchRecStrategy": "rankers.strategy",

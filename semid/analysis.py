@@ -17,7 +17,7 @@ import numpy as np
 from datamodules import Corpus, corpus_impressions
 from embeddings import lookup_report
 from semid.rqvae import SidTable
-from semid.rqvae.health import sid_groups
+from semid.rqvae import sid_groups
 
 
 def _group_sums(unit: np.ndarray, group: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:

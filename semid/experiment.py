@@ -69,6 +69,8 @@ class ExperimentConfig:
     reference: str = "hash_8k"
     stability: StabilitySpec = field(default_factory=StabilitySpec)
     lookup_vocab_sizes: list[int] = field(default_factory=lambda: [256, 1024, 4096, 16384])
+    # cold-start slices for sparse real data: items introduced at most k days (periods) before the evaluation day
+    age_slices: list[int] = field(default_factory=list)
     # paired, item-clustered bootstrap replicates per comparison: the report's cost is O(replicates x impressions)
     report_bootstraps: int = 500
     equivalence_margin_pct: float = 1.0  # margin of the equivalence / at-least-as-good findings, % of the AUC
@@ -85,6 +87,8 @@ class ExperimentConfig:
         require_int(self.parallel, "parallel")
         require_int(self.threads_per_fit, "threads_per_fit")
         require_int(self.report_bootstraps, "report_bootstraps", minimum=100)
+        for i, k in enumerate(self.age_slices):
+            require_int(k, f"age_slices[{i}]", minimum=0)
         require_positive(self.equivalence_margin_pct, "equivalence_margin_pct")
         require(bool(self.seeds) and len(set(self.seeds)) == len(self.seeds), "seeds",
                 f"must be distinct and at least one (got {self.seeds})")
@@ -282,8 +286,8 @@ class Experiment:
         analysis, analysis_fp = self.analysis(corpus, sids)
         self.timings["total"] = time.perf_counter() - t0
         spec = ReportSpec(self.cfg.name, self.cfg.reference, self.cfg.settings,
-                          self.cfg.representations + self.cfg.ranker_variants, self.cfg.report_bootstraps,
-                          self.cfg.equivalence_margin_pct)
+                          self.cfg.representations + self.cfg.ranker_variants, tuple(self.cfg.age_slices),
+                          self.cfg.report_bootstraps, self.cfg.equivalence_margin_pct)
         return self._stage("report", lambda: write_report(spec, self.out, corpus, model, results, stability, analysis,
                                                           analysis_fp, self.timings, log=self.log))
 

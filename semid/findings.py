@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from rankers.predictions import read_predictions
+from rankers import read_predictions
 from semid.paired import Estimate, PairedRun, paired_difference, pooled_auc
 
 HASH_REFERENCE_ROWS = 8192  # the paper's reference table: random hashing into 8K rows
@@ -76,10 +76,13 @@ class Study:
     """The study's arms plus their saved predictions (read once per run and day)."""
 
     def __init__(self, results: list[dict[str, Any]], *, num_bootstraps: int = 1000, margin_pct: float = 1.0,
-                 ground_truth: dict[str, Any] | None = None, n_items: int = 0) -> None:
+                 ground_truth: dict[str, Any] | None = None, n_items: int = 0,
+                 first_day: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """``first_day``: (sorted item ids, their first days), for the item-age slices ``age_le_<k>``."""
         self.arms = arms_of(results)
         self.num, self.margin = num_bootstraps, margin_pct
         self.ground_truth, self.n_items = ground_truth or {}, n_items
+        self.first_day = first_day
         self._preds: dict[tuple[str, int], dict[str, np.ndarray]] = {}
         self._memo: dict[tuple[str, ...], Estimate] = {}
 
@@ -100,11 +103,17 @@ class Study:
             self._preds[key] = {c: t[c].to_numpy() for c in t.column_names}
         return self._preds[key]
 
-    def _slice(self, p: dict[str, np.ndarray], slice_: str) -> np.ndarray:
+    def _slice(self, p: dict[str, np.ndarray], slice_: str, day: int) -> np.ndarray:
         if slice_ == "overall":
             return np.ones(len(p["row"]), bool)
         if slice_ == "new":
             return p["is_new"]
+        if slice_.startswith("age_le_"):  # introduced at most k days (periods) before the evaluation day
+            if self.first_day is None:
+                raise ValueError("item-age slices need the items' first days")
+            ids, first = self.first_day
+            age = day - first[np.searchsorted(ids, p["item_id"])]
+            return age <= int(slice_.removeprefix("age_le_"))
         return p["popularity"] == {"head": 0, "torso": 1, "tail": 2}[slice_]
 
     def _paired_runs(self, ref: Arm | None, cand: Arm, slice_: str, task: str = "ctr") -> list[PairedRun]:
@@ -118,7 +127,7 @@ class Study:
                 if not (np.array_equal(pc["row"], pr["row"]) and np.array_equal(pc["item_id"], pr["item_id"])):
                     raise ValueError(f"{cand.name} and {ref.name if ref else ''} (seed {seed}, day {day}) did not "
                                      "score the same impressions")
-                m = self._slice(pc, slice_)
+                m = self._slice(pc, slice_, day)
                 label = pc["click" if task == "ctr" else "engaged"][m].astype(np.int64)
                 col = f"{task}_logit"
                 out.append(PairedRun(seed, day, pr[col][m].astype(np.float64), pc[col][m].astype(np.float64),

@@ -37,6 +37,7 @@ class ReportSpec:
     reference: str  # the row the "Δ% vs" columns compare with
     settings: list[str]  # in the config's order
     order: list[str]  # representations then ranker variants, in the config's order
+    age_slices: tuple[int, ...] = ()  # item-age slices age_le_k, k in days (periods) before the evaluation day
     bootstraps: int = 1000
     margin_pct: float = 1.0  # equivalence / non-inferiority margin, % of the reference AUC
 REPORT_VERSION = 2  # bump when the report's content changes: an older report.json is recomputed
@@ -50,7 +51,8 @@ def _interval(e: dict[str, Any], pct: bool = False) -> str:
     return f"{sign}{sig(e['estimate'])}{unit} [{sig(e['ci_low'])}, {sig(e['ci_high'])}]"
 
 
-def summarise(study: Study, reference: str, order: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+def summarise(study: Study, reference: str, order: list[str],
+              age_slices: tuple[int, ...] = ()) -> dict[str, dict[str, dict[str, Any]]]:
     """setting -> arm name -> pooled AUC per slice (with item and impression counts) and the paired %
     difference to ``reference`` on CTR and CTR/1D."""
     rank = {n: i for i, n in enumerate(order)}
@@ -66,10 +68,12 @@ def summarise(study: Study, reference: str, order: list[str]) -> dict[str, dict[
                 "evaluation_days": arm.days,
                 "lookups_per_item": float(sum(r.get("lookups_per_item") or 0 for r in runs) / len(runs)),
                 "samples_per_s": float(sum(r.get("train_samples_per_s") or 0 for r in runs) / len(runs)),
-                "auc": {s: study.auc(arm, s).as_dict() for s in SLICES},
+                "auc": {s: study.auc(arm, s).as_dict() for s in SLICES + tuple(f"age_le_{k}" for k in age_slices)},
             }
             if ref is not None and arm is not ref:
                 row["vs_reference_pct"] = {s: study.compare(ref, arm, s).as_dict() for s in ("overall", "new")}
+                for k in age_slices:
+                    row["vs_reference_pct"][f"age_le_{k}"] = study.compare(ref, arm, f"age_le_{k}").as_dict()
             out[setting][arm.name] = row
     return out
 
@@ -119,10 +123,11 @@ def write_report(cfg: ReportSpec, out: Path, corpus: Path, model: Path, results:
     c = Corpus(corpus)
     meta = c.meta
     gt = meta.get("ground_truth") or {}
-    n_items = int(meta.get("n_items") or len(c.read_item_ids()))
+    items = c.read_items(columns=["item_id", "embedding", "first_day"])
+    n_items = len(items)
     study = Study(results, num_bootstraps=cfg.bootstraps, margin_pct=cfg.margin_pct,
-                  ground_truth=gt, n_items=n_items)
-    summary = summarise(study, cfg.reference, cfg.order)
+                  ground_truth=gt, n_items=n_items, first_day=(items.item_id, items.first_day))
+    summary = summarise(study, cfg.reference, cfg.order, cfg.age_slices)
     summary = {st: summary[st] for st in cfg.settings if st in summary}  # the config's order
     stab_study = None
     if stability:
@@ -182,6 +187,8 @@ def _markdown(cfg: ReportSpec, corpus: Path, c: Corpus, model: Path, n_items: in
                 f"{new['items']:,} / {new['impressions']:,} | {_interval(a['head'])} | {_interval(a['torso'])} | "
                 f"{_interval(a['tail'])} | {row['samples_per_s']:,.0f} |")
         lines.append("")
+    if cfg.age_slices:
+        lines += _age_md(summary, cfg)
     lines.append("![paired % difference to the reference (Figures 2 and 3)](figures/improvement.png)\n")
 
     lines.append("## Findings: the paper's claims, in the paper's direction\n")
@@ -227,6 +234,27 @@ def _markdown(cfg: ReportSpec, corpus: Path, c: Corpus, model: Path, n_items: in
     lines.append("## Timings\n")
     lines.append(", ".join(f"{k}: {v:.0f} s" for k, v in timings.items()) + "\n")
     return "\n".join(lines) + "\n"
+
+
+def _age_md(summary: dict[str, Any], cfg: ReportSpec) -> list[str]:
+    """Cold-start slices for sparse real data: items introduced at most k days (periods) before evaluation."""
+    ks = [f"age_le_{k}" for k in cfg.age_slices]
+    lines = ["## Cold start by item age\n",
+             "Items introduced at most k days (periods) before the evaluation day (k = 0 is CTR/1D). "
+             "Each cell: AUC [95%, item-clustered] and Δ% vs the reference; items / impressions.\n"]
+    for setting, arms in summary.items():
+        lines.append(f"### {setting.replace('_', ' ')}\n")
+        lines.append("| representation | " + " | ".join(f"age <= {k.removeprefix('age_le_')}" for k in ks) + " |")
+        lines.append("|---|" + "---|" * len(ks))
+        for name, row in arms.items():
+            cells = []
+            for k in ks:
+                a, vs = row["auc"][k], (row.get("vs_reference_pct") or {}).get(k)
+                d = "reference" if vs is None else _interval(vs, True)
+                cells.append(f"{_interval(a)}; {d}; {a['items']:,} / {a['impressions']:,}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def _stability_md(stability: dict[str, Any]) -> list[str]:

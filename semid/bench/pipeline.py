@@ -67,7 +67,7 @@ class PipelineBenchConfig:
 
 
 def _stage_synth(a: dict[str, Any]) -> dict[str, Any]:
-    from datamodules.synth import generate, load_synth_config
+    from datamodules import generate, load_synth_config
 
     cfg = load_synth_config(a["preset"])
     t0 = time.perf_counter()
@@ -79,15 +79,15 @@ def _stage_synth(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stage_rqvae_encode(a: dict[str, Any]) -> dict[str, Any]:
-    from datamodules.corpus import Corpus
-    from semid.rqvae.assign import assign_sids
-    from semid.rqvae.frozen import load_frozen
+    from datamodules import Corpus
+    from semid.rqvae import assign_sids
+    from semid.rqvae import load_frozen
 
     model_path = a.get("rqvae")
     trained = None
     if not model_path:
-        from semid.rqvae.config import load_rqvae_config
-        from semid.rqvae.train import train_rqvae
+        from semid.rqvae import load_rqvae_config
+        from semid.rqvae import train_rqvae
 
         cfg = load_rqvae_config(a["rqvae_config"], [f"train.steps={a['rqvae_train_steps']}",
                                                      "run.logger=csv"])
@@ -115,11 +115,11 @@ def _stage_rqvae_encode(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stage_tokens(a: dict[str, Any]) -> dict[str, Any]:
-    from datamodules.corpus import Corpus, to_int64
+    from datamodules import Corpus, to_int64
     from embeddings import build_kjt, build_token_cache, load_representation_config
-    from embeddings.registry import build_tokenizer
-    from embeddings.tokenizer import SidSpace
-    from semid.rqvae.sid_table import read_sid_table
+    from embeddings import build_tokenizer
+    from embeddings import SidSpace
+    from semid.rqvae import read_sid_table
 
     corpus = Corpus(a["corpus"])
     items = corpus.read_items(columns=["item_id", "embedding", "first_day"])

@@ -20,6 +20,7 @@ _EXPORTS = {
     "bench_peers": "semid.rqvae.bench",
     "SidTable": "semid.rqvae.sid_table", "read_sid_table": "semid.rqvae.sid_table",
     "write_sid_table": "semid.rqvae.sid_table",
+    "sid_groups": "semid.rqvae.health",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_getattr(__name__, _EXPORTS)
