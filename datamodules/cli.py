@@ -19,17 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_synth)
 
     p = dsub.add_parser("movielens", help="import MovieLens (100k, 1m, latest/20m/25m/32m) into the corpus format")
-    p.add_argument("path", type=Path, help="directory with the MovieLens files")
-    p.add_argument("--out", type=Path, help="output directory (default: corpora/<dataset name>)")
-    p.add_argument("--embeddings", type=Path,
-                   help="Parquet of (item_id, embedding); default: <path>/item_embeddings*.parquet if present")
-    p.add_argument("--text-model", help="local sentence-transformers model directory to embed "
-                   "'title (year). Genres: ...' when no embedding file is given (needs semid[text])")
-    p.add_argument("--min-rating", type=float, default=4.0, help="click = rating >= this (default 4)")
-    p.add_argument("--period-days", type=int, default=1, help="days per corpus day (default 1; e.g. 7)")
-    p.add_argument("--drop-missing", action="store_true", help="drop items without an embedding instead of failing")
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=_movielens)
+    from datamodules.movielens_cli import add_movielens_arguments, run_movielens  # argparse only: cheap
+
+    add_movielens_arguments(p)
+    p.set_defaults(func=run_movielens)
 
     p = dsub.add_parser("stats", help="print what a user needs to trust a corpus")
     p.add_argument("corpus", type=Path)
@@ -50,16 +43,6 @@ def _synth(args: argparse.Namespace) -> int:
     out = args.out or Path("corpora") / f"synth-{Path(args.preset).stem}"
     print(f"generating {cfg.n_items:,} items, {cfg.n_days} days x {cfg.impressions_per_day:,} impressions -> {out}")
     path = generate(cfg, out, overwrite=args.overwrite, preset=Path(args.preset).stem)
-    _print_summary(path)
-    return 0
-
-
-def _movielens(args: argparse.Namespace) -> int:
-    from datamodules.movielens import import_movielens
-
-    path = import_movielens(args.path, args.out, embeddings=args.embeddings, text_model=args.text_model,
-                            min_rating=args.min_rating, period_days=args.period_days,
-                            drop_missing=args.drop_missing, overwrite=args.overwrite)
     _print_summary(path)
     return 0
 

@@ -86,14 +86,6 @@ def gather_csr(offsets: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tup
     return values[idx], lengths
 
 
-@dataclass(frozen=True)
-class Tokens:
-    """The result of tokenising N items: one CSR per table, aligned with ``tables``."""
-
-    tables: list[TableSpec]
-    jagged: list[Jagged]
-
-
 class Tokenizer(ABC):
     """Maps items to rows of its tables. Subclasses are built from a config dataclass by the registry."""
 
@@ -123,12 +115,6 @@ class Tokenizer(ABC):
     def meta(self) -> dict[str, object]:
         """JSON-able facts about the learned state (fingerprints, actual vocab size)."""
         return {}
-
-    def encode(self, item_ids: np.ndarray, codes: np.ndarray | None) -> Tokens:
-        if self.needs_sids and codes is None:
-            raise SemidError(f"{type(self).__name__} needs the items' SIDs (pass a SID table)")
-        jag = self.tokenize(np.asarray(item_ids, np.int64), codes)
-        return Tokens(self.tables(), jag)
 
 
 def check_levels(codes: np.ndarray, codebook_size: int) -> None:

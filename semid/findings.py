@@ -357,7 +357,7 @@ def explain(row: dict[str, Any], study: Study, analysis: dict[str, Any] | None =
     if row["id"] == "f":
         rep = next((r for r in (analysis or {}).get("lookups", {}).get("representations", [])
                     if row.get("candidate", "").startswith(f"{r['name']} ")), None)
-        if rep and rep.get("unk_token_share"):
+        if rep and (rep.get("unk_token_share") or 0) >= 0.01:  # a share that can move the head/tail counts
             facts.append(f"{rep['unk_token_share']:.1%} of {rep['name']}'s tokens are `<unk>`: its table is smaller "
                          "than L x K symbols, so the rarest codes share one row whatever the item's popularity")
         elif rep and row["metric"].startswith("lookups ratio"):

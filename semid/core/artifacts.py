@@ -21,13 +21,11 @@ from semid.core.errors import SemidError, out_of_room
 
 def check_writable(path: str | Path, what: str = "--out") -> None:
     """Refuse, before any work, an output path that cannot be created: an ancestor that is a file, or a
-    directory without write permission."""
+    directory without write permission. An existing output is left to the command (overwrite, resume)."""
     path = Path(path)
-    probe = path if path.exists() else path.parent
+    probe = path.parent
     while not probe.exists():
         probe = probe.parent
-    if path.exists() and not path.is_dir() and not os.access(path.parent, os.W_OK):
-        raise SemidError(f"{path}: cannot write (no write permission in {path.parent}) (choose another {what})")
     if not probe.is_dir():
         raise SemidError(f"{path}: cannot write ({probe} is a file, not a directory) (choose another {what})")
     if not os.access(probe, os.W_OK | os.X_OK):

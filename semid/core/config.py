@@ -48,7 +48,8 @@ class ConfigFieldError(SemidError, ValueError):
 
     def __init__(self, field: str, problem: str, where: str = "") -> None:
         self.field, self.problem, self.where = field, problem, where
-        super().__init__(f"{where}: field '{field}': {problem}" if where else f"field '{field}': {problem}")
+        named = f"field '{field}': {problem}" if field else problem  # "" = the file's top level
+        super().__init__(f"{where}: {named}" if where else named)
 
 
 def require(ok: bool, field: str, problem: str) -> None:
@@ -74,11 +75,11 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config", _path: 
     """Build dataclass ``cls`` from ``data``; nested dataclasses recurse; unknown keys and bad values are a
     ``ConfigFieldError`` naming ``where`` (the file) and the field's dotted path."""
     if not isinstance(data, dict):
-        raise ConfigFieldError(_path or "<top level>", f"expected a mapping, got {type(data).__name__}", where)
+        raise ConfigFieldError(_path, f"expected a mapping, got {type(data).__name__}", where)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigFieldError(_path or "<top level>", f"unknown key(s) {', '.join(unknown)} "
+        raise ConfigFieldError(_path, f"unknown key(s) {', '.join(unknown)} "
                                f"(valid: {', '.join(sorted(fields))})", where)
     hints = typing.get_type_hints(cls)
     kwargs = {k: _coerce(hints[k], v, where, f"{_path}.{k}".lstrip(".")) for k, v in data.items()}
@@ -89,7 +90,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config", _path: 
             raise
         raise ConfigFieldError(f"{_path}.{e.field}".lstrip("."), e.problem, where) from None
     except (TypeError, ValueError) as e:
-        raise ConfigFieldError(_path or "<top level>", str(e), where) from None
+        raise ConfigFieldError(_path, str(e), where) from None
 
 
 def _coerce(tp: Any, value: Any, where: str, path: str) -> Any:
@@ -120,7 +121,7 @@ def blame_overrides(err: ConfigFieldError, overrides: list[str]) -> SemidError:
     not on the YAML file it overrode."""
     for item in reversed(overrides):
         key = item.split("=", 1)[0]
-        inside = err.field.startswith((key + ".", key + "[")) or key.startswith(err.field + ".")
+        inside = err.field.startswith((key + ".", key + "[")) or (bool(err.field) and key.startswith(err.field + "."))
         if err.field == key or inside:
             return SemidError(f"--set {item}: {err.problem}")
     return err
