@@ -3,8 +3,9 @@
 #   bash scripts/install.sh            # CPU (fbgemm-gpu-cpu); every package at its constraints.txt version
 #   bash scripts/install.sh cuda       # GPU: CUDA torch + fbgemm-gpu (set TORCH_CUDA=cu126 etc.)
 #   bash scripts/install.sh lock       # rewrite constraints.txt from .venv (after a deliberate upgrade)
-# constraints.txt pins every package the CPU install puts in .venv, as CI tested them, so a fresh
-# clone gets the same versions (and the same study numbers: tests/semid/test_golden_tiny.py).
+# constraints.txt pins every package the CPU install puts in .venv (and the extras locked with it),
+# as CI tested them, so a fresh clone gets the same versions and the same study numbers
+# (tests/semid/test_golden_tiny.py).
 # torchrec 1.8.0 hard-pins torchmetrics==1.0.3 and the CUDA fbgemm-gpu wheel, which overwrites
 # fbgemm-gpu-cpu's files; so torchrec goes in last, alone, with --no-deps. Installed last, nothing
 # else is resolved against its pins, and pip prints no dependency-conflict ERROR (pip skips that
@@ -25,10 +26,11 @@ if [ "$variant" = lock ]; then
   grep -qi '^fbgemm[-_]gpu[-_]cpu==' <<<"$frozen" || {
     echo "install.sh lock: $venv is not a CPU install (no fbgemm-gpu-cpu); lock from the CPU install CI tests" >&2; exit 2; }
   {
-    echo "# Every package 'bash scripts/install.sh' (CPU) installs, at the version CI tested; install.sh"
-    echo "# installs with -c $constraints, so a fresh clone gets exactly these. Written by"
-    echo "# 'bash scripts/install.sh lock' from $venv; do not edit by hand. torch is pinned without its local"
-    echo "# label (+cpu, +cu126): the same pin serves the cpu and cuda variants."
+    echo "# Every package in $venv when it was locked, at the version CI tested: all that 'bash scripts/install.sh'"
+    echo "# (CPU) installs, plus any extra installed there (e.g. .[text]). install.sh installs with"
+    echo "# -c $constraints, so a fresh clone gets exactly these; a pin nothing asks for installs nothing."
+    echo "# Written by 'bash scripts/install.sh lock' from $venv; do not edit by hand. torch is pinned without"
+    echo "# its local label (+cpu, +cu126): the same pin serves the cpu and cuda variants."
     # torch 2.13.0+cpu -> torch==2.13.0: '+cpu' exists only on the PyTorch CPU index and this machine's wheel cache
     sed 's/^\(torch==[^+]*\)+.*/\1/' <<<"$frozen"
   } >"$constraints"
