@@ -3,6 +3,13 @@
 With ``update=True`` only items missing from an existing table are encoded and added; existing SIDs
 never change (``SidTable.extend`` refuses if they would), and a table made by another model is refused.
 
+``collision_suffix=True`` adds a level that numbers the items sharing a full SID (see
+``semid.rqvae.sid_table``): 0, 1, 2, ... by distance of the item's embedding to its reconstruction
+(the sum of its codewords for residual k-means, the decoder's output for the RQ-VAE), ties by item id.
+On ``--update`` existing items keep their suffix and a new item takes the next free number of its SID
+(new items of one SID in distance order), so suffixes never move. The suffix has K values like every
+level: a SID shared by more than K items is refused with a one-line error.
+
 Items are encoded in chunks of ``chunk_items`` (in item-id order); each finished chunk is saved in
 ``<out>.partial/`` (see ``semid.rqvae.partial``) under a fingerprint of the model, the corpus, the chunk
 size and the items to encode. After a crash or ``kill -9`` the same command reuses the finished chunks
@@ -29,6 +36,7 @@ from semid.core.errors import SemidError
 from semid.core.fingerprint import fingerprint_bytes, fingerprint_of
 from semid.core.ids import locate
 from semid.rqvae.frozen import FrozenRqvae, load_frozen
+from semid.rqvae.health import sid_groups
 from semid.rqvae.partial import claim_partial
 from semid.rqvae.sid_table import SidTable, read_sid_table, write_sid_table
 
@@ -45,11 +53,14 @@ class AssignResult:
     added: int  # items that received a SID in this call
     chunks: int = 0  # chunks encoded or reused
     reused_chunks: int = 0  # chunks an interrupted run had finished
+    largest_collision_group: int | None = None  # with a collision suffix: most items that shared one SID
 
 
 def assign_sids(model_path: str | Path, corpus_path: str | Path, out: str | Path, *, update: bool = False,
-                overwrite: bool = False, batch_size: int = 1024,
-                chunk_items: int = DEFAULT_CHUNK_ITEMS) -> AssignResult:
+                overwrite: bool = False, batch_size: int = 1024, chunk_items: int = DEFAULT_CHUNK_ITEMS,
+                collision_suffix: bool | None = None) -> AssignResult:
+    """``collision_suffix``: add the suffix level (True) or not (False); None = not for a new table, and as
+    the existing table has it on ``update``."""
     if chunk_items < 1:
         raise SemidError(f"--chunk-items must be >= 1 (got {chunk_items})")
     model = load_frozen(model_path)
@@ -62,6 +73,11 @@ def assign_sids(model_path: str | Path, corpus_path: str | Path, out: str | Path
         if not out.exists():
             raise SemidError(f"--update needs an existing SID table at {out} (leave out --update to create one)")
         old = read_sid_table(out, expect_rqvae=model.fingerprint)
+        if collision_suffix is not None and collision_suffix != old.collision_suffix:
+            has = "has a collision suffix" if old.collision_suffix else "has no collision suffix"
+            raise SemidError(f"{out} {has}; --update keeps the table's levels (drop --collision-suffix, or "
+                             "rewrite the table with --overwrite)")
+        collision_suffix = old.collision_suffix
         _, known = locate(old.item_id, items.item_id)
         new_rows = np.flatnonzero(~known)
         rng = np.random.default_rng(0)
@@ -70,8 +86,9 @@ def assign_sids(model_path: str | Path, corpus_path: str | Path, out: str | Path
         rows = np.sort(np.concatenate([new_rows, check_rows]))
         added = len(new_rows)
     else:
+        collision_suffix = bool(collision_suffix)
         if out.exists() and not overwrite:
-            done = _finished_table(out, model, corpus.fingerprint, items.item_id)
+            done = _finished_table(out, model, corpus.fingerprint, items.item_id, collision_suffix)
             if done is not None:  # the same command ran to completion (e.g. killed just after the rename)
                 return AssignResult(out, done, 0)
             raise SemidError(f"{out} already exists (pass --update to add new items only, or --overwrite to "
@@ -85,24 +102,90 @@ def assign_sids(model_path: str | Path, corpus_path: str | Path, out: str | Path
         remove_stale_temps(out)
         codes, chunks, reused = _encode_chunks(model, items.embedding, rows, part.path, chunk_items, batch_size,
                                                str(corpus.items_path))
+        largest = None
+        if collision_suffix:
+            emb_rows = np.arange(len(items)) if rows is None else rows
+            codes, largest = _with_suffix(model, items.embedding, emb_rows, ids, codes, old, batch_size)
         if old is not None:
             table = old.extend(ids, codes)  # raises if a re-encoded known item would change
         else:
-            table = SidTable(items.item_id, codes, model.codebook_size, model.fingerprint, corpus.fingerprint)
+            table = SidTable(items.item_id, codes, model.codebook_size, model.fingerprint, corpus.fingerprint,
+                             collision_suffix)
         write_sid_table(table, out)
         shutil.rmtree(part.path)
-    return AssignResult(out, table, added, chunks, reused)
+    return AssignResult(out, table, added, chunks, reused, largest)
 
 
-def _finished_table(out: Path, model: FrozenRqvae, corpus_fingerprint: str,
-                    item_ids: np.ndarray) -> SidTable | None:
+def _finished_table(out: Path, model: FrozenRqvae, corpus_fingerprint: str, item_ids: np.ndarray,
+                    collision_suffix: bool) -> SidTable | None:
     """The table at ``out`` if this model made it for exactly these items of this corpus, else None."""
     try:
         table = read_sid_table(out, expect_rqvae=model.fingerprint)
     except SemidError:
         return None
-    same = table.corpus_fingerprint == corpus_fingerprint and np.array_equal(table.item_id, item_ids)
+    same = table.corpus_fingerprint == corpus_fingerprint and np.array_equal(table.item_id, item_ids) and \
+        table.collision_suffix == collision_suffix
     return table if same else None
+
+
+def reconstruction_distance(model: FrozenRqvae, embedding: np.ndarray, rows: np.ndarray, codes: np.ndarray,
+                            batch_size: int) -> np.ndarray:
+    """||x - x̂||² float64 [n] of ``embedding[rows]`` and their SIDs ``codes`` [n, L], a batch at a time."""
+    out = np.empty(len(rows), np.float64)
+    step = max(1, batch_size)
+    for s in range(0, len(rows), step):
+        x = embedding[rows[s:s + step]].astype(np.float64)
+        out[s:s + len(x)] = ((x - model.reconstruct(codes[s:s + step], batch_size)) ** 2).sum(1)
+    return out
+
+
+def number_collisions(codes: np.ndarray, distance: np.ndarray, item_id: np.ndarray,
+                     first_free: np.ndarray | None = None) -> np.ndarray:
+    """Suffix [n] int64 of items with SIDs ``codes`` [n, L]: rank among the items of the same SID by
+    (``distance``, item id), plus ``first_free`` [n] (the next free number of the item's SID; 0 if None)."""
+    group, _ = sid_groups(codes)
+    order = np.lexsort((item_id, distance, group))  # by SID, then distance, then id
+    g = group[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(g)) + 1] if len(g) else np.zeros(0, np.int64)
+    rank = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)]))
+    suffix = np.empty(len(g), np.int64)
+    suffix[order] = rank
+    return suffix if first_free is None else suffix + first_free
+
+
+def _with_suffix(model: FrozenRqvae, embedding: np.ndarray, rows: np.ndarray, ids: np.ndarray, codes: np.ndarray,
+                 old: SidTable | None, batch_size: int) -> tuple[np.ndarray, int]:
+    """Codes [n, L+1]: the quantizer's codes and the collision suffix (existing items keep theirs). Also
+    returns the largest number of items sharing one SID (of the table after this call)."""
+    n, levels = codes.shape
+    k = model.codebook_size
+    full = np.zeros((n, levels + 1), np.int32)
+    full[:, :levels] = codes
+    new = np.ones(n, bool)
+    first_free = np.zeros(n, np.int64)
+    if old is not None:
+        pos, known = locate(old.item_id, ids)
+        full[known, levels] = old.codes[pos[known], levels]  # kept; extend() checks the levels before it
+        new = ~known
+        # the next free number of every SID already in the table: one more than its largest suffix
+        both = np.concatenate([old.codes[:, :levels], codes[new]])
+        group, _ = sid_groups(both)
+        top = np.full(int(group.max()) + 1 if len(group) else 0, -1, np.int64)
+        np.maximum.at(top, group[:len(old)], old.codes[:, levels].astype(np.int64))
+        first_free[new] = top[group[len(old):]] + 1
+    dist = reconstruction_distance(model, embedding, rows[new], codes[new], batch_size)
+    suffix = number_collisions(codes[new], dist, ids[new], first_free[new])
+    if len(suffix) and suffix.max() >= k:
+        i = int(np.argmax(suffix))
+        sid = ",".join(str(int(c)) for c in codes[new][i])
+        raise SemidError(f"collision suffix: {int(suffix.max()) + 1} items share the SID ({sid}) but the suffix "
+                         f"level has K={k} codes (use more levels or codes, or residual k-means with "
+                         "rqkmeans.balanced: true)")
+    full[new, levels] = suffix
+    largest = int(full[:, levels].max()) + 1 if n else 0
+    if old is not None and len(old):
+        largest = max(largest, int(old.codes[:, levels].max()) + 1)
+    return full, largest
 
 
 def _encode_chunks(model: FrozenRqvae, embedding: np.ndarray, rows: np.ndarray | None, work: Path,

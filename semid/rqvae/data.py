@@ -64,6 +64,16 @@ def split_items(counts: np.ndarray, holdout_items: int, seed: int) -> RqvaeSampl
     return RqvaeSample(rows.astype(np.int64), w / w.sum(), holdout.astype(np.int64))
 
 
+def impression_draws(sample: RqvaeSample, draws: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct item rows [n], times each was drawn [n]) of ``draws`` draws with replacement by impression
+    share: the RQ-VAE's training distribution, for a quantizer that fits on one sample (residual k-means)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 8081]))
+    cum = np.cumsum(sample.train_weights)
+    pick = np.searchsorted(cum, rng.random(draws) * cum[-1], side="right")
+    rows, times = np.unique(sample.train_rows[np.minimum(pick, len(cum) - 1)], return_counts=True)
+    return rows.astype(np.int64), times.astype(np.int64)
+
+
 class ImpressionWeightedBatches(IterableDataset):
     """``steps`` batches of item embeddings drawn with replacement by impression share.
 

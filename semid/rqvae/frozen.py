@@ -1,4 +1,8 @@
-"""The frozen RQ-VAE export (``rqvae.pt``): weights + config + fingerprints in one small file.
+"""The frozen quantizer export (``rqvae.pt``): weights + config + fingerprints in one small file.
+
+The quantizer is the RQ-VAE (``Rqvae``) or residual k-means (``RqkmeansModel``), as the config's
+``quantizer`` says; both encode and reconstruct through the same calls, so assignment, health and reports
+do not care which. The file keeps its name for both kinds: it is the run directory's contract.
 
 Encoding runs in float64: an item's SID then depends on its embedding only, not on which other items
 share its batch (BLAS may block a float32 matmul differently per batch size and flip a near-tie).
@@ -17,20 +21,35 @@ from semid.core.config import to_dict
 from semid.core.errors import SemidError
 from semid.rqvae.config import RqvaeConfig, config_from_dict, rqvae_fingerprint
 from semid.rqvae.model import Rqvae
+from semid.rqvae.rqkmeans import RqkmeansModel
 
 EXPORT_FILE = "rqvae.pt"
 _FORMAT = "semid.rqvae"
-_VERSION = 1
+_VERSION = 2  # 2: the config names its quantizer (1 = RQ-VAE only; still read)
+
+
+def build_model(cfg: RqvaeConfig) -> Rqvae | RqkmeansModel:
+    """An untrained model of the kind and shape ``cfg`` names (``model.input_dim`` set)."""
+    if cfg.quantizer == "rqkmeans":
+        assert cfg.model.input_dim is not None
+        return RqkmeansModel(cfg.model.levels, cfg.model.codebook_size, cfg.model.input_dim)
+    return Rqvae(cfg.model)
 
 
 @dataclass
 class FrozenRqvae:
-    model: Rqvae  # float64, eval mode, no gradients
+    """A frozen quantizer of either kind (the name is historical: RQ-VAE or residual k-means)."""
+
+    model: Rqvae | RqkmeansModel  # float64, eval mode, no gradients
     config: RqvaeConfig
     fingerprint: str
     corpus_fingerprint: str
     dead_code_resets: list[int]
     path: Path | None = None
+
+    @property
+    def quantizer(self) -> str:
+        return self.config.quantizer  # rqvae | rqkmeans
 
     @property
     def levels(self) -> int:
@@ -47,7 +66,7 @@ class FrozenRqvae:
 
     def _check_dim(self, embedding: np.ndarray, where: str) -> None:
         if embedding.ndim != 2 or embedding.shape[1] != self.input_dim:
-            raise SemidError(f"{where}: embeddings have shape {tuple(embedding.shape)} but the RQ-VAE "
+            raise SemidError(f"{where}: embeddings have shape {tuple(embedding.shape)} but the model "
                              f"{self.path or ''} expects dimension {self.input_dim} (use the model trained on "
                              "embeddings of this kind)")
 
@@ -71,7 +90,7 @@ class FrozenRqvae:
         return out
 
 
-def export_frozen(path: str | Path, model: Rqvae, cfg: RqvaeConfig, corpus_fingerprint: str,
+def export_frozen(path: str | Path, model: Rqvae | RqkmeansModel, cfg: RqvaeConfig, corpus_fingerprint: str,
                   dead_code_resets: list[int]) -> Path:
     """Write the export atomically; the fingerprint is recomputed here so it always matches ``cfg``."""
     path = Path(path)
@@ -94,7 +113,7 @@ def resolve_model_path(path: str | Path) -> Path:
     if p.is_dir():
         p = p / EXPORT_FILE
     if not p.exists():
-        raise SemidError(f"RQ-VAE model {p} does not exist (train one with `semid sids train`, then pass "
+        raise SemidError(f"quantizer model {p} does not exist (train one with `semid sids train`, then pass "
                          f"--model <run dir> or <run dir>/{EXPORT_FILE})")
     return p
 
@@ -104,10 +123,10 @@ def load_frozen(path: str | Path) -> FrozenRqvae:
     try:
         payload = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for a damaged or foreign file
-        raise SemidError(f"{p}: not a readable RQ-VAE export ({str(e).splitlines()[0][:120]}); "
+        raise SemidError(f"{p}: not a readable quantizer export ({str(e).splitlines()[0][:120]}); "
                          "re-export it with `semid sids train`") from None
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-        raise SemidError(f"{p}: not an RQ-VAE export written by `semid sids train`")
+        raise SemidError(f"{p}: not a quantizer export written by `semid sids train`")
     if payload.get("version", 0) > _VERSION:
         raise SemidError(f"{p}: export version {payload['version']} is newer than this semid ({_VERSION}); "
                          "upgrade semid")
@@ -116,7 +135,7 @@ def load_frozen(path: str | Path) -> FrozenRqvae:
     if payload["fingerprint"] != expected:
         raise SemidError(f"{p}: recorded fingerprint {payload['fingerprint']} does not match its config "
                          f"({expected}); the file was edited or damaged, re-export it")
-    model = Rqvae(cfg.model)
+    model = build_model(cfg)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as e:

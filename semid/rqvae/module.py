@@ -95,6 +95,8 @@ class RqvaeModule(L.LightningModule):
         for level in range(self.model_cfg.levels):
             metrics[f"val/utilisation_l{level}"] = float(usage["utilisation"][level])
             metrics[f"val/perplexity_l{level}"] = float(usage["perplexity"][level])
-        self.log_dict(metrics)
+        # the metrics above are already summed over ranks (torchmetrics syncs on compute): every rank holds the
+        # same values, so averaging them changes nothing; it only tells Lightning they are global
+        self.log_dict(metrics, sync_dist=True)
         for m in (self.val_recon, self.val_rel_error, self.val_usage, self.val_codes):
             m.reset()

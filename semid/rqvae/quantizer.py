@@ -28,35 +28,69 @@ class Quantized:
     z_q: Tensor  # [B, d] straight-through quantized latent
 
 
-def nearest_code(r: Tensor, codebook: Tensor, chunk: int = 8192) -> Tensor:
+def code_costs(x: Tensor, codebook: Tensor, c2: Tensor | None = None) -> Tensor:
+    """||x - e||² - ||x||² for rows x [N, d] and codes e of ``codebook`` [K, d] -> [N, K].
+
+    ||x||² is the same for every code of a row, so it cannot change an argmin over codes: left out.
+    """
+    if c2 is None:
+        c2 = (codebook * codebook).sum(-1)  # [K]
+    return torch.addmm(c2, x, codebook.T, alpha=-2.0)  # ||e||² - 2 x·e
+
+
+def nearest_code(r: Tensor, codebook: Tensor, chunk: int = 8192, bias: Tensor | None = None) -> Tensor:
     """Index of the nearest code for each row of ``r`` [N, d] in ``codebook`` [K, d] -> [N] int64.
 
-    ``argmin`` returns the first minimum, so ties resolve to the lowest code index. Each row's distances
-    depend only on that row, so results do not depend on how rows are batched.
+    ``bias`` [K] is added to every row's squared distances (the code prices of balanced residual k-means;
+    None = plain nearest code). ``argmin`` returns the first minimum, so ties resolve to the lowest code
+    index. Each row's distances depend only on that row, so results do not depend on how rows are batched.
     """
     c2 = (codebook * codebook).sum(-1)  # [K]
     out = []
     for s in range(0, len(r), chunk):
-        x = r[s:s + chunk]
-        # ||x||² is the same for every code of a row, so it cannot change the argmin: left out
-        out.append(torch.addmm(c2, x, codebook.T, alpha=-2.0).argmin(dim=-1))  # ||e||² - 2 x·e
+        d = code_costs(r[s:s + chunk], codebook, c2)
+        out.append((d if bias is None else d + bias).argmin(dim=-1))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=r.device)
 
 
-def kmeans(x: Tensor, k: int, iters: int, generator: torch.Generator | None = None) -> Tensor:
-    """Lloyd's k-means of ``x`` [N, d] into ``k`` centroids [k, d]; empty clusters re-seeded at random points."""
+def residual_encode(z: Tensor, codebooks: Tensor, biases: Tensor | None = None) -> Tensor:
+    """Codes c [N, L] of z [N, d]: level by level the nearest code of what the levels before left over,
+    r_{l+1} = r_l - C_l[c_l] (``biases`` [L, K]: per-code prices, or None)."""
+    r = z
+    codes = []
+    for level in range(codebooks.shape[0]):
+        c_l = nearest_code(r, codebooks[level], bias=None if biases is None else biases[level])
+        codes.append(c_l)
+        r = r - codebooks[level][c_l]
+    return torch.stack(codes, dim=1)
+
+
+def kmeans(x: Tensor, k: int, iters: int, generator: torch.Generator | None = None,
+           weights: Tensor | None = None, init: Tensor | None = None) -> Tensor:
+    """Lloyd's k-means of ``x`` [N, d] into ``k`` centroids [k, d]; empty clusters re-seeded at random points.
+
+    ``weights`` [N] > 0 (e.g. how often each item was drawn) weight the centroid means; None = every point 1.
+    ``init`` [k, d]: the starting centroids; None = k random points.
+    """
     n = len(x)
     if n < k:
         raise ValueError(f"k-means needs at least k={k} points, got {n}")
     gen_device = generator.device if generator is not None else torch.device("cpu")
-    perm = torch.randperm(n, generator=generator, device=gen_device).to(x.device)
-    centroids = x[perm[:k]].clone()
+    if init is None:
+        perm = torch.randperm(n, generator=generator, device=gen_device).to(x.device)
+        centroids = x[perm[:k]].clone()
+    else:
+        centroids = init.to(x.dtype).clone()
     for _ in range(iters):
         assign = nearest_code(x, centroids)
-        sums = torch.zeros_like(centroids).index_add_(0, assign, x)
-        counts = torch.bincount(assign, minlength=k).to(x.dtype)
+        if weights is None:
+            sums = torch.zeros_like(centroids).index_add_(0, assign, x)
+            counts = torch.bincount(assign, minlength=k).to(x.dtype)
+        else:
+            sums = torch.zeros_like(centroids).index_add_(0, assign, x * weights[:, None])
+            counts = torch.zeros(k, dtype=x.dtype, device=x.device).index_add_(0, assign, weights.to(x.dtype))
         filled = counts > 0
-        centroids = torch.where(filled[:, None], sums / counts.clamp(min=1)[:, None], centroids)
+        centroids = torch.where(filled[:, None], sums / torch.where(filled, counts, 1.0)[:, None], centroids)
         n_empty = int((~filled).sum())
         if n_empty:
             pick = torch.randperm(n, generator=generator, device=gen_device)[:n_empty].to(x.device)
@@ -92,13 +126,7 @@ class ResidualQuantizer(nn.Module):
     @torch.no_grad()
     def encode(self, z: Tensor) -> Tensor:
         """Codes [B, L] only (no autograd graph); the path `semid sids assign` uses."""
-        r = z
-        codes = []
-        for level in range(self.levels):
-            c_l = nearest_code(r, self.codebooks[level])
-            codes.append(c_l)
-            r = r - self.codebooks[level][c_l]
-        return torch.stack(codes, dim=1)
+        return residual_encode(z, self.codebooks)
 
     def decode_codes(self, codes: Tensor) -> Tensor:
         """ẑ = Σ_l C_l[c_l] for codes [B, L] -> [B, d]."""

@@ -119,7 +119,7 @@ def sid_report(table: SidTable, items: Items, prefix: tuple[int, ...] | None = N
     util, ppl = usage_stats(code_counts(joined.codes, table.codebook_size))
     report: dict[str, Any] = {
         "items": int(len(joined.item_id)), "missing_from_corpus": joined.missing_from_corpus,
-        "levels": table.levels, "codebook_size": table.codebook_size,
+        "levels": table.levels, "codebook_size": table.codebook_size, "collision_suffix": table.collision_suffix,
         "rqvae_fingerprint": table.rqvae_fingerprint, "table_fingerprint": table.fingerprint,
         "table1": table1(joined.codes, joined.embedding),
         "utilisation_per_level": [float(u) for u in util], "perplexity_per_level": [float(p) for p in ppl],
@@ -160,7 +160,8 @@ def render_report(report: dict[str, Any]) -> None:
 
     console = Console()
     t1 = report["table1"]
-    tab = Table(title=f"Table 1 — {report['items']:,} items, L={report['levels']}, K={report['codebook_size']}")
+    levels = f"L={report['levels']}" + (" (the last: collision suffix)" if report.get("collision_suffix") else "")
+    tab = Table(title=f"Table 1 — {report['items']:,} items, {levels}, K={report['codebook_size']}")
     for col in ("prefix n", "avg cos sim", "pairs", "prefixes", "sub-trie p25-p75 (median)"):
         tab.add_column(col, justify="right")
     for r in t1["rows"]:

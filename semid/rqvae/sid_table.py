@@ -1,9 +1,14 @@
 """The SID table (``sids.parquet``): item_id -> L codes in [0, K), chained to the RQ-VAE that made it.
 
 Two fingerprints:
-* ``space_fingerprint`` names the SID *space* (the frozen RQ-VAE, L, K). Items added later by the same
-  frozen model keep it, so an SPM vocabulary stays valid for them.
+* ``space_fingerprint`` names the SID *space* (the frozen RQ-VAE, L, K, and the collision suffix when
+  there is one). Items added later by the same frozen model keep it, so an SPM vocabulary stays valid.
 * ``fingerprint`` names the table's *content* (ids and codes); token caches record it.
+
+Collision suffix (``collision_suffix``): the last level is not a code of the quantizer but numbers the
+items that share the quantizer's full SID (the first L-1 levels): 0, 1, 2, ... in order of the item's
+distance to its reconstruction (ties by item id), so every item has a unique SID. Its values lie in
+[0, K) like every other level, so a tokenizer sees one more level and nothing else.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ class SidTable:
     codebook_size: int  # K
     rqvae_fingerprint: str
     corpus_fingerprint: str | None = None
+    collision_suffix: bool = False  # the last level numbers the items sharing the levels before it
 
     def __post_init__(self) -> None:
         if self.codes.ndim != 2 or len(self.codes) != len(self.item_id):
@@ -45,9 +51,16 @@ class SidTable:
     def levels(self) -> int:
         return int(self.codes.shape[1])
 
+    @property
+    def quantizer_levels(self) -> int:
+        """Levels the quantizer assigned (L, without the collision suffix)."""
+        return self.levels - int(self.collision_suffix)
+
     @cached_property
     def space_fingerprint(self) -> str:
-        return fingerprint_of(["sid-space", self.rqvae_fingerprint, self.levels, self.codebook_size])
+        # a table without suffix keeps the fingerprint it had before suffixes existed
+        suffix = ["collision-suffix"] if self.collision_suffix else []
+        return fingerprint_of(["sid-space", self.rqvae_fingerprint, self.levels, self.codebook_size, *suffix])
 
     @cached_property
     def fingerprint(self) -> str:
@@ -81,7 +94,8 @@ class SidTable:
         ids = np.concatenate([self.item_id, item_ids[~known]])
         allc = np.concatenate([self.codes, codes[~known]])
         o = np.argsort(ids, kind="stable")
-        return SidTable(ids[o], allc[o], self.codebook_size, self.rqvae_fingerprint, self.corpus_fingerprint)
+        return SidTable(ids[o], allc[o], self.codebook_size, self.rqvae_fingerprint, self.corpus_fingerprint,
+                        self.collision_suffix)
 
 
 def write_sid_table(table: SidTable, path: str | Path) -> Path:
@@ -99,10 +113,13 @@ def write_sid_table(table: SidTable, path: str | Path) -> Path:
 def fingerprint_meta(table: SidTable) -> dict[bytes, bytes]:
     import json
 
-    return {_META: json.dumps({
-        "levels": table.levels, "codebook_size": table.codebook_size,
-        "rqvae_fingerprint": table.rqvae_fingerprint, "corpus_fingerprint": table.corpus_fingerprint,
-        "space_fingerprint": table.space_fingerprint, "fingerprint": table.fingerprint}).encode()}
+    meta = {"levels": table.levels, "codebook_size": table.codebook_size,
+            "rqvae_fingerprint": table.rqvae_fingerprint, "corpus_fingerprint": table.corpus_fingerprint,
+            "space_fingerprint": table.space_fingerprint, "fingerprint": table.fingerprint}
+    if table.collision_suffix:  # absent otherwise: a table without suffix reads as before
+        meta.update({"collision_suffix": True, "suffix_level": table.levels - 1,
+                     "suffix_codebook_size": table.codebook_size})
+    return {_META: json.dumps(meta).encode()}
 
 
 def read_sid_table(path: str | Path, *, expect_rqvae: str | None = None) -> SidTable:
@@ -136,7 +153,8 @@ def read_sid_table(path: str | Path, *, expect_rqvae: str | None = None) -> SidT
     o = np.argsort(ids, kind="stable")
     if len(ids) and (np.diff(ids[o]) == 0).any():
         raise DataError(path, "item_id", "duplicate ids", "keep one SID per item")
-    table = SidTable(ids[o], codes[o], k, meta["rqvae_fingerprint"], meta.get("corpus_fingerprint"))
+    table = SidTable(ids[o], codes[o], k, meta["rqvae_fingerprint"], meta.get("corpus_fingerprint"),
+                     bool(meta.get("collision_suffix", False)))
     if table.fingerprint != meta["fingerprint"]:
         raise DataError(path, "sid", "content does not match its recorded fingerprint (file edited or damaged)",
                         "re-create it with `semid sids assign`")

@@ -1,4 +1,5 @@
-"""``semid sids ...``: train the RQ-VAE, assign SIDs, report on them, compare two tables, benchmark peers."""
+"""``semid sids ...``: train a quantizer (RQ-VAE or residual k-means), assign SIDs, report on them, compare two
+tables, benchmark peers."""
 from __future__ import annotations
 
 import argparse
@@ -6,12 +7,19 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    sids = sub.add_parser("sids", help="Semantic IDs: train the RQ-VAE, assign, report, compare, bench")
+    sids = sub.add_parser("sids", help="Semantic IDs: train a quantizer, assign, report, compare, bench")
     ssub = sids.add_subparsers(dest="sids_command", required=True, metavar="ACTION")
 
-    p = ssub.add_parser("train", help="train an RQ-VAE on a corpus and freeze it (rqvae.pt + health.json)")
+    p = ssub.add_parser("train", help="train a quantizer (RQ-VAE or residual k-means) on a corpus and freeze it "
+                                      "(rqvae.pt + health.json)")
     p.add_argument("--corpus", type=Path, required=True, help="corpus directory")
-    p.add_argument("--config", default="small", help="preset in conf/rqvae/ (tiny, small, paper) or a YAML file")
+    p.add_argument("--config", default="small", help="preset in conf/rqvae/ (tiny, small, paper, ml100k, "
+                                                     "small_rqkmeans, ...) or a YAML file")
+    # no argparse choices: the config validates the name, so a wrong one is the usual one-line error
+    p.add_argument("--quantizer", metavar="rqvae|rqkmeans",
+                   help="override the config's quantizer: rqvae (the paper's RQ-VAE) or rqkmeans (residual "
+                        "k-means: faiss if installed, else semid's own; settings under rqkmeans.*, e.g. "
+                        "--set rqkmeans.balanced=true)")
     p.add_argument("--out", type=Path, help="run directory (default: runs/rqvae-<config>)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set model.levels=3 --set train.steps=500")
@@ -36,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-items", type=int, default=None, metavar="N",
                    help="items per saved chunk: a rerun after an interruption reuses the finished chunks in "
                         "<out>.partial (default 250000; SIDs do not depend on it)")
+    p.add_argument("--collision-suffix", action="store_true", default=None,
+                   help="add a level numbering the items that share a SID (by distance to their reconstruction), "
+                        "so every SID is unique; --update keeps the table's choice")
     p.set_defaults(func=_assign)
 
     p = ssub.add_parser("report", help="Table 1 (similarity by shared prefix), utilisation, collisions, sub-trie browser")
@@ -54,7 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, help="also write the comparison as JSON")
     p.set_defaults(func=_compare)
 
-    p = ssub.add_parser("bench", help="RQ-VAE vs residual k-means (faiss) and ResidualVQ on the same embeddings")
+    p = ssub.add_parser("bench", help="RQ-VAE vs residual k-means (semid, plain and balanced; faiss) and "
+                                      "ResidualVQ on the same embeddings")
     p.add_argument("--corpus", type=Path, required=True)
     p.add_argument("--config", default="small", help="RQ-VAE preset or YAML; peers use its L, K and steps")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -66,9 +78,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from semid.rqvae.config import load_rqvae_config
-    from semid.rqvae.train import train_rqvae
+    from semid.rqvae.train import launched_rank, train_quantizer
 
     overrides = list(args.overrides)
+    if args.quantizer is not None:
+        overrides.append(f"quantizer={args.quantizer}")
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
     if args.logger:
@@ -77,13 +91,22 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"run.threads={args.threads}")
     cfg = load_rqvae_config(args.config, overrides)
     out = args.out or Path("runs") / f"rqvae-{Path(args.config).stem}"
-    r = train_rqvae(args.corpus, cfg, out, overwrite=args.overwrite, resume=not args.no_resume)
+    r = train_quantizer(args.corpus, cfg, out, overwrite=args.overwrite, resume=not args.no_resume)
+    if launched_rank() != 0:  # every DDP rank runs this command; one line is enough
+        return 0
     h = r.health["all_items"]
+    q = r.health.get("quantizer", {"kind": "rqvae"})
     verb = "up to date (pass --overwrite to retrain):" if r.up_to_date else "wrote"
-    print(f"{verb} {out}/rqvae.pt (fingerprint {r.model.fingerprint}) in {r.fit_seconds:.0f}s: relative error "
-          f"{h['relative_error']:.3f}, utilisation per level {', '.join(f'{u:.0%}' for u in h['utilisation_per_level'])}, "
-          f"unique SIDs {h['unique_sid_fraction']:.2%} (all items); dead-code resets "
-          f"{r.health['train']['dead_code_resets_per_level']}; health in {out}/health.json")
+    if q["kind"] == "rqkmeans":
+        what = f"residual k-means ({'balanced, ' if q['balanced'] else ''}k-means: {q['kmeans']})"
+        extra = ""
+    else:
+        what = "RQ-VAE"
+        extra = f"; dead-code resets {r.health['train']['dead_code_resets_per_level']}"
+    print(f"{verb} {out}/rqvae.pt, {what}, fingerprint {r.model.fingerprint}, in {r.fit_seconds:.0f}s: relative "
+          f"error {h['relative_error']:.3f}, utilisation per level "
+          f"{', '.join(f'{u:.0%}' for u in h['utilisation_per_level'])}, unique SIDs {h['unique_sid_fraction']:.2%}, "
+          f"largest collision {h['largest_collision_group']} (all items){extra}; health in {out}/health.json")
     return 0
 
 
@@ -94,14 +117,16 @@ def _assign(args: argparse.Namespace) -> int:
     chunk_items = DEFAULT_CHUNK_ITEMS if args.chunk_items is None else args.chunk_items
     with cpu_threads(args.threads):
         r = assign_sids(args.model, args.corpus, args.out, update=args.update, overwrite=args.overwrite,
-                        batch_size=args.batch_size, chunk_items=chunk_items)
+                        batch_size=args.batch_size, chunk_items=chunk_items, collision_suffix=args.collision_suffix)
     if r.chunks == 0 and not args.update:
         print(f"{r.path} is up to date: {len(r.table):,} items, made by RQ-VAE {r.table.rqvae_fingerprint} from this "
               "corpus (pass --overwrite to rewrite it)")
         return 0
     reused = f"; reused {r.reused_chunks} of {r.chunks} chunks of an interrupted run" if r.reused_chunks else ""
-    print(f"wrote {r.path}: {len(r.table):,} items ({r.added:,} assigned now), L={r.table.levels}, "
-          f"K={r.table.codebook_size}, RQ-VAE {r.table.rqvae_fingerprint}{reused}")
+    suffix = (f" (the last numbers items sharing a SID: up to {r.largest_collision_group} per SID)"
+              if r.table.collision_suffix else "")
+    print(f"wrote {r.path}: {len(r.table):,} items ({r.added:,} assigned now), L={r.table.levels}{suffix}, "
+          f"K={r.table.codebook_size}, model {r.table.rqvae_fingerprint}{reused}")
     return 0
 
 

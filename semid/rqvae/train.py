@@ -1,12 +1,17 @@
-"""``semid sids train``: fit the RQ-VAE with Lightning's Trainer, freeze it, summarise its SID health.
+"""``semid sids train``: fit the quantizer the config names, freeze it, summarise its SID health.
 
-A run directory::
+``quantizer: rqvae`` trains the RQ-VAE with Lightning's Trainer; ``quantizer: rqkmeans`` fits residual
+k-means (``semid.rqvae.rqkmeans``) on an impression-weighted item sample. Both write the same run directory::
 
-    config.yaml        the resolved config (input_dim filled in)
-    rqvae.pt           frozen export: weights + config + fingerprints
-    health.json        SID health of the frozen model (held-out sample and all items)
-    checkpoints/       Lightning checkpoints (last.ckpt, every ``run.checkpoint_every_n_steps``), fingerprint included
+    config.yaml        the resolved config (input_dim and, for residual k-means, the k-means backend filled in)
+    rqvae.pt           frozen export: weights + config + fingerprints (the name is the same for both kinds)
+    health.json        SID health of the frozen model (held-out sample and all items); ``quantizer`` says
+                       which kind ran and, for residual k-means, which k-means (faiss or semid's own)
+    checkpoints/       RQ-VAE only: Lightning checkpoints (last.ckpt, every ``run.checkpoint_every_n_steps``)
     logs/              CSV metrics (always);  wandb/  when run.logger = wandb
+
+Residual k-means takes seconds to minutes and has no checkpoints: an interrupted fit starts over in
+``<out>.partial/`` and, being deterministic, ends with the same bits.
 
 The directory is built in ``<out>.partial/`` (see ``semid.rqvae.partial``; its ``partial.json`` names
 the run's fingerprint, config + corpus) and renamed to ``<out>`` once training and export are complete,
@@ -28,7 +33,7 @@ import json
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +54,14 @@ from semid.core.errors import SemidError
 from semid.core.kill_hook import kill_hooks
 from semid.core.progress import enabled as progress_enabled
 from semid.core.quiet import quiet_libraries
-from semid.rqvae.callbacks import DeadCodeReset, TrainCodeUsage
-from semid.rqvae.config import RqvaeConfig, rqvae_fingerprint, cpu_threads
+from semid.rqvae.callbacks import CodebookAgreement, DeadCodeReset, TrainCodeUsage
+from semid.rqvae.config import RqvaeConfig, cpu_threads, kmeans_backend, rqvae_fingerprint
+from semid.rqvae.data import impression_counts, impression_draws, split_items
 from semid.rqvae.frozen import EXPORT_FILE, FrozenRqvae, export_frozen, load_frozen, with_input_dim
-from semid.rqvae.health import codes_summary, relative_error
+from semid.rqvae.health import code_counts, codes_summary, relative_error
 from semid.rqvae.module import RqvaeModule
 from semid.rqvae.partial import MARKER, claim_partial, partial_path
+from semid.rqvae.rqkmeans import backend_detail, fit_rqkmeans
 
 HEALTH_FILE = "health.json"
 
@@ -144,12 +151,32 @@ def sid_health(model: FrozenRqvae, embedding: np.ndarray, batch_size: int) -> di
             **codes_summary(codes, model.codebook_size)}
 
 
-def train_rqvae(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwrite: bool = False,
-                resume: bool = True, quiet: bool = False) -> TrainResult:
-    """Train into ``<out>.partial/`` and rename it to ``out``; an interrupted run of the same config and
-    corpus is resumed unless ``resume=False``."""
+def train_quantizer(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwrite: bool = False,
+                    resume: bool = True, quiet: bool = False) -> TrainResult:
+    """Train the quantizer ``cfg.quantizer`` names (rqvae | rqkmeans) into ``<out>.partial/`` and rename it
+    to ``out``; an interrupted RQ-VAE run of the same config and corpus is resumed unless ``resume=False``.
+    A complete run of the same fingerprint at ``out`` is returned as it is (``up_to_date``)."""
     with cpu_threads(cfg.run.threads):
+        if cfg.quantizer == "rqkmeans":
+            return _train_rqkmeans(corpus_path, cfg, out, overwrite=overwrite, resume=resume, quiet=quiet)
         return _train(corpus_path, cfg, out, overwrite=overwrite, resume=resume, quiet=quiet)
+
+
+# the historical name: it always trained what the config names, and callers (experiment, benchmarks) use it
+train_rqvae = train_quantizer
+
+
+def _health(fingerprint: str, corpus_fp: str, corpus: Corpus, cfg: RqvaeConfig, train: dict[str, Any],
+            quantizer: dict[str, Any], frozen: FrozenRqvae, emb: np.ndarray, holdout_rows: np.ndarray) -> dict[str, Any]:
+    """``health.json``: the same keys for every quantizer (``quantizer`` and ``train`` say what ran)."""
+    bs = cfg.run.encode_batch_size
+    return {
+        "fingerprint": fingerprint, "corpus_fingerprint": corpus_fp, "corpus": str(corpus.path),
+        "levels": cfg.model.levels, "codebook_size": cfg.model.codebook_size,
+        "quantizer": quantizer, "train": train,
+        "heldout": sid_health(frozen, emb[holdout_rows], bs),
+        "all_items": sid_health(frozen, emb, bs),
+    }
 
 
 def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwrite: bool, resume: bool,
@@ -176,7 +203,7 @@ def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwr
               f"({len(dm.sample.holdout_rows):,} held out), {t.steps} steps of {t.batch_size}")
 
     # a DDP process that Lightning started re-runs this command: rank 0 owns the work directory
-    lead = _launched_rank() == 0
+    lead = launched_rank() == 0
     info = {"corpus_fingerprint": corpus_fp, "corpus": str(corpus.path)}
     claim = claim_partial(out, fingerprint, info, keep=resume, discard_other=overwrite or not resume,
                           command="semid sids train") if lead else contextlib.nullcontext()
@@ -194,9 +221,11 @@ def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwr
         L.seed_everything(t.seed, workers=True, verbose=False)
         module = RqvaeModule(to_dict(cfg.model), to_dict(cfg.train))
         record = _RunRecord(fingerprint, corpus_fp, run_dir / "logs" / "metrics.csv")
+        agreement = CodebookAgreement()
         callbacks: list[L.Callback] = [
             TrainCodeUsage(cfg.run.health_every_n_steps),
             record,
+            agreement,
             ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
                             every_n_train_steps=cfg.run.checkpoint_every_n_steps, enable_version_counter=False),
         ]
@@ -233,17 +262,11 @@ def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwr
         else:  # writes nothing: rank 0 is writing the same directory
             frozen = FrozenRqvae(copy.deepcopy(module.rqvae).cpu().double().eval().requires_grad_(False), cfg,
                                  fingerprint, corpus_fp, resets)
-        emb = dm.items.embedding
-        health = {
-            "fingerprint": fingerprint, "corpus_fingerprint": corpus_fp, "corpus": str(corpus.path),
-            "levels": cfg.model.levels, "codebook_size": cfg.model.codebook_size,
-            "train": {"steps": t.steps, "batch_size": t.batch_size, "fit_seconds": round(fit_seconds, 2),
-                      "impressed_items": int(len(dm.sample.train_rows)),
-                      "dead_code_resets_per_level": resets,
-                      "final_metrics": module.final_train_metrics()},
-            "heldout": sid_health(frozen, emb[dm.sample.holdout_rows], cfg.run.encode_batch_size),
-            "all_items": sid_health(frozen, emb, cfg.run.encode_batch_size),
-        }
+        train = {"steps": t.steps, "batch_size": t.batch_size, "fit_seconds": round(fit_seconds, 2),
+                 "impressed_items": int(len(dm.sample.train_rows)), "dead_code_resets_per_level": resets,
+                 "final_metrics": module.final_train_metrics(), "distributed": agreement.result}
+        health = _health(fingerprint, corpus_fp, corpus, cfg, train, {"kind": "rqvae"}, frozen, dm.items.embedding,
+                         dm.sample.holdout_rows)
         if not lead:
             return TrainResult(out, frozen, health, fit_seconds, start)
         write_json(run_dir / HEALTH_FILE, health)
@@ -257,7 +280,103 @@ def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwr
     return TrainResult(out, frozen, health, fit_seconds, start)
 
 
-def _launched_rank() -> int:
+def with_backend(cfg: RqvaeConfig) -> RqvaeConfig:
+    """The config with ``rqkmeans.backend`` resolved to the k-means that runs here (faiss or torch)."""
+    return replace(cfg, rqkmeans=replace(cfg.rqkmeans, backend=kmeans_backend(cfg.rqkmeans.backend)))
+
+
+def _train_rqkmeans(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwrite: bool, resume: bool,
+                    quiet: bool) -> TrainResult:
+    """Residual k-means on an impression-weighted sample of the impressed items, then the same export,
+    health and logs as the RQ-VAE. One process: ``run.devices`` does not apply."""
+    if launched_rank() != 0:
+        raise SemidError("residual k-means (quantizer: rqkmeans) trains in one process; run `semid sids train` "
+                         "without a launcher (torchrun, fabric)")
+    corpus = Corpus(corpus_path)
+    out = Path(out)
+    t, rk = cfg.train, cfg.rqkmeans
+    items = corpus.read_items(columns=["item_id", "embedding", "first_day"])
+    if len(items) == 0:
+        raise SemidError(f"{corpus.items_path}: no items (the corpus needs items to train on)")
+    sample = split_items(impression_counts(corpus, items, t.min_day, t.max_day), t.holdout_items, t.seed)
+    cfg = with_backend(with_input_dim(cfg, items.dim))
+    corpus_fp = corpus.fingerprint
+    fingerprint = rqvae_fingerprint(cfg, corpus_fp)
+    if out.exists() and not overwrite:
+        done = _finished_run(out, fingerprint)
+        if done is not None:
+            return done
+        raise SemidError(f"{out} already exists (pass --overwrite to replace it, or choose another --out)")
+    rows, times = impression_draws(sample, rk.fit_items, t.seed)
+    k = cfg.model.codebook_size
+    if len(rows) < k:
+        raise SemidError(f"residual k-means: {rk.fit_items:,} impression-weighted draws gave {len(rows):,} distinct "
+                         f"items, fewer than K={k} codes (raise rqkmeans.fit_items or lower model.codebook_size)")
+    balance = "balanced" if rk.balanced else "plain"
+    if not quiet:
+        print(f"residual k-means {fingerprint}: L={cfg.model.levels} K={k} on {len(rows):,} distinct items of "
+              f"{rk.fit_items:,} impression-weighted draws from {len(sample.train_rows):,} impressed items of "
+              f"{corpus.path} ({len(sample.holdout_rows):,} held out), {rk.iters} iterations per level, {balance}; "
+              f"k-means: {kmeans_detail(rk.backend, rk.dim_steps)}")
+    info = {"corpus_fingerprint": corpus_fp, "corpus": str(corpus.path)}
+    with claim_partial(out, fingerprint, info, keep=False, discard_other=overwrite or not resume,
+                       command="semid sids train") as part:
+        run_dir = part.path  # cleared: without checkpoints there is nothing to resume, and the fit is deterministic
+        remove_stale_temps(out)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        x = items.embedding[rows]
+        t0 = time.perf_counter()
+        fit = fit_rqkmeans(x, times.astype(np.float64), cfg.model.levels, k, rk, t.seed)
+        fit_seconds = time.perf_counter() - t0
+        resets = [0] * cfg.model.levels  # no gradient steps, nothing to reset
+        export_frozen(run_dir / EXPORT_FILE, fit.model(), cfg, corpus_fp, resets)
+        frozen = load_frozen(run_dir / EXPORT_FILE)
+        emb = items.embedding
+        fit_codes = frozen.encode(x, cfg.run.encode_batch_size)
+        x_hat = frozen.reconstruct(fit_codes, cfg.run.encode_batch_size)
+        w = times.astype(np.float64)  # the fit's own weighting: items by how often they were drawn
+        err = x.astype(np.float64) - x_hat
+        sq = (err ** 2).sum(1)
+        rel = np.linalg.norm(err, axis=1) / np.maximum(np.linalg.norm(x.astype(np.float64), axis=1), 1e-12)
+        final = {"train/loss": round(float((sq * w).sum() / w.sum()), 6),
+                 "train/recon": round(float((sq * w).sum() / w.sum()), 6),
+                 "train/rel_error": round(float((rel * w).sum() / w.sum()), 6)}
+        train = {"steps": rk.iters, "batch_size": int(len(rows)), "fit_seconds": round(fit_seconds, 2),
+                 "impressed_items": int(len(sample.train_rows)), "dead_code_resets_per_level": resets,
+                 "final_metrics": final, "fit_draws": rk.fit_items, "fit_items": int(len(rows)),
+                 "distributed": CodebookAgreement().result}  # one process
+        quantizer: dict[str, Any] = {"kind": "rqkmeans", "backend": fit.backend, "kmeans": fit.backend_detail,
+                                     "balanced": rk.balanced, "levels": fit.levels}
+        if rk.balanced:
+            all_sizes = code_counts(frozen.encode(emb, cfg.run.encode_batch_size), k).max(axis=1)
+            quantizer["balance"] = {
+                "method": "capacity-constrained greedy Lloyd iterations, then code prices from damped "
+                          "best-response sweeps on the capped assignment's dual (semid.rqvae.rqkmeans)",
+                "cap": fit.levels[0]["cap"], "slack": rk.balance_slack,
+                "largest_code_fit_items": [lv["largest_code"] for lv in fit.levels],
+                "cap_all_items": int(np.ceil((1 + rk.balance_slack) * len(emb) / k)),
+                "largest_code_all_items": [int(v) for v in all_sizes]}
+        health = _health(fingerprint, corpus_fp, corpus, cfg, train, quantizer, frozen, emb, sample.holdout_rows)
+        write_json(run_dir / HEALTH_FILE, health)
+        for lg in _loggers(cfg, run_dir, fingerprint):
+            for lv in fit.levels:
+                lg.log_metrics({f"fit/{k_}": float(v) for k_, v in lv.items() if isinstance(v, (int, float))},
+                               step=lv["level"])
+            lg.log_metrics(_flatten({"final": {"heldout": health["heldout"], "all_items": health["all_items"]}}),
+                           step=cfg.model.levels)
+            lg.finalize("success")
+        publish(run_dir, out)
+        (out / MARKER).unlink(missing_ok=True)
+    frozen.path = out / EXPORT_FILE
+    return TrainResult(out, frozen, health, fit_seconds)
+
+
+def kmeans_detail(backend: str, steps: int) -> str:
+    """What ``rqkmeans.backend`` runs here, with its version (e.g. "faiss 1.15.1 (faiss.Kmeans per level)")."""
+    return backend_detail(kmeans_backend(backend), steps)
+
+
+def launched_rank() -> int:
     """This process's rank when a launcher (Lightning's DDP, torchrun) started it, else 0."""
     return int(os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or 0)
 
