@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from torchrec import EmbeddingBagConfig
 
 from datamodules import CONTEXT_DIM, Corpus, RankingDataModule, corpus_impressions, open_corpus, resolve_days
@@ -30,6 +30,7 @@ from semid.core.csv_log import continue_csv_log, rows_through_step
 from semid.core.errors import SemidError
 from semid.core.fingerprint import code_fingerprint, code_record, fingerprint_of
 from semid.core.kill_hook import kill_hooks
+from semid.core.loggers import build_loggers
 from semid.core.progress import enabled as progress_enabled
 from semid.rqvae import SidTable, read_sid_table
 
@@ -127,19 +128,6 @@ class _Throughput(L.Callback):
         self._t = now
 
 
-def _loggers(cfg: RankFitConfig, out: Path, run_name: str) -> list[Logger]:
-    loggers: list[Logger] = []
-    if "csv" in cfg.trainer.loggers:
-        loggers.append(CSVLogger(out, name="csv", version=""))
-    if "wandb" in cfg.trainer.loggers:
-        os.environ.setdefault("WANDB_MODE", "offline")  # online only when the user asks for it
-        os.environ.setdefault("WANDB_SILENT", "true")
-        (out / "wandb").mkdir(parents=True, exist_ok=True)
-        loggers.append(WandbLogger(project=cfg.trainer.wandb_project, group=cfg.trainer.wandb_group,
-                                   name=run_name, save_dir=str(out), config=asdict(cfg)))
-    return loggers
-
-
 def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | None = None,
         cache_dir: Path | None = None, resume: bool = True, max_train_days: int | None = None,
         restart_if_changed: bool = False) -> dict[str, Any]:
@@ -197,7 +185,8 @@ def _fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | 
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
         strategy=strategy, max_epochs=n_days, reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
-        logger=_loggers(cfg, out, f"{rep.name}-{run_fp}"),
+        logger=build_loggers(cfg.trainer.loggers, out, run_name=f"{rep.name}-{run_fp}",
+                             project=cfg.trainer.wandb_project, group=cfg.trainer.wandb_group, config=asdict(cfg)),
         callbacks=[ckpt, throughput, _Position(out), *kill_hooks()],
         deterministic=cfg.trainer.deterministic, log_every_n_steps=cfg.trainer.log_every_n_steps,
         enable_progress_bar=cfg.trainer.progress_bar if cfg.trainer.progress_bar is not None else progress_enabled(),

@@ -70,6 +70,8 @@ class _SliceMetrics(nn.Module):
         self.positives.update(target.float().sum())
 
     def compute(self) -> dict[str, Any]:
+        if self.n.update_count == 0:  # an empty slice: computing torchmetrics' states would only warn
+            return {"impressions": 0, "positives": 0, "auc": None, "undefined": "no impressions in this slice"}
         n, pos = int(self.n.compute()), int(self.positives.compute())
         out: dict[str, Any] = {"impressions": n, "positives": pos}
         if n == 0:
