@@ -37,14 +37,16 @@ def wandb_run_id(out: Path) -> str:
 
 
 def build_loggers(kinds: list[str], out: Path, *, run_name: str, project: str, group: str | None,
-                  config: dict[str, Any]) -> list[Logger]:
+                  config: dict[str, Any], csv_name: str = "csv", run_key: Path | None = None) -> list[Logger]:
+    """``out``: where the logs go; ``run_key``: the directory that names the run (default ``out``; a stage that
+    builds in a temporary directory passes its final one)."""
     loggers: list[Logger] = []
     if "csv" in kinds:
-        loggers.append(CSVLogger(out, name="csv", version=""))
+        loggers.append(CSVLogger(out, name=csv_name, version=""))
     if "wandb" in kinds:
         os.environ.setdefault("WANDB_SILENT", "true")
         (out / "wandb").mkdir(parents=True, exist_ok=True)
-        lg = WandbLogger(project=project, group=group, name=run_name, save_dir=str(out), id=wandb_run_id(out),
+        lg = WandbLogger(project=project, group=group, name=run_name, save_dir=str(out), id=wandb_run_id(run_key or out),
                          config=config, mode=wandb_mode())
         # Lightning passes anonymous=None, which current wandb answers with a deprecation warning on every run
         lg._wandb_init.pop("anonymous", None)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules import Corpus
+from datamodules import Corpus, open_corpus
 from semid.core.artifacts import atomic_path, remove_stale_temps
 from semid.core.errors import SemidError
 from semid.core.fingerprint import fingerprint_bytes, fingerprint_of
@@ -64,7 +64,7 @@ def assign_sids(model_path: str | Path, corpus_path: str | Path, out: str | Path
     if chunk_items < 1:
         raise SemidError(f"--chunk-items must be >= 1 (got {chunk_items})")
     model = load_frozen(model_path)
-    corpus = Corpus(corpus_path)
+    corpus = open_corpus(corpus_path)  # the data gate, before <out>.partial/ exists
     items = corpus.read_items(columns=["item_id", "embedding", "first_day"])
     out = Path(out)
     old: SidTable | None = None

@@ -131,7 +131,7 @@ def _assign(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from datamodules import Corpus
+    from datamodules import open_corpus
     from semid.core.artifacts import write_json
     from semid.rqvae.frozen import load_frozen
     from semid.rqvae.report import parse_prefix, render_report, sid_report
@@ -139,7 +139,7 @@ def _report(args: argparse.Namespace) -> int:
 
     expect = load_frozen(args.model).fingerprint if args.model else None
     table = read_sid_table(args.sids, expect_rqvae=expect)
-    items = Corpus(args.corpus).read_items()
+    items = open_corpus(args.corpus).read_items()
     prefix = parse_prefix(args.prefix) if args.prefix else None
     report = sid_report(table, items, prefix, args.max_children, args.max_items)
     render_report(report)

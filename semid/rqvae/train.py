@@ -45,12 +45,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from datamodules import Corpus
+from datamodules import Corpus, open_corpus
 from semid.rqvae.data import RqvaeDataModule
 from semid.core.artifacts import atomic_path, publish, remove_stale_temps, write_json
 from semid.core.config import to_dict
 from semid.core.csv_log import continue_csv_log, csv_rows
 from semid.core.errors import SemidError
+from semid.core.loggers import build_loggers
 from semid.core.kill_hook import kill_hooks
 from semid.core.progress import enabled as progress_enabled
 from semid.core.quiet import quiet_libraries
@@ -126,18 +127,11 @@ class _AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, tmp)
 
 
-def _loggers(cfg: RqvaeConfig, run_dir: Path, fingerprint: str) -> list[Logger]:
-    loggers: list[Logger] = [CSVLogger(run_dir, name="logs", version="")]
-    if cfg.run.logger == "wandb":
-        from lightning.pytorch.loggers import WandbLogger
-
-        # offline unless the user asked for online explicitly (WANDB_MODE) or provided an API key
-        os.environ.setdefault("WANDB_MODE", "online" if os.environ.get("WANDB_API_KEY") else "offline")
-        os.environ.setdefault("WANDB_SILENT", "true")
-        loggers.append(WandbLogger(project=cfg.run.wandb_project, save_dir=str(run_dir), name=f"rqvae-{fingerprint}",
-                                   offline=os.environ["WANDB_MODE"] == "offline",
-                                   config={"fingerprint": fingerprint, **to_dict(cfg)}))
-    return loggers
+def _loggers(cfg: RqvaeConfig, run_dir: Path, fingerprint: str, out: Path) -> list[Logger]:
+    """CSV always; W&B by the one policy of every stage (semid.core.loggers), named by the final run directory."""
+    kinds = ["csv"] + (["wandb"] if cfg.run.logger == "wandb" else [])
+    return build_loggers(kinds, run_dir, run_name=f"rqvae-{fingerprint}", project=cfg.run.wandb_project, group=None,
+                         config={"fingerprint": fingerprint, **to_dict(cfg)}, csv_name="logs", run_key=out)
 
 
 def sid_health(model: FrozenRqvae, embedding: np.ndarray, batch_size: int) -> dict[str, Any]:
@@ -181,7 +175,7 @@ def _health(fingerprint: str, corpus_fp: str, corpus: Corpus, cfg: RqvaeConfig, 
 
 def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwrite: bool, resume: bool,
            quiet: bool) -> TrainResult:
-    corpus = Corpus(corpus_path)
+    corpus = open_corpus(corpus_path)  # the data gate, before <out>.partial/ exists
     out = Path(out)
     t = cfg.train
     dm = RqvaeDataModule(corpus, batch_size=t.batch_size, steps=t.steps, first_batch_size=t.kmeans_init_items,
@@ -232,7 +226,7 @@ def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwr
         if t.reset_dead_codes:
             callbacks.insert(0, DeadCodeReset(t.dead_after_steps, t.seed))
         callbacks += kill_hooks()  # test hook (semid.core.kill_hook), nothing unless SEMID_TEST_KILL_AT_STEP
-        loggers = _loggers(cfg, run_dir, fingerprint)
+        loggers = _loggers(cfg, run_dir, fingerprint, out)
         if lead and start is not None:
             continue_csv_log(loggers[0], csv_rows)  # type: ignore[arg-type]
         has_holdout = len(dm.sample.holdout_rows) > 0
@@ -292,7 +286,7 @@ def _train_rqkmeans(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, 
     if launched_rank() != 0:
         raise SemidError("residual k-means (quantizer: rqkmeans) trains in one process; run `semid sids train` "
                          "without a launcher (torchrun, fabric)")
-    corpus = Corpus(corpus_path)
+    corpus = open_corpus(corpus_path)  # the data gate, before <out>.partial/ exists
     out = Path(out)
     t, rk = cfg.train, cfg.rqkmeans
     items = corpus.read_items(columns=["item_id", "embedding", "first_day"])
@@ -358,7 +352,7 @@ def _train_rqkmeans(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, 
                 "largest_code_all_items": [int(v) for v in all_sizes]}
         health = _health(fingerprint, corpus_fp, corpus, cfg, train, quantizer, frozen, emb, sample.holdout_rows)
         write_json(run_dir / HEALTH_FILE, health)
-        for lg in _loggers(cfg, run_dir, fingerprint):
+        for lg in _loggers(cfg, run_dir, fingerprint, out):
             for lv in fit.levels:
                 lg.log_metrics({f"fit/{k_}": float(v) for k_, v in lv.items() if isinstance(v, (int, float))},
                                step=lv["level"])
