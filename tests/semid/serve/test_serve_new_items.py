@@ -12,7 +12,7 @@ import torch
 from datamodules import RankingBatch
 from embeddings import build_kjt
 from semid.cli import main
-from semid.rqvae import assign_sids, read_sid_table
+from semid.rqvae import read_sid_table
 from semid.serve import Requests, Scorer, load_artifact
 from semid.serve.requests import UnknownItemError
 
@@ -43,8 +43,7 @@ def new_items(study, tmp_path_factory):  # noqa: ANN001, ANN201
     pq.write_table(pa.concat_tables([items, added]), corpus / "items.parquet")
     sids = root / "sids.parquet"
     shutil.copy(study.sids, sids)
-    # what `semid sids assign --model RQ --corpus C --out S --update` runs
-    assign_sids(study.rqvae, corpus, sids, update=True)
+    run("sids", "assign", "--model", study.rqvae, "--corpus", corpus, "--out", sids, "--update")
     return ids, emb, read_sid_table(sids), day
 
 
