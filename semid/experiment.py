@@ -159,7 +159,8 @@ class Experiment:
         if days is not None:
             overrides += [f"train.min_day={days[0]}", f"train.max_day={days[1]}"]
         cfg = load_rqvae_config(self.cfg.rqvae, overrides)
-        fp = rqvae_fingerprint(cfg, Corpus(corpus).fingerprint)
+        # the run directory is keyed by the quantizer and the Stage-1 code: other code trains a new one
+        fp = fingerprint_of([rqvae_fingerprint(cfg, Corpus(corpus).fingerprint), code_fingerprint("datamodules", "rqvae")])
         out = self.out / f"rqvae-{tag}-{fp}"
         if (out / "rqvae.pt").exists():
             self.log(f"rqvae ({tag}): reusing {out}")

@@ -51,6 +51,7 @@ from semid.core.artifacts import atomic_path, publish, remove_stale_temps, write
 from semid.core.config import to_dict
 from semid.core.csv_log import continue_csv_log, csv_rows
 from semid.core.errors import SemidError
+from semid.core.fingerprint import code_fingerprint, code_record
 from semid.core.loggers import build_loggers
 from semid.core.kill_hook import kill_hooks
 from semid.core.progress import enabled as progress_enabled
@@ -77,6 +78,11 @@ class TrainResult:
     up_to_date: bool = False  # nothing to do: ``out`` already held this run, complete
 
 
+# the code a quantizer run depends on; not part of the model fingerprint itself, which load_frozen recomputes
+# from the config (an upgrade must not make existing exports unloadable)
+STAGE1_ROOMS = ("datamodules", "rqvae")
+
+
 def _finished_run(out: Path, fingerprint: str) -> TrainResult | None:
     """The run at ``out`` if it is this config's on this corpus and complete, else None."""
     try:
@@ -86,6 +92,8 @@ def _finished_run(out: Path, fingerprint: str) -> TrainResult | None:
         return None
     if model.fingerprint != fingerprint or health.get("fingerprint") != fingerprint:
         return None
+    if health.get("code_fingerprint") != code_fingerprint(*STAGE1_ROOMS):
+        return None  # trained by other code: train again (the export stays loadable for serving)
     return TrainResult(out, model, health, float(health["train"]["fit_seconds"]), up_to_date=True)
 
 
@@ -166,6 +174,7 @@ def _health(fingerprint: str, corpus_fp: str, corpus: Corpus, cfg: RqvaeConfig, 
     bs = cfg.run.encode_batch_size
     return {
         "fingerprint": fingerprint, "corpus_fingerprint": corpus_fp, "corpus": str(corpus.path),
+        **code_record(*STAGE1_ROOMS),  # a run made by other Stage-1 code is not up to date
         "levels": cfg.model.levels, "codebook_size": cfg.model.codebook_size,
         "quantizer": quantizer, "train": train,
         "heldout": sid_health(frozen, emb[holdout_rows], bs),

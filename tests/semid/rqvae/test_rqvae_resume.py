@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from datamodules import Corpus
 from semid.cli import main
 from semid.core.errors import SemidError
 from semid.rqvae.config import load_rqvae_config
@@ -180,7 +181,7 @@ def test_assignment_discards_chunks_of_other_inputs(tiny_model, other_model, tin
     assert len(list((tmp_path / "sids.parquet.partial").glob("codes-*.npy"))) == 3
     r = assign.assign_sids(tiny_model.out, tiny_corpus, out, chunk_items=300)
     assert (r.chunks, r.reused_chunks) == (3, 0)  # another model's codes are never reused
-    assert np.array_equal(r.table.codes, tiny_model.model.encode(assign.Corpus(tiny_corpus).read_items().embedding))
+    assert np.array_equal(r.table.codes, tiny_model.model.encode(Corpus(tiny_corpus).read_items().embedding))
 
 
 def test_a_work_directory_is_used_by_one_command_at_a_time(tmp_path: Path) -> None:

@@ -81,3 +81,19 @@ def test_train_assign_report_compare(tiny_corpus: Path, tmp_path: Path, capsys: 
                 "--set", "model.levles=3") == 2
     assert "unknown key(s) levles" in capsys.readouterr().err
     assert np.isfinite(sims).all()
+
+
+def test_a_run_made_by_other_stage1_code_is_retrained(tiny_corpus, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """health.json records the Stage-1 code; `sids train` of a run whose code changed trains again."""
+    import json
+
+    import semid.rqvae.train as train
+
+    out = tmp_path / "rq"
+    args = ["sids", "train", "--corpus", str(tiny_corpus), "--config", "tiny", "--out", str(out)]
+    assert main(args) == 0
+    health = json.loads((out / "health.json").read_text())
+    assert health["code_fingerprint"] == train.code_fingerprint(*train.STAGE1_ROOMS)
+    assert main(args) == 0  # same code: up to date
+    monkeypatch.setattr(train, "code_fingerprint", lambda *rooms: "other-code")
+    assert train._finished_run(out, health["fingerprint"]) is None
