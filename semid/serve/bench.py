@@ -6,8 +6,9 @@ encoding of the answer, the socket round trip and the client's JSON decoding on 
 encoded before timing). Requests are drawn from the artifact's own items (seeded): uniform candidates, 10% without
 a watch item, histories of uniform length up to the schema's cap, so no corpus is needed.
 
-Each cell runs until it has ``min_calls`` calls and ``seconds`` of timed work; the figures are per call. The
-machine is shared and its load is recorded with the results: read ratios within one run, not absolutes across runs.
+Each (batch size, path) cell gives every artifact ``seconds`` of timed calls (at least ``min_calls``), taken in
+``rounds`` turns in shuffled order so that the shared machine's drift hits all artifacts alike; the figures are
+per call. The machine's load is recorded with the results: read ratios within one run, not absolutes across runs.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import http.client
 import json
 import os
 import platform
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -53,75 +55,95 @@ def json_body(req: Requests) -> bytes:
     return json.dumps({"requests": rows}).encode()
 
 
-def _time(call: Any, batches: list[Any], seconds: float, min_calls: int, warmup: int = 3) -> list[float]:
-    for i in range(warmup):
-        call(batches[i % len(batches)])
-    lat: list[float] = []
-    spent = 0.0
-    while (spent < seconds or len(lat) < min_calls) and len(lat) < MAX_CALLS:
-        b = batches[len(lat) % len(batches)]
-        t0 = time.perf_counter()
-        call(b)
-        lat.append(time.perf_counter() - t0)
-        spent += lat[-1]
+class _Contender:
+    """One artifact's two paths: its scorer in process and its server over HTTP."""
+
+    def __init__(self, artifact: Artifact, batch_sizes: list[int], paths: tuple[str, ...], seed: int) -> None:
+        self.artifact = artifact
+        self.scorer = Scorer(artifact)
+        n_batches = 8  # distinct batches cycled, so a cell does not time one cached input
+        self.batches = {b: [synthetic_requests(artifact, b, seed=seed * 1000 + b * 10 + i) for i in range(n_batches)]
+                        for b in batch_sizes}
+        self.bodies = {b: [json_body(r) for r in rs] for b, rs in self.batches.items()} if "http" in paths else {}
+        self.server = ModelServer(artifact, port=0).start() if "http" in paths else None
+        self.conn: http.client.HTTPConnection | None = None
+        if self.server is not None:
+            self.server.loaded.wait()
+            host, port = self.server.httpd.server_address[:2]
+            self.conn = http.client.HTTPConnection(str(host), int(port), timeout=120)
+
+    def call(self, path: str, batch: int, i: int) -> None:
+        if path == "in-process":
+            self.scorer.score(self.batches[batch][i % len(self.batches[batch])])
+            return
+        assert self.conn is not None
+        self.conn.request("POST", "/score", self.bodies[batch][i % len(self.bodies[batch])],
+                          {"Content-Type": "application/json"})
+        resp = self.conn.getresponse()
+        data = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"POST /score answered {resp.status}: {data[:200]!r}")
+        json.loads(data)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        if self.server is not None:
+            self.server.shutdown()
+
+
+def _cell(contenders: list[_Contender], path: str, batch: int, seconds: float, min_calls: int, rounds: int,
+          rng: random.Random) -> list[list[float]]:
+    """Per contender, the latency of every timed call. The contenders take turns, ``rounds`` times in shuffled
+    order (as ``semid.bench.timing.interleaved``), so a slow minute of the shared machine slows them alike."""
+    lat: list[list[float]] = [[] for _ in contenders]
+    for c in contenders:  # first calls allocate, start threads and pick kernels
+        for i in range(3):
+            c.call(path, batch, i)
+    per_round = seconds / rounds
+    for _ in range(rounds):
+        order = list(range(len(contenders)))
+        rng.shuffle(order)
+        for k in order:
+            spent, calls = 0.0, 0
+            while (spent < per_round or calls < max(1, min_calls // rounds)) and len(lat[k]) < MAX_CALLS:
+                t0 = time.perf_counter()
+                contenders[k].call(path, batch, len(lat[k]))
+                lat[k].append(time.perf_counter() - t0)
+                spent += lat[k][-1]
+                calls += 1
     return lat
 
 
-def bench_artifact(artifact: Artifact, batch_sizes: list[int], *, seconds: float = 2.0, min_calls: int = 20,
-                   paths: tuple[str, ...] = PATHS, seed: int = 0) -> list[dict[str, Any]]:
-    """One row per (path, batch size): calls, p50 / p99 ms, requests/s."""
-    n_batches = 8  # distinct batches cycled, so a cell does not time one cached input
-    rows = []
-    scorer = Scorer(artifact)
-    pools = {b: [synthetic_requests(artifact, b, seed=seed * 1000 + b * 10 + i) for i in range(n_batches)]
-             for b in batch_sizes}
-    server = ModelServer(artifact, port=0).start() if "http" in paths else None
-    try:
-        if server is not None:
-            server.loaded.wait()
-            host, port = server.httpd.server_address[:2]
-            conn = http.client.HTTPConnection(str(host), int(port), timeout=120)
-        for b in batch_sizes:
-            for path in paths:
-                if path == "in-process":
-                    lat = _time(scorer.score, pools[b], seconds, min_calls)
-                else:
-                    bodies = [json_body(r) for r in pools[b]]
-
-                    def post(body: bytes) -> None:
-                        conn.request("POST", "/score", body, {"Content-Type": "application/json"})
-                        resp = conn.getresponse()
-                        data = resp.read()
-                        if resp.status != 200:
-                            raise RuntimeError(f"POST /score answered {resp.status}: {data[:200]!r}")
-                        json.loads(data)
-
-                    lat = _time(post, bodies, seconds, min_calls)
-                a = np.asarray(lat)
-                rows.append({"model": str(artifact.path), "representation": artifact.schema.representation,
-                             "quantization": artifact.schema.quantization, "path": path, "batch": b, "calls": len(a),
-                             "p50_ms": float(np.percentile(a, 50) * 1e3), "p99_ms": float(np.percentile(a, 99) * 1e3),
-                             "requests_per_s": float(b * len(a) / a.sum())})
-    finally:
-        if server is not None:
-            server.shutdown()
-    return rows
-
-
 def run_bench(model_dirs: list[Path], batch_sizes: list[int], *, seconds: float = 2.0, min_calls: int = 20,
-              paths: tuple[str, ...] = PATHS, threads: int | None = None, out: Path | None = None,
+              rounds: int = 5, paths: tuple[str, ...] = PATHS, threads: int | None = None, out: Path | None = None,
               seed: int = 0) -> dict[str, Any]:
+    """One row per (artifact, batch size, path): calls, p50 / p99 ms, requests/s (``seconds`` of timed calls per
+    artifact and cell, at least ``min_calls``)."""
     if threads:
         torch.set_num_threads(threads)
     load_before = os.getloadavg()
+    contenders = [_Contender(load_artifact(d), batch_sizes, paths, seed) for d in model_dirs]
+    rng = random.Random(seed)
     rows = []
-    for d in model_dirs:
-        rows += bench_artifact(load_artifact(d), batch_sizes, seconds=seconds, min_calls=min_calls, paths=paths,
-                               seed=seed)
+    try:
+        for b in batch_sizes:
+            for path in paths:
+                for c, lat in zip(contenders, _cell(contenders, path, b, seconds, min_calls, rounds, rng)):
+                    a = np.asarray(lat)
+                    rows.append({"model": str(c.artifact.path), "representation": c.artifact.schema.representation,
+                                 "quantization": c.artifact.schema.quantization, "path": path, "batch": b,
+                                 "calls": len(a), "p50_ms": float(np.percentile(a, 50) * 1e3),
+                                 "p99_ms": float(np.percentile(a, 99) * 1e3),
+                                 "requests_per_s": float(b * len(a) / a.sum())})
+    finally:
+        for c in contenders:
+            c.close()
+    rows.sort(key=lambda r: (r["representation"], r["quantization"], r["batch"], PATHS.index(r["path"])))
     result = {"rows": rows, "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                                         "torch": torch.__version__, "python": platform.python_version(),
                                         "load_before": load_before, "load_after": os.getloadavg()},
-              "seconds_per_cell": seconds, "min_calls": min_calls}
+              "seconds_per_cell": seconds, "min_calls": min_calls, "rounds": rounds}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "serve.json", result)

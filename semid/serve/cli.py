@@ -56,8 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "over HTTP")
     p.add_argument("models", type=Path, nargs="+", help="model directories of `semid export`")
     p.add_argument("--batch-sizes", type=_ints, default=[1, 64, 1024], help="default 1,64,1024")
-    p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per cell (default 2)")
+    p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per model and cell (default 2)")
     p.add_argument("--min-calls", type=int, default=20, help="calls per cell at least (default 20)")
+    p.add_argument("--rounds", type=int, default=5, help="turns the models take per cell, in shuffled order "
+                   "(default 5)")
     p.add_argument("--no-http", action="store_true", help="in-process scoring only")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--out", type=Path, default=Path("runs/serve-bench"), help="writes serve.json and serve.md here")
@@ -146,7 +148,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     with quiet_libraries():
         result = run_bench(args.models, args.batch_sizes, seconds=args.seconds, min_calls=args.min_calls,
-                           paths=("in-process",) if args.no_http else PATHS, threads=args.threads, out=args.out)
+                           rounds=max(1, args.rounds), paths=("in-process",) if args.no_http else PATHS, threads=args.threads, out=args.out)
     print(render_markdown(result), end="")
     print(f"results: {args.out / 'serve.json'}, {args.out / 'serve.md'}")
     return 0

@@ -161,3 +161,16 @@ def test_semid_serve_command_serves_until_interrupted(study):  # noqa: ANN001
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
+
+
+def test_serve_bench_measures_every_model_batch_size_and_path(study, tmp_path):  # noqa: ANN001
+    from semid.cli import main
+
+    assert main(["serve-bench", str(study.hash), str(study.spm_int8), "--batch-sizes", "1,8", "--seconds", "0.05",
+                 "--min-calls", "4", "--rounds", "2", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "serve.json").read_text())["rows"]
+    cells = {(r["representation"], r["quantization"], r["batch"], r["path"]) for r in rows}
+    assert cells == {(m, q, b, p) for m, q in (("hash_8k", "fp32"), ("spm_64", "int8")) for b in (1, 8)
+                     for p in ("in-process", "http")}
+    assert all(r["calls"] >= 4 and 0 < r["p50_ms"] <= r["p99_ms"] and r["requests_per_s"] > 0 for r in rows)
+    assert "| spm_64 | int8 | 8 | http |" in (tmp_path / "serve.md").read_text()
