@@ -29,7 +29,7 @@ from semid.core.numbers import sig
 from semid.core.progress import bar
 from semid.analysis import stage1_analysis
 from semid.core.artifacts import read_json, write_json
-from semid.report import ReportSpec, write_report
+from semid.report import ReportSpec, report_fingerprint, report_is_current, write_report
 from semid.rqvae import assign_sids, compare_tables, load_rqvae_config, read_sid_table, rqvae_fingerprint, train_rqvae
 
 _DIST_ENV = {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK",
@@ -289,8 +289,11 @@ class Experiment:
         spec = ReportSpec(self.cfg.name, self.cfg.reference, self.cfg.settings,
                           self.cfg.representations + self.cfg.ranker_variants, tuple(self.cfg.age_slices),
                           self.cfg.report_bootstraps, self.cfg.equivalence_margin_pct)
+        if report_is_current(self.out, report_fingerprint(spec, results, stability, analysis_fp)):
+            self.log(f"report: reusing {self.out / 'report.md'}")
+            return self.out / "report.md"
         return self._stage("report", lambda: write_report(spec, self.out, corpus, model, results, stability, analysis,
-                                                          analysis_fp, self.timings, log=self.log))
+                                                          analysis_fp, self.timings))
 
     def analysis(self, corpus: Path, sids: Path) -> tuple[dict[str, Any], str]:
         """Table 1 with intervals and Figure 4's lookups, once per (SID table, corpus, training days)."""

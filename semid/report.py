@@ -111,15 +111,22 @@ def _inputs_fingerprint(results: list[dict[str, Any]], stability: dict[str, Any]
     return fingerprint_of([REPORT_VERSION, runs, stab, analysis_fp, settings, code_fingerprint(*ROOMS)])
 
 
+def report_fingerprint(cfg: ReportSpec, results: list[dict[str, Any]], stability: dict[str, Any] | None,
+                       analysis_fp: str) -> str:
+    return _inputs_fingerprint(results, stability, analysis_fp, {k: v for k, v in asdict(cfg).items() if k != "name"})
+
+
+def report_is_current(out: Path, fp: str) -> bool:
+    """``out`` holds a report made from inputs of fingerprint ``fp``: nothing to recompute."""
+    path, json_path = out / "report.md", out / "report.json"
+    return path.exists() and json_path.exists() and read_json(json_path).get("fingerprint") == fp
+
+
 def write_report(cfg: ReportSpec, out: Path, corpus: Path, model: Path, results: list[dict[str, Any]],
                  stability: dict[str, Any] | None, analysis: dict[str, Any], analysis_fp: str,
-                 timings: dict[str, float], log: Callable[[str], None] | None = None) -> Path:
-    fp = _inputs_fingerprint(results, stability, analysis_fp, {k: v for k, v in asdict(cfg).items() if k != "name"})
+                 timings: dict[str, float]) -> Path:
+    fp = report_fingerprint(cfg, results, stability, analysis_fp)
     path, json_path = out / "report.md", out / "report.json"
-    if path.exists() and json_path.exists() and read_json(json_path).get("fingerprint") == fp:
-        if log:
-            log(f"report: reusing {path}")
-        return path
     c = Corpus(corpus)
     meta = c.meta
     gt = meta.get("ground_truth") or {}

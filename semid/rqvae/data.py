@@ -7,6 +7,8 @@ a checkpoint at step N continues it at batch N (the same batches an uninterrupte
 """
 from __future__ import annotations
 
+import sys
+
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -48,9 +50,19 @@ class RqvaeSample:
     holdout_rows: np.ndarray  # int64 [H]
 
 
+MAX_HOLDOUT_SHARE = 0.1  # a health hold-out never takes more than this share of the items from training
+
+
 def split_items(counts: np.ndarray, holdout_items: int, seed: int) -> RqvaeSample:
-    """Hold out a random item sample (from all items), train on the impressed rest by impressions."""
+    """Hold out a random item sample (from all items), train on the impressed rest by impressions. A
+    hold-out larger than ``MAX_HOLDOUT_SHARE`` of the items is scaled down to it, with a message."""
     n = len(counts)
+    cap = int(n * MAX_HOLDOUT_SHARE)
+    if holdout_items > cap:
+        print(f"semid: warning: train.holdout_items={holdout_items:,} is more than {MAX_HOLDOUT_SHARE:.0%} of the "
+              f"corpus's {n:,} items: holding out {cap:,} for SID health (set train.holdout_items to choose)",
+              file=sys.stderr)
+        holdout_items = cap
     rng = np.random.default_rng(np.random.SeedSequence([seed, 4099]))
     holdout = np.sort(rng.choice(n, size=min(holdout_items, n), replace=False)) if holdout_items else \
         np.zeros(0, np.int64)

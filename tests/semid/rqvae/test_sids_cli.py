@@ -97,3 +97,20 @@ def test_a_run_made_by_other_stage1_code_is_retrained(tiny_corpus, tmp_path, mon
     assert main(args) == 0  # same code: up to date
     monkeypatch.setattr(train, "code_fingerprint", lambda *rooms: "other-code")
     assert train._finished_run(out, health["fingerprint"]) is None
+
+
+def test_default_presets_give_the_same_bits_twice_and_a_large_holdout_is_scaled(tiny_corpus, tmp_path,
+                                                                              capsys) -> None:  # noqa: ANN001
+    import torch
+
+    from semid.rqvae.config import RqvaeConfig
+
+    assert RqvaeConfig().run.threads == 1  # a file that says nothing about threads is deterministic too
+    outs = [tmp_path / f"rq{i}" for i in range(2)]
+    for out in outs:  # holdout_items 5000: more than 10% of the tiny corpus's items
+        assert main(["sids", "train", "--corpus", str(tiny_corpus), "--config", "tiny", "--out", str(out),
+                     "--set", "train.holdout_items=5000"]) == 0
+    err = capsys.readouterr().err
+    assert "train.holdout_items=5,000 is more than 10% of the corpus's" in err and "for SID health" in err
+    a, b = (torch.load(o / "rqvae.pt", weights_only=False)["state_dict"] for o in outs)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
