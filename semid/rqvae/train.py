@@ -31,6 +31,7 @@ import contextlib
 import copy
 import json
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -172,14 +173,38 @@ def _health(fingerprint: str, corpus_fp: str, corpus: Corpus, cfg: RqvaeConfig, 
             quantizer: dict[str, Any], frozen: FrozenRqvae, emb: np.ndarray, holdout_rows: np.ndarray) -> dict[str, Any]:
     """``health.json``: the same keys for every quantizer (``quantizer`` and ``train`` say what ran)."""
     bs = cfg.run.encode_batch_size
+    all_items = sid_health(frozen, emb, bs)
     return {
         "fingerprint": fingerprint, "corpus_fingerprint": corpus_fp, "corpus": str(corpus.path),
         **code_record(*STAGE1_ROOMS),  # a run made by other Stage-1 code is not up to date
         "levels": cfg.model.levels, "codebook_size": cfg.model.codebook_size,
         "quantizer": quantizer, "train": train,
         "heldout": sid_health(frozen, emb[holdout_rows], bs),
-        "all_items": sid_health(frozen, emb, bs),
+        "all_items": all_items,
+        "warnings": collapse_warnings(all_items, cfg.model.levels, cfg.model.codebook_size),
     }
+
+
+MIN_UTILISATION = 0.25  # share of a level's codes in use
+MIN_DISTINCT = 0.10  # distinct SIDs, as a share of what the items and the codebook allow (min(N, K^L))
+
+
+def collapse_warnings(health: dict[str, Any], levels: int, k: int) -> list[str]:
+    """Warnings for a codebook that collapsed (few codes in use, few distinct SIDs), printed and recorded
+    in health.json: such SIDs carry little of the content whatever the ranker does with them."""
+    out = []
+    n = health.get("items", 0)
+    for level, u in enumerate(health.get("utilisation_per_level", [])):
+        if u < MIN_UTILISATION:
+            out.append(f"level {level} uses {u:.1%} of its {k} codes (< {MIN_UTILISATION:.0%}): the codebook "
+                       "collapsed; check the embeddings' spread, or lower model.codebook_size")
+    possible = min(n, k ** levels)
+    if n and health.get("unique_sids", possible) < MIN_DISTINCT * possible:
+        out.append(f"only {health['unique_sids']:,} distinct SIDs for {n:,} items (< {MIN_DISTINCT:.0%} of "
+                   f"{possible:,} possible): most items share their SID with many others")
+    for w in out:
+        print(f"semid: warning: {w}", file=sys.stderr)
+    return out
 
 
 def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwrite: bool, resume: bool,

@@ -94,3 +94,13 @@ def test_relabelled_tables_agree_fully() -> None:
     assert r["identical_sids"] < 0.2
     with pytest.raises(SemidError, match="no item in common"):
         compare_tables(a, SidTable(ids + 1, codes, 8, "C"))
+
+
+def test_a_collapsed_codebook_is_warned_about_and_recorded() -> None:
+    from semid.rqvae.train import collapse_warnings
+
+    healthy = {"items": 1000, "utilisation_per_level": [1.0, 0.9], "unique_sids": 800}
+    assert collapse_warnings(healthy, 2, 64) == []
+    collapsed = {"items": 1000, "utilisation_per_level": [0.06, 0.5], "unique_sids": 5}
+    w = collapse_warnings(collapsed, 2, 64)
+    assert len(w) == 2 and "level 0 uses 6.0% of its 64 codes" in w[0] and "only 5 distinct SIDs" in w[1]
