@@ -51,24 +51,6 @@ class Requests:
     def __len__(self) -> int:
         return len(self.item_id)
 
-    def take(self, idx: np.ndarray) -> "Requests":
-        """The requests ``idx`` (a benchmark's batches cut from one pool)."""
-        lengths = np.diff(self.history_offsets)[idx]
-        starts = self.history_offsets[:-1][idx]
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        hist = self.history_item_ids[_ranges(starts, lengths)]
-        emb = self.embedding[idx] if self.embedding is not None else None
-        return Requests(self.item_id[idx], self.watch_item_id[idx], offsets, hist, self.day[idx], self.first_day[idx],
-                        emb, self.has_embedding[idx])
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenation of ``arange(s, s + l)`` for each (s, l), vectorised."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, np.int64)
-    return np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(total)
-
 
 # -- Arrow (semid score) -------------------------------------------------------------------------------------
 
