@@ -1,4 +1,5 @@
-"""Stage 1: RQ-VAE Semantic IDs — train, freeze, assign, report, compare, benchmark.
+"""Stage 1: Semantic IDs from a quantizer (the RQ-VAE or residual k-means) — train, freeze, assign, report,
+compare, benchmark.
 
 Other rooms use these names; the rest of the package is private to it. Names load lazily so that
 ``from semid.rqvae import load_frozen`` (or ``SidTable``, the SID table every later stage reads) does not
@@ -10,10 +11,11 @@ from semid.core.lazy import lazy_getattr
 
 _EXPORTS = {
     "RqvaeConfig": "semid.rqvae.config", "load_rqvae_config": "semid.rqvae.config",
-    "rqvae_fingerprint": "semid.rqvae.config",
+    "rqvae_fingerprint": "semid.rqvae.config", "quantizer_fingerprint": "semid.rqvae.config",
+    "QUANTIZERS": "semid.rqvae.config",
     "Rqvae": "semid.rqvae.model", "rqvae_loss": "semid.rqvae.model",
     "FrozenRqvae": "semid.rqvae.frozen", "load_frozen": "semid.rqvae.frozen",
-    "train_rqvae": "semid.rqvae.train", "TrainResult": "semid.rqvae.train",
+    "train_quantizer": "semid.rqvae.train", "train_rqvae": "semid.rqvae.train", "TrainResult": "semid.rqvae.train",
     "assign_sids": "semid.rqvae.assign",
     "sid_report": "semid.rqvae.report", "table1": "semid.rqvae.report",
     "compare_tables": "semid.rqvae.compare",

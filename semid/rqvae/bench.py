@@ -1,5 +1,7 @@
-"""``semid sids bench``: the RQ-VAE against two peers on the same embeddings, same L and K.
+"""``semid sids bench``: the RQ-VAE against residual k-means and ResidualVQ on the same embeddings, same L and K.
 
+* residual k-means, semid (``quantizer: rqkmeans``, plain and balanced): what ``semid sids train --quantizer
+  rqkmeans`` trains, through the same export and float64 encoding as the RQ-VAE
 * residual k-means: faiss ``ResidualQuantizer`` with beam size 1 (greedy residual encoding)
 * ``vector_quantize_pytorch.ResidualVQ``: EMA codebooks, k-means init, dead-code expiry
 
@@ -14,6 +16,7 @@ import importlib
 import math
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,17 +44,25 @@ def _measure(name: str, encode: Callable[[np.ndarray], np.ndarray], decode: Call
             **codes_summary(np.asarray(codes, np.int64), k)}
 
 
-def _bench_rqvae(corpus: Path, cfg: RqvaeConfig, x: np.ndarray) -> dict[str, Any]:
-    from semid.rqvae.train import train_rqvae
+def _bench_semid(corpus: Path, cfg: RqvaeConfig, x: np.ndarray) -> dict[str, Any]:
+    """A quantizer trained by ``semid sids train`` (either kind), measured through its frozen export."""
+    from semid.rqvae.train import train_quantizer
 
     with tempfile.TemporaryDirectory(prefix="semid-bench-") as tmp:
-        r = train_rqvae(corpus, cfg, Path(tmp) / "run", quiet=True)
+        r = train_quantizer(corpus, cfg, Path(tmp) / "run", quiet=True)
         m = r.model
         bs = cfg.run.encode_batch_size
-        return _measure("RQ-VAE (semid)", lambda a: m.encode(a, bs), lambda c: m.reconstruct(c, bs), x,
-                        cfg.model.codebook_size, r.fit_seconds,
-                        f"MLP {x.shape[1]}-{cfg.model.hidden_dim}-{cfg.model.latent_dim}, {cfg.train.steps} steps, "
-                        "float64 encode")
+        if cfg.quantizer == "rqvae":
+            name = "RQ-VAE (semid)"
+            note = f"MLP {x.shape[1]}-{cfg.model.hidden_dim}-{cfg.model.latent_dim}, {cfg.train.steps} steps"
+        else:
+            rk, q = cfg.rqkmeans, r.health["quantizer"]
+            name = "residual k-means, balanced (semid)" if rk.balanced else "residual k-means (semid)"
+            note = f"{q['kmeans']}, {rk.fit_items:,} draws, {rk.dim_steps} dim steps x {rk.iters} iters"
+            if rk.balanced:
+                note += f", cap {q['balance']['cap']} (+{rk.balance_slack:.0%}) of {r.health['train']['fit_items']:,}"
+        return _measure(name, lambda a: m.encode(a, bs), lambda c: m.reconstruct(c, bs), x, cfg.model.codebook_size,
+                        r.fit_seconds, note + ", float64 encode")
 
 
 def _bench_faiss(fit: np.ndarray, x: np.ndarray, levels: int, k: int) -> dict[str, Any]:
@@ -144,7 +155,10 @@ def _bench(corpus_path: str | Path, cfg: RqvaeConfig) -> dict[str, Any]:
         pick = np.minimum(np.searchsorted(cum, rng.random(n) * cum[-1], side="right"), len(cum) - 1)
         return x[sample.train_rows[pick]]
 
-    rows = [_bench_rqvae(Path(corpus_path), cfg, x),
+    rqk = replace(cfg, quantizer="rqkmeans")
+    rows = [_bench_semid(Path(corpus_path), replace(cfg, quantizer="rqvae"), x),
+            _bench_semid(Path(corpus_path), rqk, x),
+            _bench_semid(Path(corpus_path), replace(rqk, rqkmeans=replace(rqk.rqkmeans, balanced=True)), x),
             _bench_faiss(sampler(_PEER_FIT_ITEMS), x, cfg.model.levels, cfg.model.codebook_size),
             _bench_residual_vq(cfg, sampler, x)]
     return {"corpus": str(corpus_path), "corpus_fingerprint": corpus.fingerprint, "items": len(x), "dim": items.dim,
@@ -156,16 +170,18 @@ def render_bench(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"RQ-VAE vs peers — {result['items']:,} items, dim {result['dim']}, L={result['levels']}, "
+    t = Table(title=f"Quantizers — {result['items']:,} items, dim {result['dim']}, L={result['levels']}, "
                     f"K={result['codebook_size']}")
-    for col in ("method", "rel. error", "utilisation per level", "unique SIDs", "fit s", "encode items/s"):
+    for col in ("method", "rel. error", "utilisation per level", "unique SIDs", "largest collision", "fit s",
+                "encode items/s"):
         t.add_column(col, justify="right" if col != "method" else "left")
     for r in result["rows"]:
         if "skipped" in r:
-            t.add_row(r["method"], r["skipped"], "", "", "", "")
+            t.add_row(r["method"], r["skipped"], "", "", "", "", "")
             continue
         t.add_row(r["method"], f"{r['relative_error']:.4f}", " ".join(f"{u:.1%}" for u in r["utilisation_per_level"]),
-                  f"{r['unique_sid_fraction']:.2%}", f"{r['fit_seconds']:.1f}", f"{r['encode_items_per_s']:,}")
+                  f"{r['unique_sid_fraction']:.2%}", f"{r['largest_collision_group']:,}", f"{r['fit_seconds']:.1f}",
+                  f"{r['encode_items_per_s']:,}")
     Console().print(t)
 
 
