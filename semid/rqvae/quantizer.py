@@ -38,7 +38,10 @@ def code_costs(x: Tensor, codebook: Tensor, c2: Tensor | None = None) -> Tensor:
     return torch.addmm(c2, x, codebook.T, alpha=-2.0)  # ||e||² - 2 x·e
 
 
-def nearest_code(r: Tensor, codebook: Tensor, chunk: int = 8192, bias: Tensor | None = None) -> Tensor:
+CHUNK_ROWS = 8192  # rows per distance block: [8192, K] at a time, whatever N
+
+
+def nearest_code(r: Tensor, codebook: Tensor, chunk: int = CHUNK_ROWS, bias: Tensor | None = None) -> Tensor:
     """Index of the nearest code for each row of ``r`` [N, d] in ``codebook`` [K, d] -> [N] int64.
 
     ``bias`` [K] is added to every row's squared distances (the code prices of balanced residual k-means;

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override the config's quantizer: rqvae (the paper's RQ-VAE) or rqkmeans (residual "
                         "k-means: faiss if installed, else semid's own; settings under rqkmeans.*, e.g. "
                         "--set rqkmeans.balanced=true)")
-    p.add_argument("--out", type=Path, help="run directory (default: runs/rqvae-<config>)")
+    p.add_argument("--out", type=Path, help="run directory (default: runs/<quantizer>-<config>)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set model.levels=3 --set train.steps=500")
     p.add_argument("--seed", type=int, help="override train.seed")
@@ -90,7 +90,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.threads is not None:
         overrides.append(f"run.threads={args.threads}")
     cfg = load_rqvae_config(args.config, overrides)
-    out = args.out or Path("runs") / f"rqvae-{Path(args.config).stem}"
+    stem = Path(args.config).stem
+    # runs/rqvae-small, runs/rqkmeans-small, runs/small_rqkmeans: the default names the quantizer once
+    out = args.out or Path("runs") / (stem if cfg.quantizer in stem else f"{cfg.quantizer}-{stem}")
     r = train_quantizer(args.corpus, cfg, out, overwrite=args.overwrite, resume=not args.no_resume)
     if launched_rank() != 0:  # every DDP rank runs this command; one line is enough
         return 0
@@ -119,7 +121,7 @@ def _assign(args: argparse.Namespace) -> int:
         r = assign_sids(args.model, args.corpus, args.out, update=args.update, overwrite=args.overwrite,
                         batch_size=args.batch_size, chunk_items=chunk_items, collision_suffix=args.collision_suffix)
     if r.chunks == 0 and not args.update:
-        print(f"{r.path} is up to date: {len(r.table):,} items, made by RQ-VAE {r.table.rqvae_fingerprint} from this "
+        print(f"{r.path} is up to date: {len(r.table):,} items, made by model {r.table.rqvae_fingerprint} from this "
               "corpus (pass --overwrite to rewrite it)")
         return 0
     reused = f"; reused {r.reused_chunks} of {r.chunks} chunks of an interrupted run" if r.reused_chunks else ""

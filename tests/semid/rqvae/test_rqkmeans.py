@@ -41,7 +41,7 @@ def test_same_run_directory_and_health_keys_as_the_rqvae(plain, tiny_model, tiny
     assert h["quantizer"]["kind"] == "rqkmeans" and ref["quantizer"] == {"kind": "rqvae"}
     assert h["quantizer"]["backend"] == "faiss" and "faiss" in h["quantizer"]["kmeans"]  # installed here
     a = h["all_items"]
-    assert a["items"] == len(Corpus(tiny_corpus).read_items()) and h["heldout"]["items"] == 100
+    assert a["items"] == len(Corpus(tiny_corpus).read_items()) and h["heldout"]["items"] == 80
     assert min(a["utilisation_per_level"]) > 0.9 and 0 < a["relative_error"] < 0.6
     assert a["unique_sids"] > 16 and 1 < a["largest_collision_group"] < a["items"]
     assert plain.model.quantizer == "rqkmeans" and load_frozen(plain.out).quantizer == "rqkmeans"
@@ -136,15 +136,14 @@ def test_balanced_caps_code_sizes(balanced, plain) -> None:
     n = balanced.health["train"]["fit_items"]
     cap = math.ceil(1.1 * n / 16)
     assert b["balance"]["cap"] == cap
-    # the frozen rule on the fit items: measured 35 at most for a cap of 33 (plain: 60-102)
-    assert all(s <= 1.35 * cap for s in b["balance"]["largest_code_fit_items"])
-    assert all(bl < pl for bl, pl in zip(b["balance"]["largest_code_fit_items"],
-                                         [lv["largest_code"] for lv in p["levels"]]))
-    # on all items, with the same frozen rule: fewer collisions, codes used more evenly
+    # the frozen rule on the fit items: measured 35-36 for a cap of 34 (plain: 63-126)
+    assert all(s <= 1.2 * cap for s in b["balance"]["largest_code_fit_items"])
+    assert all(pl > 1.5 * cap for pl in [lv["largest_code"] for lv in p["levels"]][:2])
+    # on all items, with the same frozen rule: codes used more evenly, more distinct SIDs (measured 0.54 vs
+    # 0.46; the largest collision group, a maximum, moves by several items with any setting, so not compared)
     hb, hp = balanced.health["all_items"], plain.health["all_items"]
-    assert hb["largest_collision_group"] < hp["largest_collision_group"]
-    assert hb["unique_sid_fraction"] > hp["unique_sid_fraction"]
-    assert min(hb["perplexity_per_level"]) > min(hp["perplexity_per_level"])
+    assert hb["unique_sid_fraction"] > hp["unique_sid_fraction"] + 0.03
+    assert min(hb["perplexity_per_level"]) > max(hp["perplexity_per_level"])
 
 
 def test_report_table1_on_rqkmeans_sids(plain, tiny_corpus: Path, tmp_path: Path) -> None:

@@ -14,9 +14,10 @@ import torch.multiprocessing as mp
 pytestmark = pytest.mark.distributed
 
 # 1 vs 2 processes draw different batches (each rank its own impression-weighted stream), so health agrees
-# only up to that. Measured on this corpus, seeds 0-2: relative error differs by 0.002-0.008 and the unique-SID
-# fraction by 0.002-0.089 (seed to seed on one process: 0.06); the tolerances leave room for that spread.
-TOL = {"relative_error": 0.03, "unique_sid_fraction": 0.15}
+# only up to that. Measured on this corpus, seeds 0-2, all items / held-out: relative error differs by
+# 0.006-0.021 / 0.006-0.019, the unique-SID fraction by 0.007-0.032 / 0.05-0.088 (seed to seed on one process:
+# relative error 0.055, unique SIDs 0.022 / 0.088); the tolerances leave room for that spread.
+TOL = {"relative_error": 0.04, "unique_sid_fraction": 0.15}
 
 
 def _rank(rank: int, store: str, out: str) -> None:
@@ -61,7 +62,7 @@ def test_resets_are_decided_once_for_the_global_batch(tmp_path: Path) -> None:
 def _train(corpus: Path, out: Path, *sets: str) -> dict:
     cmd = [sys.executable, "-m", "semid.cli", "sids", "train", "--corpus", str(corpus), "--config", "tiny",
            "--out", str(out)]
-    for s in ("train.steps=40", "train.holdout_items=100", *sets):
+    for s in ("train.steps=40", "train.holdout_items=80", *sets):
         cmd += ["--set", s]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
@@ -80,4 +81,4 @@ def test_two_processes_hold_identical_codebooks_and_match_one_process(tiny_corpu
     for part in ("all_items", "heldout"):
         for key, tol in TOL.items():
             assert abs(one[part][key] - two[part][key]) < tol, (part, key, one[part][key], two[part][key])
-        assert min(two[part]["utilisation_per_level"]) > 0.9
+    assert min(two["all_items"]["utilisation_per_level"]) > 0.9  # 80 held-out items need not use all 16 codes
