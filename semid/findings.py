@@ -368,6 +368,10 @@ def explain(row: dict[str, Any], study: Study, analysis: dict[str, Any] | None =
         return "the two RQ-VAEs' SIDs differ beyond a relabelling of codes (see the stability tables)"
     gt = study.ground_truth
     content, item = gt.get("auc_oracle_content_only"), gt.get("auc_oracle_item_only")
+    if row["metric"] == "ctr_1d" and row["id"] in ("a", "b", "i") and gt.get("auc_oracle_content_only_new_items"):
+        facts.append("items introduced on the evaluation day have no trained hash row, so only content reaches "
+                     f"them (the content part of the click model alone: AUC "
+                     f"{gt['auc_oracle_content_only_new_items']:.3f} on new items)")
     if content is not None and item is not None:
         lead = "content" if content > item else "item memorisation"
         facts.append(f"the hidden click model's content part alone reaches AUC {content:.3f} and its item part "
