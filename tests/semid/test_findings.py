@@ -2,6 +2,7 @@
 paired interval says; runs are matched by what they are, not by preset name; missing arms are 'not run'."""
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def _run(root: Path, name: str, kind: str, rows: int, skill: float, *, setting: 
 
     run_dir = root / f"{name}-{setting}-{seed}-{tag}"
     log = PredictionLog()
-    logits = torch.from_numpy(np.stack([_scores(skill, hash((name, seed)) % 2**32)] * 2, 1).astype(np.float32))
+    logits = torch.from_numpy(np.stack([_scores(skill, zlib.crc32(f'{name}/{seed}'.encode()))] * 2, 1).astype(np.float32))
     lab = torch.from_numpy(np.stack([CLICK, CLICK], 1).astype(np.float32))
     batch = RankingBatch(kjt=None, content=None, context=torch.zeros(len(ITEMS), 3), labels=lab,
                          is_new=torch.from_numpy(NEW), popularity=torch.zeros(len(ITEMS), dtype=torch.int8),
