@@ -367,11 +367,11 @@ def render_markdown(res: dict[str, Any]) -> str:
 
 def spm_lengths_from(corpus: Path, sids: Path, representation: str) -> tuple[list[int], str]:
     """SPM lookups per impression on a real corpus: the token cache's per-item lengths, impression weighted."""
-    from datamodules import Corpus, to_int64
+    from datamodules import open_corpus, to_int64
     from embeddings import build_token_cache, load_representation_config
     from semid.rqvae import read_sid_table
 
-    c = Corpus(corpus)
+    c = open_corpus(corpus)
     items = c.read_items(columns=["item_id", "embedding", "first_day"])
     counts = np.zeros(len(items.item_id), np.int64)
     for d in c.days():

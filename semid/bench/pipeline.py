@@ -79,7 +79,7 @@ def _stage_synth(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stage_rqvae_encode(a: dict[str, Any]) -> dict[str, Any]:
-    from datamodules import Corpus
+    from datamodules import open_corpus
     from semid.rqvae import assign_sids
     from semid.rqvae import load_frozen
 
@@ -96,7 +96,7 @@ def _stage_rqvae_encode(a: dict[str, Any]) -> dict[str, Any]:
         trained = {"steps": a["rqvae_train_steps"], "seconds": time.perf_counter() - t0}
         model_path = str(r.out)
     model = load_frozen(model_path)
-    x = Corpus(a["corpus"]).read_items(columns=["item_id", "embedding", "first_day"]).embedding
+    x = open_corpus(a["corpus"]).read_items(columns=["item_id", "embedding", "first_day"]).embedding
     model.encode(x[:1024])  # warm-up
     times = []
     for _ in range(3):
@@ -115,13 +115,13 @@ def _stage_rqvae_encode(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stage_tokens(a: dict[str, Any]) -> dict[str, Any]:
-    from datamodules import Corpus, to_int64
+    from datamodules import open_corpus, to_int64
     from embeddings import build_kjt, build_token_cache, load_representation_config
     from embeddings import build_tokenizer
     from embeddings import SidSpace
     from semid.rqvae import read_sid_table
 
-    corpus = Corpus(a["corpus"])
+    corpus = open_corpus(a["corpus"])
     items = corpus.read_items(columns=["item_id", "embedding", "first_day"])
     counts = np.zeros(len(items), np.int64)
     for d in a["train_days"]:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from datamodules import Corpus
+from datamodules import open_corpus
 from semid.rqvae.data import impression_counts, split_items
 from semid.core.errors import SemidError
 from semid.rqvae.config import RqvaeConfig, cpu_threads
@@ -143,7 +143,7 @@ def bench_peers(corpus_path: str | Path, cfg: RqvaeConfig) -> dict[str, Any]:
 
 
 def _bench(corpus_path: str | Path, cfg: RqvaeConfig) -> dict[str, Any]:
-    corpus = Corpus(corpus_path)
+    corpus = open_corpus(corpus_path)
     items = corpus.read_items(columns=["item_id", "embedding", "first_day"])
     x = items.embedding
     t = cfg.train

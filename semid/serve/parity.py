@@ -25,9 +25,9 @@ def day_requests(corpus_path: str | Path, day: int, history_length: int = 50) ->
     """The impressions of ``day`` as requests: ``user_id``, ``item_id``, ``watch_item_id`` (null: none),
     ``history_item_ids`` (the user's last ``history_length`` clicks of earlier days, oldest first, as training
     builds them), ``day``, ``click``, ``engaged``; in the day files' order."""
-    from datamodules import Corpus, RankingDataConfig, RankingDataModule
+    from datamodules import RankingDataConfig, RankingDataModule, open_corpus
 
-    corpus = Corpus(corpus_path)
+    corpus = open_corpus(corpus_path)
     days = corpus.days()
     if day not in days:
         raise SemidError(f"--day {day} is not a day of {corpus.path} (days {days[0]}..{days[-1]})")
