@@ -27,3 +27,15 @@ def test_predictions_reproduce_the_run_auc_and_align_across_runs(signal_corpus, 
         # torchmetrics ranks float32 sigmoid probabilities, which tie where distinct logits round together
         assert abs(got_new - run["metrics"]["ctr"]["new"]["auc"]) < 1e-4
     assert a["predictions"] == {str(day): f"predictions/day={day:04d}"}
+
+
+def test_an_in_process_fit_leaves_no_process_group_variables(signal_corpus, tmp_path) -> None:  # noqa: ANN001
+    """Lightning sets MASTER_ADDR, LOCAL_RANK, ... for an in-process fit; a later subprocess must not inherit
+    them (it would take itself for a rank of a launched job)."""
+    import os
+
+    keys = ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "NODE_RANK", "LOCAL_WORLD_SIZE")
+    before = {k: os.environ.get(k) for k in keys}
+    fit(load_rank_config(representation="hash_8k", overrides=FAST), signal_corpus, tmp_path / "r",
+        max_train_days=1)
+    assert {k: os.environ.get(k) for k in keys} == before
