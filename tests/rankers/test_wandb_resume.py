@@ -19,7 +19,9 @@ def test_a_killed_and_resumed_fit_continues_one_wandb_run(signal_corpus: Path, t
     sets = [o for o in FAST if not o.startswith("trainer.loggers")] + ["trainer.loggers=[csv,wandb]"]
     cmd = [sys.executable, "-m", "semid.cli", "rank", "fit", "--representation", "hash_8k", "--corpus",
            str(signal_corpus), "--out", str(out)] + [x for o in sets for x in ("--set", o)]
-    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
+    # no WANDB_* of this process: an earlier in-process W&B run leaves its service address (WANDB_SERVICE)
+    # there, and a child told to talk to a finished service fails
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env["HOME"] = str(tmp_path)  # no ~/.netrc login: offline by policy, not by the test's environment
     steps_per_day = -(-Corpus(signal_corpus).read_day(0).num_rows // 256)
     killed = subprocess.run(cmd, env={**env, "SEMID_TEST_KILL_AT_STEP": str(steps_per_day * 3 // 2)},
