@@ -27,6 +27,7 @@ from rankers.strategy import TorchRecStrategy
 from semid.core import interrupt
 from semid.core.artifacts import write_json
 from semid.core.csv_log import continue_csv_log, rows_through_step
+from semid.core.dist_env import kept_dist_env
 from semid.core.errors import SemidError
 from semid.core.fingerprint import code_fingerprint, code_record, fingerprint_of
 from semid.core.kill_hook import kill_hooks
@@ -135,31 +136,14 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
     after that many days, as an interruption would (a rerun resumes from the day-boundary checkpoint).
     A fit refused for a user error leaves no ``out`` behind that it created (an interrupt keeps it)."""
     created = not Path(out).exists()
-    env_before = {k: os.environ.get(k) for k in _DIST_ENV}
     try:
-        return _fit(cfg, corpus_path, out, sids_path=sids_path, cache_dir=cache_dir, resume=resume,
-                    max_train_days=max_train_days, restart_if_changed=restart_if_changed)
+        with kept_dist_env():
+            return _fit(cfg, corpus_path, out, sids_path=sids_path, cache_dir=cache_dir, resume=resume,
+                        max_train_days=max_train_days, restart_if_changed=restart_if_changed)
     except SemidError:
         if created:
             shutil.rmtree(out, ignore_errors=True)
         raise
-    finally:
-        _restore_env(env_before)
-
-
-# Lightning sets these for the process group of an in-process fit and leaves them set: a process that fits
-# in-process and then starts a multi-process fit would hand them on, and its children would take themselves
-# for ranks of a launched job (and hang). A launcher's own values are kept: they are restored as found.
-_DIST_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK",
-             "GROUP_RANK")
-
-
-def _restore_env(before: dict[str, str | None]) -> None:
-    for k, v in before.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 def _fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | None, cache_dir: Path | None,

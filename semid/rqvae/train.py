@@ -52,6 +52,7 @@ from semid.core.artifacts import atomic_path, publish, remove_stale_temps, write
 from semid.core.config import to_dict
 from semid.core.csv_log import continue_csv_log, csv_rows
 from semid.core.errors import SemidError
+from semid.core.dist_env import kept_dist_env
 from semid.core.fingerprint import code_fingerprint, code_record
 from semid.core.loggers import build_loggers
 from semid.core.kill_hook import kill_hooks
@@ -159,7 +160,7 @@ def train_quantizer(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, 
     """Train the quantizer ``cfg.quantizer`` names (rqvae | rqkmeans) into ``<out>.partial/`` and rename it
     to ``out``; an interrupted RQ-VAE run of the same config and corpus is resumed unless ``resume=False``.
     A complete run of the same fingerprint at ``out`` is returned as it is (``up_to_date``)."""
-    with cpu_threads(cfg.run.threads):
+    with cpu_threads(cfg.run.threads), kept_dist_env():
         if cfg.quantizer == "rqkmeans":
             return _train_rqkmeans(corpus_path, cfg, out, overwrite=overwrite, resume=resume, quiet=quiet)
         return _train(corpus_path, cfg, out, overwrite=overwrite, resume=resume, quiet=quiet)
