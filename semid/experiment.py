@@ -21,6 +21,7 @@ from rankers import DEFAULT_RANKER, load_rank_config
 from rankers import is_up_to_date, read_results
 from semid.cli import PARENT_PID_ENV
 from semid.core import interrupt
+from semid.core.dist_env import DIST_ENV
 from semid.core.config import (CONF_DIR, ConfigFieldError, apply_overrides, blame_overrides, from_dict, load_yaml,
                                require, require_int, require_positive, resolve_conf)
 from semid.core.errors import SemidError
@@ -32,8 +33,6 @@ from semid.core.artifacts import read_json, write_json
 from semid.report import ReportSpec, report_fingerprint, report_is_current, write_report
 from semid.rqvae import assign_sids, compare_tables, load_rqvae_config, read_sid_table, rqvae_fingerprint, train_rqvae
 
-_DIST_ENV = {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK",
-             "GROUP_RANK", "TORCHELASTIC_RUN_ID"}
 T = TypeVar("T")
 SETTINGS = {"without_history": "ranker.use_history=false", "with_history": "ranker.use_history=true"}
 
@@ -261,7 +260,7 @@ class Experiment:
             cmd += ["--set", o]
         # each fit is its own single-process job: inherited rendezvous variables (e.g. a MASTER_PORT that
         # Lightning set in this process) would make parallel fits bind the same port
-        env = {k: v for k, v in os.environ.items() if k not in _DIST_ENV}
+        env = {k: v for k, v in os.environ.items() if k not in DIST_ENV}
         env.update(OMP_NUM_THREADS=str(self.cfg.threads_per_fit), PYTHONWARNINGS="ignore", SEMID_PROGRESS="0")
         env[PARENT_PID_ENV] = str(os.getpid())  # the fit dies with this process (semid.cli._die_with_parent)
         with open(job.out / "fit.log", "w") as logf:

@@ -8,7 +8,7 @@ import os
 from typing import Iterator
 
 DIST_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK",
-            "GROUP_RANK")
+            "GROUP_RANK", "TORCHELASTIC_RUN_ID")
 
 
 @contextlib.contextmanager
