@@ -41,6 +41,8 @@ SETTINGS = {"without_history": "ranker.use_history=false", "with_history": "rank
 class CorpusSpec:
     synth: str | None = "small"  # conf/data preset to generate, or
     path: str | None = None  # an existing corpus (e.g. from `semid data movielens`)
+    # KEY=VALUE overrides of the synth preset (e.g. a regime cell's knobs); they key the corpus directory
+    synth_overrides: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -142,7 +144,7 @@ class Experiment:
                 raise SemidError(f"{path}: field 'corpus.path': no corpus there (make it first, e.g. `semid data "
                                  f"movielens ... --out {path}`, or set --set corpus.path=DIR)")
             return path
-        synth = load_synth_config(self.cfg.corpus.synth)  # type: ignore[arg-type]
+        synth = load_synth_config(self.cfg.corpus.synth, self.cfg.corpus.synth_overrides)  # type: ignore[arg-type]
         fp = fingerprint_of(asdict(synth))
         path = self.out / f"corpus-{self.cfg.corpus.synth}-{fp}"
         meta = Corpus(path).meta if path.exists() else {}
