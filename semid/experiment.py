@@ -22,8 +22,8 @@ from rankers import is_up_to_date, read_results
 from semid.cli import PARENT_PID_ENV
 from semid.core import interrupt
 from semid.core.dist_env import DIST_ENV
-from semid.core.config import (CONF_DIR, ConfigFieldError, apply_overrides, blame_overrides, from_dict, load_yaml,
-                               require, require_int, require_positive, resolve_conf)
+from semid.core.config import (CONF_DIR, ConfigFieldError, apply_overrides, blame_overrides, from_dict, load_layered,
+                               require, require_int, require_positive)
 from semid.core.errors import SemidError
 from semid.core.fingerprint import ROOMS, code_fingerprint, fingerprint_of
 from semid.core.numbers import sig
@@ -54,6 +54,21 @@ class StabilitySpec:
 
 
 @dataclass
+class QuantizerSpec:
+    """A Stage-1 variant compared downstream with the main RQ-VAE (issue 18): its own SID table drives the
+    ``quantizer_representations``, paired against the same representations on the main table."""
+
+    name: str = "rqkmeans"  # labels the report's rows and the run directories
+    rqvae: str | None = None  # conf/rqvae preset (e.g. small_rqkmeans); None: the experiment's own ``rqvae``
+    overrides: list[str] = field(default_factory=list)  # KEY=VALUE on that preset
+    collision_suffix: bool = False  # assign with the extra level that makes every SID unique
+
+    def __post_init__(self) -> None:
+        require(bool(self.name) and self.name.replace("_", "").replace("-", "").isalnum(), "quantizers.name",
+                f"{self.name!r}: use letters, digits, '_' or '-' (it names run directories)")
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "small"
     corpus: CorpusSpec = field(default_factory=CorpusSpec)
@@ -69,6 +84,9 @@ class ExperimentConfig:
     ranker_overrides: list[str] = field(default_factory=list)
     reference: str = "hash_8k"
     stability: StabilitySpec = field(default_factory=StabilitySpec)
+    # Stage-1 variants (other quantizers, the collision suffix), each driving quantizer_representations
+    quantizers: list[QuantizerSpec] = field(default_factory=list)
+    quantizer_representations: list[str] = field(default_factory=lambda: ["bigram", "spm_8k"])
     lookup_vocab_sizes: list[int] = field(default_factory=lambda: [256, 1024, 4096, 16384])
     # cold-start slices for sparse real data: items introduced at most k days (periods) before the evaluation day
     age_slices: list[int] = field(default_factory=list)
@@ -93,15 +111,22 @@ class ExperimentConfig:
         require_positive(self.equivalence_margin_pct, "equivalence_margin_pct")
         require(bool(self.seeds) and len(set(self.seeds)) == len(self.seeds), "seeds",
                 f"must be distinct and at least one (got {self.seeds})")
+        names = [q.name for q in self.quantizers]
+        require(len(set(names)) == len(names) and "rqvae" not in names, "quantizers",
+                f"names must be distinct and not 'rqvae' (the main table's row), got {names}")
+        if self.quantizers:
+            bad = [r for r in self.quantizer_representations if r not in self.representations]
+            require(not bad, "quantizer_representations",
+                    f"{bad} are not among the representations (their main-table runs are the paired reference)")
 
 
 def load_experiment_config(name_or_path: str, overrides: list[str] | None = None) -> ExperimentConfig:
     """A preset of conf/experiment/ or a YAML file. A relative ``corpus.path`` resolves against the project
     root (the folder holding conf/) for a shipped preset, and against the file's own folder for any other
     file, never against the working directory."""
-    path = resolve_conf(name_or_path, "experiment")
+    path, data = load_layered(name_or_path, "experiment")  # a study may build on another (``base: small``)
     try:
-        cfg = from_dict(ExperimentConfig, apply_overrides(load_yaml(path), overrides or []), where=str(path))
+        cfg = from_dict(ExperimentConfig, apply_overrides(data, overrides or []), where=str(path))
     except ConfigFieldError as e:
         raise blame_overrides(e, overrides or []) from None
     if cfg.corpus.path and not Path(cfg.corpus.path).is_absolute():
@@ -155,11 +180,14 @@ class Experiment:
         self._stage("corpus", lambda: generate(synth, path, overwrite=True, preset=self.cfg.corpus.synth))
         return path
 
-    def rqvae(self, corpus: Path, days: list[int] | None = None, tag: str = "main") -> Path:
-        overrides = list(self.cfg.rqvae_overrides)
+    def rqvae(self, corpus: Path, days: list[int] | None = None, tag: str = "main",
+              quantizer: QuantizerSpec | None = None) -> Path:
+        preset, overrides = self.cfg.rqvae, list(self.cfg.rqvae_overrides)
+        if quantizer is not None:
+            preset, overrides = quantizer.rqvae or preset, overrides + list(quantizer.overrides)
         if days is not None:
             overrides += [f"train.min_day={days[0]}", f"train.max_day={days[1]}"]
-        cfg = load_rqvae_config(self.cfg.rqvae, overrides)
+        cfg = load_rqvae_config(preset, overrides)
         # the run directory is keyed by the quantizer and the Stage-1 code: other code trains a new one
         fp = fingerprint_of([rqvae_fingerprint(cfg, Corpus(corpus).fingerprint), code_fingerprint("datamodules", "rqvae")])
         out = self.out / f"rqvae-{tag}-{fp}"
@@ -171,8 +199,8 @@ class Experiment:
             self.log(f"rqvae ({tag}): resumed an interrupted training at step {res.resumed_from_step}")
         return out
 
-    def sids(self, model: Path, corpus: Path) -> Path:
-        path = model / "sids.parquet"
+    def sids(self, model: Path, corpus: Path, collision_suffix: bool = False) -> Path:
+        path = model / ("sids-suffix.parquet" if collision_suffix else "sids.parquet")
         if path.exists():
             try:
                 self._sid_fingerprints[path] = read_sid_table(path).fingerprint
@@ -180,7 +208,8 @@ class Experiment:
                 return path
             except SemidError:
                 pass
-        self._stage(f"sids ({model.name})", lambda: assign_sids(model, corpus, path, overwrite=True))
+        self._stage(f"sids ({model.name}{', collision suffix' if collision_suffix else ''})",
+                    lambda: assign_sids(model, corpus, path, overwrite=True, collision_suffix=collision_suffix))
         return path
 
     def _stage(self, name: str, fn: Callable[[], T]) -> T:
@@ -285,16 +314,17 @@ class Experiment:
         stability = None
         if self.cfg.stability.enabled:
             stability = self.stability(corpus)
+        quantizers = self.quantizer_study(corpus, model, sids) if self.cfg.quantizers else None
         analysis, analysis_fp = self.analysis(corpus, sids)
         self.timings["total"] = time.perf_counter() - t0
         spec = ReportSpec(self.cfg.name, self.cfg.reference, self.cfg.settings,
                           self.cfg.representations + self.cfg.ranker_variants, tuple(self.cfg.age_slices),
                           self.cfg.report_bootstraps, self.cfg.equivalence_margin_pct)
-        if report_is_current(self.out, report_fingerprint(spec, results, stability, analysis_fp)):
+        if report_is_current(self.out, report_fingerprint(spec, results, stability, analysis_fp, quantizers)):
             self.log(f"report: reusing {self.out / 'report.md'}")
             return self.out / "report.md"
         return self._stage("report", lambda: write_report(spec, self.out, corpus, model, results, stability, analysis,
-                                                          analysis_fp, self.timings))
+                                                          analysis_fp, self.timings, quantizers))
 
     def analysis(self, corpus: Path, sids: Path) -> tuple[dict[str, Any], str]:
         """Table 1 with intervals and Figure 4's lookups, once per (SID table, corpus, training days)."""
@@ -326,3 +356,30 @@ class Experiment:
         agreement = compare_tables(read_sid_table(tables["early"]), read_sid_table(tables["late"]))
         return {"representation": st.representation, "early_days": st.early_days, "late_days": st.late_days,
                 "results": {r["tag"]: r for r in results}, "agreement": agreement}
+
+    def quantizer_study(self, corpus: Path, model: Path, sids: Path) -> dict[str, Any]:
+        """Issue 18: each Stage-1 variant's SID table drives ``quantizer_representations`` in every setting and
+        seed; the report pairs each run with the same representation on the main RQ-VAE's table."""
+        variants: list[dict[str, Any]] = [{"name": "rqvae", "model": model, "sids": sids, "collision_suffix": False}]
+        for q in self.cfg.quantizers:
+            # the suffix is an assignment option: a variant that only adds it reuses the main model
+            q_model = model if (q.rqvae in (None, self.cfg.rqvae) and not q.overrides) else \
+                self.rqvae(corpus, tag=q.name, quantizer=q)
+            variants.append({"name": q.name, "model": q_model, "collision_suffix": q.collision_suffix,
+                             "sids": self.sids(q_model, corpus, q.collision_suffix) if q.collision_suffix or
+                             q_model != model else sids})
+        jobs = [FitJob(rep, DEFAULT_RANKER, rep, setting, seed, v["sids"],
+                       self.out / "quantizers" / v["name"] / rep / setting / f"seed{seed}", tag=f"q-{v['name']}")
+                for v in variants[1:] for rep in self.cfg.quantizer_representations
+                for setting in self.cfg.settings for seed in self.cfg.seeds]
+        results = self.run_fits(jobs, corpus)
+        out = []
+        for v in variants:
+            health = read_json(v["model"] / "health.json")
+            table = read_sid_table(v["sids"])
+            out.append({"name": v["name"], "model": str(v["model"]), "sids": str(v["sids"]),
+                        "quantizer": (health.get("quantizer") or {}).get("kind", "rqvae"),
+                        "collision_suffix": v["collision_suffix"], "levels": int(table.codes.shape[1]),
+                        "health": {k: health.get(k) for k in ("all_items", "heldout")}})
+        return {"representations": list(self.cfg.quantizer_representations), "variants": out,
+                "results": results}

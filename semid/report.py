@@ -23,6 +23,7 @@ from embeddings import plot_report  # noqa: E402
 from semid.core.artifacts import atomic_path, read_json, write_json  # noqa: E402
 from semid.core.fingerprint import ROOMS, code_fingerprint, fingerprint_of  # noqa: E402
 from semid.core.numbers import sig  # noqa: E402
+from semid.quantizer_report import quantizer_markdown, quantizer_summary  # noqa: E402
 from semid.findings import (METRIC_NAMES, STATISTIC, Study, explain, lookup_findings, ranking_findings,  # noqa: E402
                             stability_findings, table1_findings)
 
@@ -105,15 +106,21 @@ def plot_improvements(summary: dict[str, dict[str, dict[str, Any]]], reference: 
 
 
 def _inputs_fingerprint(results: list[dict[str, Any]], stability: dict[str, Any] | None,
-                        analysis_fp: str, settings: dict[str, Any]) -> str:
-    runs = sorted((r.get("name"), r["setting"], r.get("seed"), r.get("tag"), r["fingerprint"]) for r in results)
+                        analysis_fp: str, settings: dict[str, Any], quantizers: dict[str, Any] | None = None) -> str:
+    def runs(rs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return sorted((r.get("name"), r["setting"], r.get("seed"), r.get("tag"), r["fingerprint"]) for r in rs)
+
     stab = sorted((k, v["fingerprint"]) for k, v in (stability or {}).get("results", {}).items())
-    return fingerprint_of([REPORT_VERSION, runs, stab, analysis_fp, settings, code_fingerprint(*ROOMS)])
+    parts: list[Any] = [REPORT_VERSION, runs(results), stab, analysis_fp, settings, code_fingerprint(*ROOMS)]
+    if quantizers:  # absent: the fingerprint of a report without a quantizer study is unchanged
+        parts.append([runs(quantizers["results"]), [(v["name"], v["sids"]) for v in quantizers["variants"]]])
+    return fingerprint_of(parts)
 
 
 def report_fingerprint(cfg: ReportSpec, results: list[dict[str, Any]], stability: dict[str, Any] | None,
-                       analysis_fp: str) -> str:
-    return _inputs_fingerprint(results, stability, analysis_fp, {k: v for k, v in asdict(cfg).items() if k != "name"})
+                       analysis_fp: str, quantizers: dict[str, Any] | None = None) -> str:
+    return _inputs_fingerprint(results, stability, analysis_fp, {k: v for k, v in asdict(cfg).items() if k != "name"},
+                               quantizers)
 
 
 def report_is_current(out: Path, fp: str) -> bool:
@@ -124,8 +131,8 @@ def report_is_current(out: Path, fp: str) -> bool:
 
 def write_report(cfg: ReportSpec, out: Path, corpus: Path, model: Path, results: list[dict[str, Any]],
                  stability: dict[str, Any] | None, analysis: dict[str, Any], analysis_fp: str,
-                 timings: dict[str, float]) -> Path:
-    fp = report_fingerprint(cfg, results, stability, analysis_fp)
+                 timings: dict[str, float], quantizers: dict[str, Any] | None = None) -> Path:
+    fp = report_fingerprint(cfg, results, stability, analysis_fp, quantizers)
     path, json_path = out / "report.md", out / "report.json"
     c = Corpus(corpus)
     meta = c.meta
@@ -149,17 +156,19 @@ def write_report(cfg: ReportSpec, out: Path, corpus: Path, model: Path, results:
     figs.mkdir(parents=True, exist_ok=True)
     plot_improvements(summary, cfg.reference, figs / "improvement.png")
     plot_report(analysis["lookups"], figs / "lookups_per_item.png")
-    md = _markdown(cfg, corpus, c, model, n_items, gt, summary, found, analysis, stability, timings)
+    q = quantizer_summary(results, quantizers, cfg.bootstraps) if quantizers else None
+    md = _markdown(cfg, corpus, c, model, n_items, gt, summary, found, analysis, stability, timings, q)
     with atomic_path(path) as tmp:
         tmp.write_text(md)
     write_json(json_path, {"fingerprint": fp, "summary": summary, "findings": found, "table1": analysis["table1"],
-                           "lookups": analysis["lookups"], "stability": _strip(stability), "timings": timings})
+                           "lookups": analysis["lookups"], "stability": _strip(stability), "timings": timings,
+                           **({"quantizers": q} if q else {})})
     return path
 
 
 def _markdown(cfg: ReportSpec, corpus: Path, c: Corpus, model: Path, n_items: int, gt: dict[str, Any],
               summary: dict[str, Any], found: list[dict[str, Any]], analysis: dict[str, Any],
-              stability: dict[str, Any] | None, timings: dict[str, float]) -> str:
+              stability: dict[str, Any] | None, timings: dict[str, float], quantizers: dict[str, Any] | None) -> str:
     days = c.days()
     t1, lookups = analysis["table1"], analysis["lookups"]
     lines = [f"# semid experiment `{cfg.name}`\n",
@@ -238,6 +247,8 @@ def _markdown(cfg: ReportSpec, corpus: Path, c: Corpus, model: Path, n_items: in
 
     if stability:
         lines += _stability_md(stability)
+    if quantizers:
+        lines += quantizer_markdown(quantizers)
     lines.append("## Timings\n")
     lines.append(", ".join(f"{k}: {v:.0f} s" for k, v in timings.items()) + "\n")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,100 @@
+"""The report's quantizer table (issue 18): quantizer -> SID health -> ranker quality, paired against the same
+representation on the main RQ-VAE's SIDs.
+
+Each Stage-1 variant (another quantizer, or the collision suffix on the same model) drove the experiment's
+``quantizer_representations`` in every setting and seed; here every such arm is paired with the main
+table's arm of the same representation, setting and seeds, on the same evaluation impressions
+(item-clustered, pooled over seeds and periods: ``semid.paired``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semid.core.numbers import sig
+from semid.findings import Study
+from semid.rqvae import read_sid_table
+
+REFERENCE = "rqvae"  # the main table's row
+
+
+def sid_collisions(sids: Path) -> dict[str, Any]:
+    """Unique-SID share and the largest group of items sharing one full SID, from the table itself (a
+    collision suffix changes both, and the quantizer's health.json describes the table without it)."""
+    codes = read_sid_table(sids).codes
+    _, counts = np.unique(codes, axis=0, return_counts=True)
+    return {"items": int(len(codes)), "unique_sid_fraction": float(len(counts) / max(len(codes), 1)),
+            "largest_collision_group": int(counts.max()) if len(counts) else 0}
+
+
+def quantizer_summary(main_results: list[dict[str, Any]], study: dict[str, Any], bootstraps: int) -> dict[str, Any]:
+    """variants (with health) and, per setting and representation, each variant's AUCs and its paired Δ%
+    vs the main RQ-VAE's SIDs on CTR and CTR/1D."""
+    reps = set(study["representations"])
+    runs = [dict(r, name=f"{r['name']}@{REFERENCE}") for r in main_results
+            if r.get("name") in reps and r.get("tag", "main") == "main"]
+    runs += [dict(r, name=f"{r['name']}@{r['tag'].removeprefix('q-')}", tag="main") for r in study["results"]]
+    s = Study(runs, num_bootstraps=bootstraps)
+    variants = []
+    for v in study["variants"]:
+        h = v.get("health") or {}
+        held, every = h.get("heldout") or {}, h.get("all_items") or {}
+        util = every.get("utilisation_per_level") or []
+        variants.append({**{k: v[k] for k in ("name", "quantizer", "collision_suffix", "levels", "sids")},
+                         "relative_error_heldout": held.get("relative_error"),
+                         "relative_error_all": every.get("relative_error"),
+                         "utilisation_mean": float(np.mean(util)) if util else None,
+                         **sid_collisions(Path(v["sids"]))})
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for setting in s.settings():
+        for rep in study["representations"]:
+            ref = s.arms.get((setting, f"{rep}@{REFERENCE}"))
+            for v in study["variants"]:
+                arm = s.arms.get((setting, f"{rep}@{v['name']}"))
+                if arm is None:
+                    continue
+                row: dict[str, Any] = {"seeds": sorted(arm.runs),
+                                       "auc": {sl: s.auc(arm, sl).as_dict() for sl in ("overall", "new")}}
+                if ref is not None and v["name"] != REFERENCE:
+                    row["vs_rqvae_pct"] = {sl: s.compare(ref, arm, sl).as_dict() for sl in ("overall", "new")}
+                table.setdefault(setting, {}).setdefault(rep, {})[v["name"]] = row
+    return {"reference": REFERENCE, "variants": variants, "ranking": table}
+
+
+def _cell(e: dict[str, Any] | None, pct: bool = False) -> str:
+    if not e:
+        return "reference"
+    if e.get("estimate") is None:
+        return f"undefined ({e.get('undefined') or 'no estimate'})"
+    sign = "+" if pct and e["estimate"] > 0 else ""
+    unit = "%" if pct else ""
+    return f"{sign}{sig(e['estimate'])}{unit} [{sig(e['ci_low'])}, {sig(e['ci_high'])}]"
+
+
+def quantizer_markdown(q: dict[str, Any]) -> list[str]:
+    lines = ["## Quantizers: SID health -> ranker quality\n",
+             "Each Stage-1 variant's SIDs drive the same representations; Δ% is paired with the same "
+             f"representation, setting and seeds on the main RQ-VAE's SIDs (`{REFERENCE}`), on the same "
+             "evaluation impressions, item-clustered.\n",
+             "| variant | quantizer | levels | relative error (held-out / all) | mean utilisation | unique SIDs | "
+             "largest collision |", "|---|---|---:|---|---:|---:|---:|"]
+    for v in q["variants"]:
+        suffix = " + collision suffix" if v["collision_suffix"] else ""
+        lines.append(f"| {v['name']} | {v['quantizer']}{suffix} | {v['levels']} | {sig(v['relative_error_heldout'])} / "
+                     f"{sig(v['relative_error_all'])} | {sig(v['utilisation_mean'])} | "
+                     f"{v['unique_sid_fraction']:.1%} | {v['largest_collision_group']:,} |")
+    lines.append("")
+    for setting, reps in q["ranking"].items():
+        lines.append(f"### {setting.replace('_', ' ')}\n")
+        lines.append(f"| representation | variant | seeds | CTR AUC | Δ% vs {REFERENCE} | CTR/1D AUC | Δ% vs {REFERENCE} |")
+        lines.append("|---|---|---:|---|---|---|---|")
+        for rep, variants in reps.items():
+            for name, row in variants.items():
+                vs = row.get("vs_rqvae_pct") or {}
+                lines.append(f"| {rep} | {name} | {len(row['seeds'])} | {_cell(row['auc']['overall'])} | "
+                             f"{_cell(vs.get('overall'), True)} | {_cell(row['auc']['new'])} | "
+                             f"{_cell(vs.get('new'), True)} |")
+        lines.append("")
+    return lines
