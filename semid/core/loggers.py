@@ -74,7 +74,7 @@ def _csv_rows_before(path: Path, step: int) -> list[tuple[int, dict[str, float]]
     return [(s, {k: float(v) for k, v in r.items() if k != "step" and v not in ("", None)}) for s, r in rows if s < step]
 
 
-def _set_aside_earlier_attempts(wandb_dir: Path, run_id: str) -> None:
+def set_aside_earlier_attempts(wandb_dir: Path, run_id: str) -> None:
     """Move earlier attempts' offline runs of ``run_id`` out of the way (kept for inspection): the new attempt's
     run holds their history through its checkpoint, and two offline runs of one id would overlap on sync."""
     earlier = sorted(wandb_dir.glob(f"offline-run-*-{run_id}"))
@@ -102,7 +102,7 @@ def build_loggers(kinds: list[str], out: Path, *, run_name: str, project: str, g
         history = next((lg for lg in loggers if isinstance(lg, CSVLogger)), None)
         if mode == "offline" and history is not None:
             if rank_zero_only.rank == 0:
-                _set_aside_earlier_attempts(out / "wandb", run_id)
+                set_aside_earlier_attempts(out / "wandb", run_id)
             lg = _ContinuedWandbLogger(history=history, **kw)
         else:
             lg = WandbLogger(**kw)
