@@ -64,7 +64,12 @@ def _train(corpus: Path, out: Path, *sets: str) -> dict:
            "--out", str(out)]
     for s in ("train.steps=40", "train.holdout_items=80", *sets):
         cmd += ["--set", s]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    try:  # ~20 s on 2 idle cores; a timeout shows what the ranks printed (a full-suite CI run once hung here)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired as e:
+        def tail(b: bytes | str | None) -> str:
+            return (b.decode(errors="replace") if isinstance(b, bytes) else b or "")[-3000:]
+        pytest.fail(f"sids train {sets} timed out after 300 s\nstdout: {tail(e.stdout)}\nstderr: {tail(e.stderr)}")
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.count("wrote ") == 1  # one summary line, not one per rank
     return json.loads((out / "health.json").read_text())
