@@ -12,10 +12,10 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 @pytest.fixture(autouse=True)
 def _environment_restored(request: pytest.FixtureRequest):
-    """Each test gets the environment the session started with. Lightning sets MASTER_ADDR, LOCAL_RANK, ...
-    for an in-process Trainer and leaves them set; a later test's 2-process subprocess then took itself for
-    rank 0 of a launched job and waited for a rank 1 that never came (CI hung 600 s on it). The product's own
-    entry points restore them (semid.core.dist_env); this guards tests that drive a Trainer directly."""
+    """Each test gets the environment the session started with: an in-process Trainer sets variables
+    (PL_GLOBAL_SEED, OMP_NUM_THREADS, and MASTER_ADDR, LOCAL_RANK, ... where a test drives one directly) and
+    leaves them set, and a later test's subprocesses would inherit them. The product's own entry points
+    restore the process-group ones (semid.core.dist_env). SEMID_TEST_ENV_LOG=FILE lists what each test changed."""
     before = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}  # pytest's own, per phase
     yield
     after = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
