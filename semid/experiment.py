@@ -3,13 +3,13 @@
 corpus -> RQ-VAE -> SIDs -> (token caches, inside each fit) -> one ranker per representation x setting
 x seed -> stability study (RQ-VAEs on early vs late days) -> report. Every stage is keyed by the
 fingerprint of its inputs: a rerun skips what exists, a changed config value reruns exactly what it
-affects. Ranker fits run as subprocesses (``semid rank fit``), ``parallel`` at a time.
+affects. Ranker fits run as ``semid rank fit`` commands through the configured launcher (``semid.launchers``:
+local subprocesses, ``parallel`` at a time, or submitit jobs, e.g. on SLURM). When the fits log to W&B, the
+report's tables and figures go to a summary run in their group (``semid.wandb_summary``).
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -19,7 +19,6 @@ from typing import Any, Callable, TypeVar
 from datamodules import Corpus, generate, load_synth_config, open_corpus
 from rankers import DEFAULT_RANKER, load_rank_config
 from rankers import is_up_to_date, read_results
-from semid.cli import PARENT_PID_ENV
 from semid.core import interrupt
 from semid.core.dist_env import DIST_ENV
 from semid.core.config import (CONF_DIR, ConfigFieldError, apply_overrides, blame_overrides, from_dict, load_layered,
@@ -30,6 +29,8 @@ from semid.core.numbers import sig
 from semid.core.progress import bar
 from semid.analysis import stage1_analysis
 from semid.core.artifacts import read_json, write_json
+from semid import wandb_summary
+from semid.launchers import LauncherSpec, Task, make_launcher, stopping
 from semid.report import ReportSpec, report_fingerprint, report_is_current, write_report
 from semid.rqvae import assign_sids, compare_tables, load_rqvae_config, read_sid_table, rqvae_fingerprint, train_rqvae
 
@@ -95,6 +96,9 @@ class ExperimentConfig:
     equivalence_margin_pct: float = 1.0  # margin of the equivalence / at-least-as-good findings, % of the AUC
     parallel: int = 2
     threads_per_fit: int = 1
+    launcher: LauncherSpec = field(default_factory=LauncherSpec)  # where fits run: local subprocesses or submitit
+    # a W&B run in the fits' group holding the report's tables and figures: auto = when the fits log to W&B
+    wandb_summary: bool | str = "auto"
 
     def __post_init__(self) -> None:
         bad = sorted(set(self.settings) - set(SETTINGS))
@@ -109,6 +113,7 @@ class ExperimentConfig:
         for i, k in enumerate(self.age_slices):
             require_int(k, f"age_slices[{i}]", minimum=0)
         require_positive(self.equivalence_margin_pct, "equivalence_margin_pct")
+        wandb_summary.check_setting(self.wandb_summary)
         require(bool(self.seeds) and len(set(self.seeds)) == len(self.seeds), "seeds",
                 f"must be distinct and at least one (got {self.seeds})")
         names = [q.name for q in self.quantizers]
@@ -136,6 +141,12 @@ def load_experiment_config(name_or_path: str, overrides: list[str] | None = None
     return cfg
 
 
+def _failure(log: str) -> str:
+    """The line of a job's log that says why it failed: its ``semid: error`` line, else its last line."""
+    lines = log.strip().splitlines()
+    return next((l for l in reversed(lines) if l.startswith("semid: error")), lines[-1] if lines else "")
+
+
 @dataclass
 class FitJob:
     """One ranker fit of the study. ``name`` labels its row and run directory: the representation's name,
@@ -160,6 +171,7 @@ class Experiment:
         self.cfg, self.out, self.log = cfg, Path(out), log
         self.timings: dict[str, float] = {}
         self._sid_fingerprints: dict[Path, str] = {}  # each SID table is read and hashed once per experiment
+        self.launcher = make_launcher(cfg.launcher, self.out, name=cfg.name, parallel=cfg.parallel)
 
     # -- stages ----------------------------------------------------------------------------------------
     def corpus(self) -> Path:
@@ -194,10 +206,26 @@ class Experiment:
         if (out / "rqvae.pt").exists():
             self.log(f"rqvae ({tag}): reusing {out}")
             return out
-        res = self._stage(f"rqvae ({tag})", lambda: train_rqvae(corpus, cfg, out, overwrite=True, quiet=True))
-        if res.resumed_from_step is not None:
-            self.log(f"rqvae ({tag}): resumed an interrupted training at step {res.resumed_from_step}")
+        if self.launcher.in_process_quantizers:
+            res = self._stage(f"rqvae ({tag})", lambda: train_rqvae(corpus, cfg, out, overwrite=True, quiet=True))
+            resumed = res.resumed_from_step
+        else:  # a job like a fit: `semid sids train` loads the same config from the same preset and overrides
+            resumed = self._stage(f"rqvae ({tag})", lambda: self._rqvae_job(tag, corpus, preset, overrides, out))
+        if resumed is not None:
+            self.log(f"rqvae ({tag}): resumed an interrupted training at step {resumed}")
         return out
+
+    def _rqvae_job(self, tag: str, corpus: Path, preset: str, overrides: list[str], out: Path) -> int | None:
+        """Train through the launcher; the step an interrupted training resumed from, if it did."""
+        log = self.out / f"{out.name}.log"
+        argv = ["sids", "train", "--corpus", str(corpus), "--config", preset, "--out", str(out), "--overwrite",
+                *[x for o in overrides for x in ("--set", o)]]
+        rc = self.launcher.run(Task(f"rqvae ({tag})", argv, log, set_env=self._job_env(), unset_env=DIST_ENV))
+        said = log.read_text() if log.exists() else ""
+        if rc != 0:
+            raise SemidError(f"rqvae ({tag}): exit {rc}: {_failure(said)} (see {log})")
+        m = re.search(r"resuming \S+ from step (\d+)", said)
+        return int(m.group(1)) if m else None
 
     def sids(self, model: Path, corpus: Path, collision_suffix: bool = False) -> Path:
         path = model / ("sids-suffix.parquet" if collision_suffix else "sids.parquet")
@@ -241,7 +269,9 @@ class Experiment:
         results: list[dict[str, Any]] = []
         failures: list[str] = []
         t = time.perf_counter()
-        with bar("ranker fits", total=len(jobs), unit="fit") as pb, ThreadPoolExecutor(self.cfg.parallel) as pool:
+        # stopping() is left first on an interrupt: submitted jobs are cancelled before the pool waits for them
+        with bar("ranker fits", total=len(jobs), unit="fit") as pb, ThreadPoolExecutor(self.launcher.slots) as pool, \
+                stopping(self.launcher):
             futures = {pool.submit(self._fit_subprocess, j, corpus, corpus_fp): j for j in jobs}
             for fut in as_completed(futures):
                 job = futures[fut]
@@ -281,26 +311,25 @@ class Experiment:
         if is_up_to_date(job.out, cfg, corpus_fp, self._sids_fingerprint(job.sids) if needs_sids else None):
             return 0, "reused"
         job.out.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "semid.cli", "rank", "fit", "--config", job.ranker,
-               "--corpus", str(corpus), "--out", str(job.out), "--restart-if-changed"]
+        argv = ["rank", "fit", "--config", job.ranker, "--corpus", str(corpus), "--out", str(job.out),
+                "--restart-if-changed"]
         if job.representation is not None:
-            cmd += ["--representation", job.representation]
+            argv += ["--representation", job.representation]
         if needs_sids:
-            cmd += ["--sids", str(job.sids)]
+            argv += ["--sids", str(job.sids)]
         for o in self._overrides(job):
-            cmd += ["--set", o]
+            argv += ["--set", o]
         # each fit is its own single-process job: inherited rendezvous variables (e.g. a MASTER_PORT that
         # Lightning set in this process) would make parallel fits bind the same port
-        env = {k: v for k, v in os.environ.items() if k not in DIST_ENV}
-        env.update(OMP_NUM_THREADS=str(self.cfg.threads_per_fit), PYTHONWARNINGS="ignore", SEMID_PROGRESS="0")
-        env[PARENT_PID_ENV] = str(os.getpid())  # the fit dies with this process (semid.cli._die_with_parent)
-        with open(job.out / "fit.log", "w") as logf:
-            rc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env).returncode
-        tail = ""
-        if rc != 0:
-            lines = (job.out / "fit.log").read_text().strip().splitlines()
-            tail = next((l for l in reversed(lines) if l.startswith("semid: error")), lines[-1] if lines else "")
-        return rc, tail
+        rc = self.launcher.run(Task(f"fit {job.label}", argv, job.out / "fit.log", set_env=self._job_env(),
+                                    unset_env=DIST_ENV, threads=self.cfg.threads_per_fit,
+                                    gpus=self.cfg.launcher.gpus_per_job))
+        log = job.out / "fit.log"
+        return rc, (_failure(log.read_text()) if log.exists() else "no fit.log") if rc != 0 else ""
+
+    def _job_env(self) -> dict[str, str]:
+        """What a job's process changes in its environment (the rest is where the job runs: a cluster node's own)."""
+        return {"OMP_NUM_THREADS": str(self.cfg.threads_per_fit), "PYTHONWARNINGS": "ignore", "SEMID_PROGRESS": "0"}
 
     # -- the whole study ---------------------------------------------------------------------------------------
     def run(self) -> Path:
@@ -322,9 +351,25 @@ class Experiment:
                           self.cfg.report_bootstraps, self.cfg.equivalence_margin_pct)
         if report_is_current(self.out, report_fingerprint(spec, results, stability, analysis_fp, quantizers)):
             self.log(f"report: reusing {self.out / 'report.md'}")
-            return self.out / "report.md"
-        return self._stage("report", lambda: write_report(spec, self.out, corpus, model, results, stability, analysis,
-                                                          analysis_fp, self.timings, quantizers))
+            report = self.out / "report.md"
+        else:
+            report = self._stage("report", lambda: write_report(spec, self.out, corpus, model, results, stability,
+                                                                analysis, analysis_fp, self.timings, quantizers))
+        self.summary_run()
+        return report
+
+    def summary_run(self) -> None:
+        """The report's tables and figures as a W&B run in the fits' project and group, when wanted."""
+        fit = load_rank_config(DEFAULT_RANKER, list(self.cfg.ranker_overrides) + [f"trainer.wandb_group={self.cfg.name}"])
+        if not wandb_summary.wanted(self.cfg.wandb_summary, fit.trainer.loggers):
+            return
+        if wandb_summary.is_logged(self.out):
+            self.log(f"wandb summary: reusing {self.out / wandb_summary.MARKER}")
+            return
+        run_dir = self._stage("wandb summary", lambda: wandb_summary.log_summary(
+            self.out, name=self.cfg.name, project=fit.trainer.wandb_project, group=fit.trainer.wandb_group,
+            config=asdict(self.cfg)))
+        self.log(f"wandb summary: {run_dir} (group {fit.trainer.wandb_group})")
 
     def analysis(self, corpus: Path, sids: Path) -> tuple[dict[str, Any], str]:
         """Table 1 with intervals and Figure 4's lookups, once per (SID table, corpus, training days)."""

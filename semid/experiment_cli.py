@@ -14,7 +14,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set ranker_overrides=[data.batch_size=1024]")
     p.add_argument("--seeds", help="comma list of training seeds, e.g. 0,1,2 (replaces the preset's seeds)")
+    g = p.add_argument_group("launcher", "where the fits (and, with submitit, the quantizer trainings) run; "
+                                         "the config's launcher: block, these flags win")
+    g.add_argument("--launcher", choices=("local", "submitit"),
+                   help="local subprocesses (default) or one submitit job per fit (SLURM, or submitit's local executor)")
+    g.add_argument("--cluster", choices=("auto", "slurm", "local"),
+                   help="submitit's executor (default auto: slurm where sbatch is found, else local)")
+    g.add_argument("--partition", help="SLURM partition of the jobs")
+    g.add_argument("--gpus-per-job", type=int, metavar="N", help="GPUs per fit job, one task each (default 0)")
+    g.add_argument("--time-limit", type=int, metavar="MIN",
+                   help="minutes per job (default 240); a fit that reaches it is requeued and resumes")
+    g.add_argument("--max-jobs", type=int, metavar="N", help="submitit jobs queued or running at once (default 64)")
     p.set_defaults(func=_run)
+
+
+# flag -> launcher field; the flags are overrides after --set, so they win over it and the config file
+_LAUNCHER_FLAGS = {"launcher": "kind", "cluster": "cluster", "partition": "partition", "gpus_per_job": "gpus_per_job",
+                   "time_limit": "time_limit_min", "max_jobs": "max_jobs"}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -27,11 +43,23 @@ def _run(args: argparse.Namespace) -> int:
         except ValueError:
             raise SemidError(f"--seeds {args.seeds}: expected a comma list of integers, e.g. 0,1,2") from None
         overrides.append(f"seeds={seeds}")
-    cfg = load_experiment_config(args.preset, overrides)
+    flags = {}  # override -> the flag as typed, so an error names the flag
+    for flag, key in _LAUNCHER_FLAGS.items():
+        if getattr(args, flag) is not None:
+            flags[f"launcher.{key}={getattr(args, flag)}"] = f"--{flag.replace('_', '-')} {getattr(args, flag)}"
+    try:
+        cfg = load_experiment_config(args.preset, overrides + list(flags))
+    except SemidError as e:
+        said = next((f"{typed}{str(e)[len(f'--set {o}'):]}" for o, typed in flags.items()
+                     if str(e).startswith(f"--set {o}:")), None)
+        if said is None:
+            raise
+        raise SemidError(said) from None
     out = args.out or Path("runs") / f"experiment-{cfg.name}"
     arms = len(cfg.representations) + len(cfg.ranker_variants)
     print(f"experiment {cfg.name}: {arms} representations and ranker variants x {len(cfg.settings)} settings x "
-          f"{len(cfg.seeds)} seed(s) -> {out}")
+          f"{len(cfg.seeds)} seed(s) -> {out}" + (f" (submitit: {cfg.launcher.cluster})" if cfg.launcher.kind == "submitit"
+                                                  else ""))
     report = Experiment(cfg, out, log=lambda m: print(f"  {m}", flush=True)).run()
     print(f"report: {report}")
     return 0
