@@ -121,7 +121,9 @@ class _Command:
         env = {k: v for k, v in os.environ.items() if k not in self.unset_env}
         env.update(self.set_env)
         env[PARENT_PID_ENV] = str(os.getpid())  # the command dies with this process (semid.cli._die_with_parent)
-        with open(self.log, "w") as logf:
+        # a multi-GPU SLURM job runs this once per task (each a rank of the fit): rank 0 writes the task's log
+        rank = int(os.environ.get("SLURM_PROCID") or os.environ.get("SUBMITIT_LOCAL_GLOBALID") or 0)
+        with open(self.log if rank == 0 else f"{self.log}.rank{rank}", "w") as logf:
             proc = subprocess.Popen(self.cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
             try:
                 if self.watch is None or self.watch[0] != socket.gethostname():
