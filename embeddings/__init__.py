@@ -2,7 +2,9 @@
 
 Representations (``conf/embeddings/*.yaml``, ``kind:``): ``hash`` (random hashing of item ids, the
 baseline), ``ngram`` (unigram-SID n=1, bigram-SID n=2, any non-overlapping n), ``prefix_ngram``,
-``spm`` (SentencePiece over SIDs), ``hybrid`` (several of these, each with its own tables) and
+``spm`` (SentencePiece over SIDs), ``hybrid`` (several of these, each with its own tables), ``mch``
+(TorchRec managed collisions: tokens are raw ids that the ranker's ``ManagedCollisionCollection``, from
+``managed_collision_collection``, remaps to rows with LFU/LRU eviction) and
 ``dense`` (no table: ``cache.kind == "dense"``, ``cache.tables == []``; the ranker projects the raw
 content embedding, and ``cache.rows_of`` still maps item ids to rows of ``cache.item_id``).
 
@@ -26,6 +28,8 @@ _EXPORTS = {
     "lookup_report": "embeddings.lookup_stats",
     "plot_report": "embeddings.lookup_stats",
     "TokenizerWarning": "embeddings.tokenizer",
+    "MchConfig": "embeddings.mch",
+    "managed_collision_collection": "embeddings.mch",
     "TableOptimizerConfig": "embeddings.torchrec_io",
     "build_kjt": "embeddings.torchrec_io",
     "embedding_bag_configs": "embeddings.torchrec_io",

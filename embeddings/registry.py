@@ -13,6 +13,7 @@ import numpy as np
 
 from embeddings.hashing import HashConfig, HashTokenizer
 from embeddings.hybrid import HybridConfig, HybridTokenizer
+from embeddings.mch import MchConfig, MchTokenizer
 from embeddings.ngram import NgramConfig, NgramTokenizer, PrefixNgramConfig, PrefixNgramTokenizer
 from embeddings.random_sid import RandomSidConfig, RandomSidTokenizer
 from embeddings.spm import SpmConfig, SpmTokenizer
@@ -45,7 +46,7 @@ class DenseTokenizer(Tokenizer):
 
 
 RepresentationConfig = Union[HashConfig, NgramConfig, PrefixNgramConfig, SpmConfig, HybridConfig, DenseConfig,
-                             RandomSidConfig]
+                             RandomSidConfig, MchConfig]
 
 # kind -> (config dataclass, tokenizer factory)
 KINDS: dict[str, tuple[type, Callable[..., Tokenizer]]] = {
@@ -56,6 +57,7 @@ KINDS: dict[str, tuple[type, Callable[..., Tokenizer]]] = {
     "hybrid": (HybridConfig, None),  # type: ignore[dict-item]  # built from its parts below
     "dense": (DenseConfig, DenseTokenizer),
     "random_sid": (RandomSidConfig, None),  # type: ignore[dict-item]  # built around its base below
+    "mch": (MchConfig, MchTokenizer),
 }
 
 
@@ -75,6 +77,11 @@ def parse_representation(data: dict[str, Any], where: str, default_name: str | N
             raise SemidError(f"{where}: field 'parts' must list the representations to combine")
         if any(isinstance(p, dict) and p.get("kind") in ("hybrid", "dense") for p in parts):
             raise SemidError(f"{where}: field 'parts' may not contain hybrid or dense representations")
+        # TorchRec manages collisions for every table of a collection or none: an mch part would need a
+        # second collection beside the other parts' tables
+        if any(isinstance(p, dict) and p.get("kind") == "mch" for p in parts):
+            raise SemidError(f"{where}: field 'parts' may not contain an mch representation (managed-collision "
+                             "tables train on their own: use kind: mch alone)")
         data["parts"] = [parse_representation(p, f"{where}.parts[{i}]") for i, p in enumerate(parts)]
     if kind == "random_sid":
         base = data.pop("base", None)

@@ -19,11 +19,12 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from torchrec import EmbeddingBagConfig
 
 from datamodules import CONTEXT_DIM, Corpus, RankingDataModule, corpus_impressions, open_corpus, resolve_days
-from embeddings import CacheFeatures, RepresentationConfig, TokenCache, build_token_cache, embedding_bag_configs
+from embeddings import CacheFeatures, MchConfig, RepresentationConfig, TokenCache, build_token_cache, \
+    embedding_bag_configs
 from rankers.config import RankFitConfig, learned_part, rank_config_from_dict
 from rankers.metrics import flat_scalars
 from rankers.module import RankerModule
-from rankers.strategy import TorchRecStrategy
+from rankers.strategy import TorchRecStrategy, managed_sharding_types
 from semid.core import interrupt
 from semid.core.artifacts import write_json
 from semid.core.csv_log import continue_csv_log, rows_through_step
@@ -76,8 +77,10 @@ def _build_module(cfg: RankFitConfig, cache: TokenCache | None,
     tables = None
     if cache is not None:
         tables = embedding_bag_configs(cache, cfg.ranker.embedding_dim, cfg.roles)
+    managed = cfg.representation if isinstance(cfg.representation, MchConfig) else None
     module = RankerModule(cfg.ranker, cfg.optim, tables=tables, content_dim=dm.items.dim if cache is None else None,
-                          context_dim=CONTEXT_DIM, num_bootstraps=cfg.trainer.num_bootstraps, seed=cfg.trainer.seed)
+                          context_dim=CONTEXT_DIM, num_bootstraps=cfg.trainer.num_bootstraps, seed=cfg.trainer.seed,
+                          managed_collisions=managed)
     return module, tables
 
 
@@ -149,6 +152,8 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
 def _fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | None, cache_dir: Path | None,
          resume: bool, max_train_days: int | None, restart_if_changed: bool) -> dict[str, Any]:
     _devices_from_launcher(cfg)
+    if isinstance(cfg.representation, MchConfig):  # a sharding TorchRec cannot give it: refused before any work
+        managed_sharding_types(cfg.sharding, cfg.representation.name)
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
         # Lightning's launcher calls torch.set_num_threads(cpu_count // processes) unless OMP_NUM_THREADS is

@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 from torchrec.distributed.batched_embedding_kernel import BatchedFusedEmbeddingBag
 from torchrec.distributed.embedding_lookup import GroupedPooledEmbeddingsLookup
 from torchrec.distributed.embeddingbag import ShardedEmbeddingBagCollection
+from torchrec.distributed.mc_embeddingbag import ShardedManagedCollisionEmbeddingBagCollection
 from torchrec.distributed.types import LazyAwaitable, ShardingType
+from torchrec.modules.mc_embedding_modules import ManagedCollisionEmbeddingBagCollection
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 log = logging.getLogger(__name__)
@@ -192,3 +194,97 @@ class LocalShardedEmbeddingBagCollection(ShardedEmbeddingBagCollection):
             if out is not None:
                 return out
         return super().forward(*input, **kwargs)
+
+
+class LocalShardedManagedCollisionEBC(ShardedManagedCollisionEmbeddingBagCollection):
+    """TorchRec's sharded managed-collision EBC (``kind: mch``) with two changes, each bit-for-bit the same
+    on every path (tests/rankers/test_mch_fit.py):
+
+    * eviction resets a row without FBGEMM's ``reset_weight_momentum``, which has no CPU kernel (TorchRec's
+      own ``_evict`` fails there with NotImplementedError), and restarts it as ``init_tables`` began it
+      (``initial_rows``: the seeded block init) rather than with ``init_fn`` on the global RNG, which a
+      resumed run would not replay; its optimizer state is zeroed, as FBGEMM's reset does;
+    * with one process (``local_lookup``) the forward remaps the ids with the collection's own managed-
+      collision modules (``get_lookup_value``, what DMP's ``compute`` calls), evicts, and looks the rows up
+      through the inner collection's :class:`LocalLookup`, without the row-wise input/output distribution.
+      At world size 1 that distribution is an identity: one bucket, ids in their order, one shard of all rows.
+    """
+
+    def __init__(self, module: ManagedCollisionEmbeddingBagCollection, table_name_to_parameter_sharding: dict[str, Any],
+                 ebc_sharder: Any, mc_sharder: Any, env: Any, device: torch.device,
+                 initial_rows: Callable[[str, int, int, int, int], Tensor], local_lookup: bool) -> None:
+        super().__init__(module, table_name_to_parameter_sharding, ebc_sharder, mc_sharder, env, device)
+        self._initial_rows = initial_rows
+        self._initial: dict[str, Tensor] = {}  # table -> this rank's rows as init_tables wrote them (not state)
+        self.local_lookup: LocalLookup | None = None
+        if local_lookup:
+            self.local_lookup, reason = self._fast_path()
+            if self.local_lookup is None:
+                log.info("sharded managed-collision collection: DMP forward (no local fast path: %s)", reason)
+
+    def _fast_path(self) -> tuple[LocalLookup | None, str]:
+        mcc = self._managed_collision_collection
+        inner = getattr(self._embedding_module, "local_lookup", None)
+        if self._env.world_size != 1:
+            return None, f"world size {self._env.world_size}"
+        if inner is None:
+            return None, "the inner collection has no local fast path"
+        if len(mcc._sharding_tables) != 1 or mcc._use_index_dedup:
+            return None, "several shardings or index dedup"
+        if any(getattr(m, "_input_hash_func", None) is not None for m in mcc._managed_collision_modules.values()):
+            return None, "an input hash function (DMP's input_dist applies it)"
+        return inner, ""
+
+    # -- eviction ------------------------------------------------------------------------------------------
+    def _evict(self, evictions_per_table: dict[str, Tensor | None]) -> None:
+        for table, rows in evictions_per_table.items():
+            if rows is None or rows.numel() == 0:
+                continue
+            tbe, index = self._table_to_tbe_and_index[table]
+            t = int(index.item())
+            rows = rows.long()
+            with torch.no_grad():
+                tbe.split_embedding_weights()[t][rows] = self._initial_of(table, tbe.split_embedding_weights()[t])[rows]
+                for state in tbe.split_optimizer_states()[t] if tbe.optimizer.name != "NONE" else []:
+                    state[rows] = 0
+
+    def _initial_of(self, table: str, weights: Tensor) -> Tensor:
+        if table not in self._initial:
+            cfg = self._embedding_module._table_name_to_config[table]
+            r0 = self._managed_collision_collection._table_to_offset[table]  # this rank's first row
+            self._initial[table] = self._initial_rows(table, cfg.num_embeddings, cfg.embedding_dim, r0,
+                                                      r0 + weights.shape[0]).to(weights.device, weights.dtype)
+        return self._initial[table]
+
+    # -- forward -------------------------------------------------------------------------------------------
+    def forward(self, *input: object,  # noqa: A002 - ShardedModule's signature
+                **kwargs: object) -> Any:
+        if self.local_lookup is not None and len(input) == 1 and not kwargs:
+            remapped = self._remap(input[0])
+            if remapped is not None:
+                self._evict(self._managed_collision_collection.evict())
+                pooled = self.local_lookup(remapped)
+                assert pooled is not None, "the remapped KJT holds every feature of the tables, unweighted"
+                return pooled, None  # as DMP's forward: (pooled embeddings, remapped ids if asked: not here)
+        return super().forward(*input, **kwargs)
+
+    def _remap(self, kjt: object) -> KeyedJaggedTensor | None:
+        """The KJT of local rows DMP's ``compute`` would look up (profiling and remapping the ids on the way),
+        or None, before touching any state, for an input the fast path does not take."""
+        if self._return_remapped_features or not isinstance(kjt, KeyedJaggedTensor) \
+                or kjt.weights_or_none() is not None or kjt.variable_stride_per_key() \
+                or kjt.inverse_indices_or_none() is not None:
+            return None
+        mcc = self._managed_collision_collection
+        keys = kjt.keys()
+        if any(f not in keys for f in mcc._feature_names):
+            return None
+        order = [keys.index(f) for f in mcc._feature_names]
+        features = kjt if order == list(range(len(keys))) else kjt.permute(order)
+        values, lengths = [], []
+        for table, part in zip(mcc._sharding_tables[0], features.split(mcc._table_feature_splits)):
+            jt = mcc.get_lookup_value(table, part)[table]
+            values.append(jt.values())
+            lengths.append(jt.lengths())
+        return KeyedJaggedTensor(keys=mcc._feature_names, values=torch.cat(values), lengths=torch.cat(lengths),
+                                 stride=kjt.stride())

@@ -2,7 +2,9 @@
 
 An item representation for a role (candidate, watch, history) is the SUM of that role's pooled
 sub-piece embeddings, read from the ``KeyedTensor`` by feature key (sharding reorders its columns),
-or, for the Dense Input baseline, the raw content embedding through a shared projection.
+or, for the Dense Input baseline, the raw content embedding through a shared projection. With managed
+collisions (``kind: mch``) the tables sit in TorchRec's ``ManagedCollisionEmbeddingBagCollection``, which
+remaps the raw ids of the batch to rows before the lookup.
 """
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
+from torchrec.modules.mc_embedding_modules import ManagedCollisionEmbeddingBagCollection
 
 from datamodules import RankingBatch
+from embeddings import MchConfig, managed_collision_collection
 from semid.core.config import require, require_int, require_positive
 from semid.core.errors import SemidError
 
@@ -65,10 +69,12 @@ class MultitaskRanker(nn.Module):
     ``tables``: the representation's ``EmbeddingBagConfig``s (features ``role__table``); the
     collection is created on the ``meta`` device so that a sharding strategy materialises only
     its own shards. ``content_dim``: set for the Dense Input representation instead of tables.
+    ``managed_collisions``: the tables are managed-collision tables with this config (``kind: mch``).
     """
 
     def __init__(self, cfg: RankerConfig, *, tables: list[EmbeddingBagConfig] | None = None,
-                 content_dim: int | None = None, context_dim: int = 3, device: torch.device | str = "meta") -> None:
+                 content_dim: int | None = None, context_dim: int = 3, device: torch.device | str = "meta",
+                 managed_collisions: MchConfig | None = None) -> None:
         super().__init__()
         if bool(tables) == bool(content_dim):
             raise SemidError("a ranker needs either embedding tables or a content (dense input) dimension")
@@ -79,7 +85,9 @@ class MultitaskRanker(nn.Module):
             for t in tables:
                 if t.embedding_dim != d:
                     raise SemidError(f"table {t.name} has dimension {t.embedding_dim}, ranker expects {d}")
-            self.ebc: EmbeddingBagCollection | None = EmbeddingBagCollection(tables=tables, device=torch.device(device))
+            ebc = EmbeddingBagCollection(tables=tables, device=torch.device(device))
+            self.ebc: nn.Module | None = ebc if managed_collisions is None else ManagedCollisionEmbeddingBagCollection(
+                ebc, managed_collision_collection(managed_collisions, tables, device))
             self.role_keys = {r: [f for t in tables for f in t.feature_names if f.startswith(f"{r}__")]
                               for r in self.roles}
             for r, keys in self.role_keys.items():
@@ -105,7 +113,10 @@ class MultitaskRanker(nn.Module):
         if self.ebc is not None:
             if batch.kjt is None:
                 raise SemidError("this ranker has embedding tables but the batch carries no sparse features")
-            pooled = self.ebc(batch.kjt).to_dict()  # by key: column order follows the sharding plan
+            out = self.ebc(batch.kjt)
+            if isinstance(out, tuple):  # a managed-collision collection: (pooled, remapped ids or None)
+                out = out[0]
+            pooled = out.to_dict()  # by key: column order follows the sharding plan
             v = {r: torch.stack([pooled[k] for k in keys]).sum(0) for r, keys in self.role_keys.items()}
             if "history" in v and self.cfg.history_pooling == "mean":
                 v["history"] = v["history"] / batch.history_items.clamp(min=1).unsqueeze(1)

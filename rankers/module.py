@@ -13,6 +13,7 @@ from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizer, KeyedOptimiz
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 
 from datamodules import RankingBatch
+from embeddings import MchConfig
 from rankers.config import OptimConfig
 from rankers.metrics import SlicedMetrics, flat_scalars
 from rankers.predictions import PredictionLog
@@ -23,10 +24,11 @@ from semid.core.errors import SemidError
 class RankerModule(L.LightningModule):
     def __init__(self, ranker: RankerConfig, optim: OptimConfig, *, tables: list[EmbeddingBagConfig] | None = None,
                  content_dim: int | None = None, context_dim: int = 3, num_bootstraps: int = 100,
-                 seed: int = 0) -> None:
+                 seed: int = 0, managed_collisions: MchConfig | None = None) -> None:
         super().__init__()
         self.ranker_cfg, self.optim_cfg, self.seed = ranker, optim, seed
-        self.model = MultitaskRanker(ranker, tables=tables, content_dim=content_dim, context_dim=context_dim)
+        self.model = MultitaskRanker(ranker, tables=tables, content_dim=content_dim, context_dim=context_dim,
+                                     managed_collisions=managed_collisions)
         self.model.reset_dense_parameters(seed)
         self.metrics = SlicedMetrics(num_bootstraps, seed)
         self.fused_optimizer: KeyedOptimizer | None = None  # set by TorchRecStrategy after sharding

@@ -20,10 +20,17 @@ Why a strategy: no maintained public one exists for Lightning 2.x (the old torch
   (``rankers/local_lookup.py``): same modules, plan, optimizer state and checkpoints, bit-identical
   results, without DMP's fixed ~0.4 ms of orchestration per lookup call.
 
+* managed-collision tables (``kind: mch``, TorchRec's ``ManagedCollisionEmbeddingBagCollection``) are
+  sharded by TorchRec's MC sharder, row-wise (the only type it offers; on CPU through the EBC sharder
+  below, which adds row-wise there), with the same fused kernel; their eviction resets rows without
+  FBGEMM's CUDA-only reset op and their MCH buffers go into the DCP checkpoint
+  (``rankers/local_lookup.py``). Their per-rank state resumes under the same world size only.
+
 Works with gloo on CPU and NCCL on GPU. With one process it is still the same sharded model.
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import zlib
@@ -44,7 +51,10 @@ if TYPE_CHECKING:  # types only: torchrec is imported inside the functions using
     from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
     from torchrec.distributed import DistributedModelParallel
     from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder, ShardedEmbeddingBagCollection
+    from torchrec.distributed.mc_embeddingbag import (ManagedCollisionEmbeddingBagCollectionSharder,
+                                                      ShardedManagedCollisionEmbeddingBagCollection)
     from torchrec.distributed.types import ParameterSharding, ShardingEnv, ShardingPlan
+    from torchrec.modules.mc_embedding_modules import ManagedCollisionEmbeddingBagCollection
 
 _LOOP_STATE = "lightning_state.pt"
 _ROW_BLOCK = 4096
@@ -71,8 +81,11 @@ class ShardingConfig:
                 raise SemidError(f"sharding type '{t}' is not one of {', '.join(sorted(valid))}")
 
 
-def _sharders(fused_params: dict[str, Any], local_lookup: bool = False) -> list[EmbeddingBagCollectionSharder]:
+def _sharders(fused_params: dict[str, Any], local_lookup: bool = False,
+              table_seed: int = 0) -> list[EmbeddingBagCollectionSharder | ManagedCollisionEmbeddingBagCollectionSharder]:
+    """[the EBC sharder, the managed-collision EBC sharder built around it]: DMP picks one per module type."""
     from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+    from torchrec.distributed.mc_embeddingbag import ManagedCollisionEmbeddingBagCollectionSharder
     from torchrec.distributed.types import ShardingType
 
     class _Sharder(EmbeddingBagCollectionSharder):
@@ -96,7 +109,23 @@ def _sharders(fused_params: dict[str, Any], local_lookup: bool = False) -> list[
                 device=device, qcomm_codecs_registry=self.qcomm_codecs_registry, module_fqn=module_fqn,
                 sharded_module_order_overwrite=self._sharded_module_order_overwrite)
 
-    return [_Sharder(fused_params=fused_params)]
+    class _McSharder(ManagedCollisionEmbeddingBagCollectionSharder):
+        # TorchRec's sharded MC-EBC, with an eviction reset that runs on CPU and restarts a row exactly as
+        # init_tables began it (rankers/local_lookup.py), and the world-size-1 fast path where it applies.
+        # Its sharding types are those of the EBC sharder and of the MC sharder (row_wise only): on CPU
+        # that is row_wise because _Sharder adds it.
+        def shard(self, module: ManagedCollisionEmbeddingBagCollection, params: dict[str, ParameterSharding],
+                  env: ShardingEnv, device: torch.device | None = None,
+                  module_fqn: str | None = None) -> ShardedManagedCollisionEmbeddingBagCollection:
+            from rankers.local_lookup import LocalShardedManagedCollisionEBC
+
+            return LocalShardedManagedCollisionEBC(
+                module, params, ebc_sharder=self._e_sharder, mc_sharder=self._mc_sharder, env=env,
+                device=device or torch.device("cpu"), initial_rows=functools.partial(_rows, table_seed),
+                local_lookup=local_lookup)
+
+    ebc = _Sharder(fused_params=fused_params)
+    return [ebc, _McSharder(ebc_sharder=ebc)]
 
 
 class TorchRecStrategy(DDPStrategy):
@@ -162,12 +191,16 @@ class TorchRecStrategy(DDPStrategy):
         # with dense gradients, which the dense optimizer would then update (30x slower here)
         default_types = [s for s in _sharders(self.fused_params)[0].sharding_types(device.type)
                          if s != "data_parallel"]
+        managed = _managed_tables(module)
+        _one_bucket_per_rank(module, world)
         constraints = {}
         for t in tables:
             types = self.sharding.per_table.get(t.name, self.sharding.sharding_types) or default_types
+            if t.name in managed:
+                types = managed_sharding_types(self.sharding, t.name)
             constraints[t.name] = ParameterConstraints(sharding_types=list(types),
                                                        compute_kernels=[self.sharding.compute_kernel])
-        sharders = _sharders(self.fused_params, local_lookup=self.sharding.local_lookup)
+        sharders = _sharders(self.fused_params, local_lookup=self.sharding.local_lookup, table_seed=self.table_seed)
         planner = EmbeddingShardingPlanner(topology=topology, constraints=constraints, debug=False,
                                            batch_size=self.sharding.batch_size_hint)
         self.plan = planner.collective_plan(module, sharders, dist.GroupMember.WORLD)
@@ -249,6 +282,12 @@ class TorchRecStrategy(DDPStrategy):
             raise SemidError(f"{path} is not a semid sharded checkpoint (no {_LOOP_STATE}); "
                              "pass a checkpoint directory written by `semid rank fit`")
         loop = torch.load(path / _LOOP_STATE, map_location="cpu", weights_only=False)
+        saved_world = loop.get("semid_world_size", self.world_size)
+        if saved_world != self.world_size and _managed_tables(self.model):
+            # row-wise MCH state is per rank: each rank's sorted ids are those of its own block of the id space
+            raise SemidError(f"{path}: its managed-collision (kind: mch) tables were checkpointed by {saved_world} "
+                             f"process(es), each holding the ids of its own block; this run has {self.world_size} "
+                             f"(resume with trainer.devices={saved_world}, or pass --no-resume to start over)")
         fitting = self.lightning_module.trainer.state.fn == TrainerFn.FITTING
         state = self._dcp_state(with_optimizer=fitting, for_load=True)
         dcp.load(state, checkpoint_id=str(path))
@@ -298,12 +337,58 @@ class TorchRecStrategy(DDPStrategy):
 
 
 def sparse_lookup_paths(model: nn.Module) -> dict[str, str]:
-    """Per sharded ``EmbeddingBagCollection`` in ``model``: "local" when its forward takes the world-size-1
-    fast path (rankers/local_lookup.py), "dmp" when it runs DMP's input/output distribution."""
+    """Per sharded ``EmbeddingBagCollection`` (or managed-collision collection) in ``model``: "local" when its
+    forward takes the world-size-1 fast path (rankers/local_lookup.py), "dmp" when it runs DMP's input/output
+    distribution. The collection inside a managed-collision one is named by its owner (its own forward is
+    never called)."""
     from torchrec.distributed.embeddingbag import ShardedEmbeddingBagCollection
+    from torchrec.distributed.mc_embeddingbag import ShardedManagedCollisionEmbeddingBagCollection
 
+    modules = dict(model.named_modules())
+    inner = {f"{name}._embedding_module" for name, m in modules.items()
+             if isinstance(m, ShardedManagedCollisionEmbeddingBagCollection)}
     return {name: "local" if getattr(m, "local_lookup", None) is not None else "dmp"
-            for name, m in model.named_modules() if isinstance(m, ShardedEmbeddingBagCollection)}
+            for name, m in modules.items() if name not in inner and
+            isinstance(m, (ShardedEmbeddingBagCollection, ShardedManagedCollisionEmbeddingBagCollection))}
+
+
+def _managed_tables(module: nn.Module) -> set[str]:
+    """Names of the tables inside managed-collision collections (``kind: mch``), sharded or not."""
+    from torchrec.distributed.mc_embeddingbag import ShardedManagedCollisionEmbeddingBagCollection
+    from torchrec.modules.mc_embedding_modules import ManagedCollisionEmbeddingBagCollection
+
+    out = set()
+    for m in module.modules():
+        if isinstance(m, ManagedCollisionEmbeddingBagCollection):
+            out |= {t.name for t in m._embedding_module.embedding_bag_configs()}
+        elif isinstance(m, ShardedManagedCollisionEmbeddingBagCollection):
+            out |= set(m._managed_collision_collection._managed_collision_modules)
+    return out
+
+
+def _one_bucket_per_rank(module: nn.Module, world: int) -> None:
+    """Give each managed-collision module one bucket per rank before planning: the planner refuses a bucket
+    count the world size does not divide (TorchRec's uneven-bucket planning is off by default), and the
+    modules are built with 1. One bucket per rank is what row-wise sharding does anyway: rank r manages the
+    r-th block of the id space (and sharding rebuilds the modules with that many buckets)."""
+    from torchrec.modules.mc_modules import MCHManagedCollisionModule
+
+    for m in module.modules():
+        if isinstance(m, MCHManagedCollisionModule):
+            m._buckets = world
+
+
+def managed_sharding_types(sharding: ShardingConfig, table: str) -> list[str]:
+    """``["row_wise"]``: TorchRec 1.8 shards a managed-collision table row-wise only (its MC sharder offers
+    nothing else); a ``sharding`` that asks ``table`` for other types only is a one-line error (``rank fit``
+    checks it before any work)."""
+    types = sharding.per_table.get(table, sharding.sharding_types)
+    if types is None or "row_wise" in types:
+        return ["row_wise"]
+    field = f"sharding.per_table.{table}" if table in sharding.per_table else "sharding.sharding_types"
+    raise SemidError(f"{field}: table '{table}' is a managed-collision (kind: mch) table, which TorchRec shards "
+                     f"only row_wise (got {', '.join(types)}) (add row_wise, or set sharding.per_table.{table}="
+                     "[row_wise])")
 
 
 def _materialise_dense_state(opt: torch.optim.Optimizer) -> None:

@@ -10,6 +10,11 @@ Verdicts: for "candidate > reference" the claim ``reproduces`` when the 95% inte
 with margin m: reproduces when the interval lies above -m, contradicted when it lies below -m; "~"
 (equivalent) reproduces when the interval lies inside (-m, m) and is contradicted when it lies outside
 it. Otherwise ``inconclusive``; ``not run`` when the study has no run to judge it with.
+
+Beyond the paper, (k) is semid's own question, asked only when the study has a managed-collision arm
+(``kind: mch``, TorchRec's answer to new items): do SIDs reach items introduced on the evaluation day
+better than managed collisions? Its rows say ``source: semid`` (the paper's: ``source: paper``) and their
+claim text says so too, since the report lists it under the paper's findings.
 """
 from __future__ import annotations
 
@@ -168,6 +173,11 @@ class Study:
                if max(a.rows, rows) / max(min(a.rows, rows), 1) <= factor]
         return min(spm, key=lambda a: abs(np.log(a.rows / rows)), default=None)
 
+    def spm_nearest(self, setting: str, rows: int) -> Arm | None:
+        """The SPM arm whose table is closest to ``rows`` in ratio, however far."""
+        spm = self.find(setting, lambda a: a.kind == "spm" and a.depth == 1)
+        return min(spm, key=lambda a: abs(np.log(max(a.rows, 1) / rows)), default=None)
+
     def semantic_twin(self, random_arm: Arm) -> Arm | None:
         """The real-SID arm with the random-SID arm's tokenizer (same kind and settings but the name)."""
         base = {k: v for k, v in (random_arm.config.get("base") or {}).items() if k != "name"}
@@ -191,6 +201,7 @@ class Pairing:
     reference: Arm | None
     candidate: Arm | None
     missing: str = ""  # what the study lacks when a side is None
+    source: str = "paper"  # "paper": the paper's claim; "semid": semid's own question beyond it
 
 
 def _pairings(study: Study) -> Iterator[Pairing]:
@@ -229,12 +240,25 @@ def _pairings(study: Study) -> Iterator[Pairing]:
         for spm in sorted(study.find(setting, lambda a: a.kind == "spm" and a.depth == 1), key=lambda a: a.rows):
             yield Pairing("i", f"SPM-SID ({spm.rows:,} rows) beats random hashing (hash-8K) on CTR/1D", setting,
                           "ctr_1d", ">", h, spm, "hash-8K")
+        yield from _mch_pairings(study, setting, bi)
         for rnd in study.find(setting, lambda a: a.kind == "random_sid"):
             twin = study.semantic_twin(rnd)
             for m in ("ctr", "ctr_1d"):
                 yield Pairing("j", f"semantic SIDs beat random SIDs of identical structure ({rnd.config['base']['kind']}"
                               f", {rnd.rows:,} rows)", setting, m, ">", rnd, twin,
                               "the real-SID arm with the random arm's tokenizer")
+
+
+def _mch_pairings(study: Study, setting: str, bigram: Arm | None) -> Iterator[Pairing]:
+    """(k), semid's question: Bigram-SID and the SPM-SID nearest in rows beat each managed-collision arm on
+    CTR/1D. Table sizes need not match: an item introduced on the evaluation day has no MCH row whatever the
+    table's size (MCH inserts ids in training only), so the question is content sharing vs a fresh row."""
+    for mch in sorted(study.find(setting, lambda a: a.kind == "mch" and a.depth == 1), key=lambda a: a.rows):
+        what = f"TorchRec managed collisions ({str(mch.config.get('eviction', '?')).upper()}, {mch.rows:,} rows)"
+        spm = study.spm_nearest(setting, mch.rows)
+        for sid, label in ((bigram, "Bigram-SID"), (spm, f"SPM-SID ({spm.rows:,} rows)" if spm else "SPM-SID")):
+            yield Pairing("k", f"semid's question, not the paper's: {label} beats {what} on CTR/1D", setting,
+                          "ctr_1d", ">", mch, sid, label, source="semid")
 
 
 def verdict(direction: str, est: Estimate, margin: float) -> str:
@@ -255,10 +279,11 @@ def verdict(direction: str, est: Estimate, margin: float) -> str:
 
 
 def ranking_findings(study: Study) -> list[dict[str, Any]]:
-    """Findings (a)-(e), (i), (j): one row per claim x setting x metric (and matched pair)."""
+    """Findings (a)-(e), (i), (j) and semid's (k): one row per claim x setting x metric (and matched pair)."""
     rows = []
     for p in _pairings(study):
-        row: dict[str, Any] = {"id": p.claim_id, "claim": p.claim, "setting": p.setting, "metric": p.metric,
+        row: dict[str, Any] = {"id": p.claim_id, "source": p.source, "claim": p.claim, "setting": p.setting,
+                               "metric": p.metric,
                                "direction": p.direction, "statistic": STATISTIC,
                                "reference": p.reference.describe() if p.reference else None,
                                "candidate": p.candidate.describe() if p.candidate else None,
@@ -366,6 +391,8 @@ def explain(row: dict[str, Any], study: Study, analysis: dict[str, Any] | None =
         return "; ".join(facts) + "." if facts else None
     if row["id"] == "h":
         return "the two RQ-VAEs' SIDs differ beyond a relabelling of codes (see the stability tables)"
+    if row["id"] == "k":
+        return _explain_mch(row, study)
     gt = study.ground_truth
     content, item = gt.get("auc_oracle_content_only"), gt.get("auc_oracle_item_only")
     if row["metric"] == "ctr_1d" and row["id"] in ("a", "b", "i") and gt.get("auc_oracle_content_only_new_items"):
@@ -391,4 +418,16 @@ def explain(row: dict[str, Any], study: Study, analysis: dict[str, Any] | None =
             facts.append(f"Bigram-SID has {bi.rows / study.n_items:.1f} rows per item, so few of its rows are shared")
     if not facts:
         return "this corpus records no ground truth that could explain it"
+    return "; ".join(facts) + "."
+
+
+def _explain_mch(row: dict[str, Any], study: Study) -> str:
+    """(k) contradicted: managed collisions scored new items better than SIDs did."""
+    facts = ["every item introduced on the evaluation day scores through MCH's one shared miss row (ids get rows "
+             "in training only), so managed collisions reach new items only through the watch item and context"]
+    gt = study.ground_truth
+    if gt.get("auc_oracle_content_only_new_items") is not None:
+        facts.append("the click model's content part alone reaches AUC "
+                     f"{gt['auc_oracle_content_only_new_items']:.3f} on new items: the most the SID arm's "
+                     "content-derived tokens could add for them")
     return "; ".join(facts) + "."

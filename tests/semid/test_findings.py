@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rankers.predictions import PredictionLog
-from semid.findings import Study, ranking_findings, stability_findings, table1_findings, verdict
+from semid.findings import Study, explain, ranking_findings, stability_findings, table1_findings, verdict
 from semid.paired import Estimate
 
 DAY = 5
@@ -86,6 +86,32 @@ def test_a_renamed_preset_keeps_its_finding_and_missing_arms_are_not_run(found: 
     assert e and all(r["verdict"] == "not run" and "SPM-SID of comparable rows" in r["reason"] for r in e)
     j = [r for r in found if r["id"] == "j"]
     assert j == []  # no random-SID arm
+    assert not [r for r in found if r["id"] == "k"]  # no managed-collision arm: semid's (k) is not asked
+    assert {r["source"] for r in found} == {"paper"}
+
+
+def test_managed_collisions_vs_sids_on_ctr_1d_is_semids_own_question(tmp_path: Path) -> None:
+    """(k), beyond the paper: Bigram-SID and the SPM-SID nearest in rows against each managed-collision arm,
+    paired on the evaluation day's new items; asked only when the study has an mch arm."""
+    results = [_run(tmp_path, "hash_8k", "hash", 8192, 0.5),
+               _run(tmp_path, "tr_mch", "mch", 8192, 0.1, rep={"eviction": "lru", "rows": 8192}),
+               _run(tmp_path, "bi", "ngram", 272, 1.5, rep={"n": 2}),  # far better on new items: reproduces
+               _run(tmp_path, "spm_small", "spm", 64, 0.1),
+               _run(tmp_path, "spm_big", "spm", 1024, 0.0)]  # nearest to 8,192 rows; worse than mch
+    study = Study(results, num_bootstraps=300, ground_truth={"auc_oracle_content_only_new_items": 0.7})
+    k = [r for r in ranking_findings(study) if r["id"] == "k"]
+    assert [(r["metric"], r["source"], r["direction"]) for r in k] == [("ctr_1d", "semid", ">")] * 2
+    assert all(r["claim"].startswith("semid's question, not the paper's:") and "LRU, 8,192 rows" in r["claim"]
+               and r["reference"].startswith("tr_mch (mch, 8,192 rows)") for r in k)
+    bi, spm = k
+    assert bi["candidate"].startswith("bi ") and bi["verdict"] == "reproduces" and bi["ci_low"] > 0
+    assert bi["items"] == int(NEW.reshape(N_ITEMS, PER_ITEM)[:, 0].sum())  # the CTR/1D slice: new items only
+    assert spm["candidate"].startswith("spm_big ") and spm["verdict"] == "contradicted" and spm["ci_high"] < 0
+    assert "shared miss row" in explain(spm, study) and "0.700" in explain(spm, study)
+    assert explain(bi, study) is None
+    # a study with the mch arm but no SID arm: (k) is asked and not run
+    lone = [r for r in ranking_findings(Study(results[:2], num_bootstraps=50)) if r["id"] == "k"]
+    assert [r["verdict"] for r in lone] == ["not run", "not run"] and "Bigram-SID" in lone[0]["reason"]
 
 
 def test_verdict_rules_for_every_direction() -> None:
