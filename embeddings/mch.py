@@ -17,7 +17,8 @@ out of reach, and two of a million items collide in it with probability ~1e-7.
 
 Eviction runs every step (``eviction_interval=1``): between steps the module then holds no state outside
 its checkpointed buffers (sorted raw ids, their rows, counts or last-access step, the step counter), so a
-run resumed from a checkpoint continues exactly.
+run resumed from a checkpoint continues exactly. It re-sorts the whole table each step: measured 4.7 ms
+(LFU) / 6.5 ms (LRU) per 2048-sample step at 8K rows, 45 / 47 ms at 2^18 rows, one CPU thread.
 
 TorchRec is imported only by ``managed_collision_collection`` (the registry must stay import-light).
 """
