@@ -48,6 +48,11 @@ def export_run(run_dir: str | Path, out: str | Path, *, int8: bool = False, rqva
     prev = read_results(run_dir)
     if prev.get("metrics") is None:
         raise SemidError(f"{run_dir}: the run has not finished (rerun `semid rank fit` to complete it)")
+    if prev.get("representation_kind") == "mch":
+        # an item's row lives in the checkpoint's MCH buffers (sorted raw ids -> rows), which the exported
+        # scorer does not map yet: refuse up front instead of failing on the table shapes later
+        raise SemidError(f"{run_dir}: field 'representation.kind': managed-collision (mch) runs cannot be exported "
+                         "yet (export a hash, SID or Dense Input run)")
     if out.exists() and not overwrite:
         raise SemidError(f"{out} already exists (pass --overwrite to replace it, or choose another --out)")
     cfg = rank_config_from_dict(prev["config"], where=str(run_dir / "results.json"))

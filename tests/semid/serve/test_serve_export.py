@@ -135,4 +135,8 @@ def test_export_errors_are_one_line(study, tmp_path, capsys):  # noqa: ANN001
     unfinished.mkdir()
     (unfinished / "results.json").write_text(json.dumps({**study.results(study.hash_run), "metrics": None}))
     one_line_error(capsys, main(["export", str(unfinished), "--out", str(tmp_path / "m")]), "has not finished")
+    mch = tmp_path / "mch"  # managed collisions: refused up front, not on the table shapes later
+    mch.mkdir()
+    (mch / "results.json").write_text(json.dumps({**study.results(study.hash_run), "representation_kind": "mch"}))
+    one_line_error(capsys, main(["export", str(mch), "--out", str(tmp_path / "m")]), "managed-collision (mch)")
     assert not (tmp_path / "m").exists()
