@@ -113,13 +113,6 @@ def read_footer(path: Path) -> tuple[pa.Schema, int]:
                         "rewrite it with pyarrow / pandas.to_parquet") from None
 
 
-def _require(table: pa.Table, path: Path, names: tuple[str, ...]) -> None:
-    for name in names:
-        if name not in table.column_names:
-            raise DataError(path, name, f"column is missing (found: {', '.join(table.column_names)})",
-                            "see the data contract in README.md")
-
-
 # what each integer field of the contract holds, for the fix a message gives; any other name is an id
 _KIND = {"click": "label", "engaged": "label", "day": "day", "first_day": "day"}
 _STORE = {"id": "store ids as int64", "label": "store binary labels as int8 0/1", "day": "store days as int32"}
@@ -193,28 +186,49 @@ def to_int64(col: pa.ChunkedArray | pa.Array, path: Path, name: str, *, nullable
     return f.astype(np.int64)
 
 
-def to_embedding_matrix(col: pa.ChunkedArray | pa.Array, path: Path, dim: int | None = None) -> np.ndarray:
-    """(N, D) float32 from fixed/variable-size lists of float32/float64; checks shape and finiteness."""
+def to_embedding_matrix(col: pa.ChunkedArray | pa.Array, path: Path, dim: int | None = None, *,
+                        first_row: int = 0, row0_dim: int | None = None) -> np.ndarray:
+    """(N, D) float32 from fixed/variable-size lists of float32/float64; checks shape and finiteness.
+
+    A chunk of a longer file: ``first_row`` is the file row of its first element (for the messages) and
+    ``row0_dim`` the dimension of the file's row 0, which every row must have."""
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks() if col.num_chunks else pa.array([], type=col.type)
-    tp = col.type
+    _check_embedding_type(col.type, path)
+    if col.null_count:
+        raise DataError(path, "embedding", f"{col.null_count} item(s) have no embedding", "fill or drop them")
+    mat = _embedding_values(col, path, dim, first_row, row0_dim)
+    bad = _non_finite_rows(mat)
+    if len(bad):
+        raise DataError(path, "embedding", f"{len(bad)} item(s) contain NaN or inf (first at row "
+                        f"{first_row + bad[0]})", "recompute or drop those items")
+    return mat
+
+
+def _check_embedding_type(tp: pa.DataType, path: Path) -> None:
     if not (pa.types.is_list(tp) or pa.types.is_fixed_size_list(tp) or pa.types.is_large_list(tp)):
         raise DataError(path, "embedding", f"type {tp} is not a list of floats",
                         "store one fixed_size_list<float32>[D] per item")
     if not pa.types.is_floating(tp.value_type):
         raise DataError(path, "embedding", f"list values are {tp.value_type}, not floats",
                         "store float32 values")
-    if col.null_count:
-        raise DataError(path, "embedding", f"{col.null_count} item(s) have no embedding", "fill or drop them")
+
+
+def _embedding_values(col: pa.Array, path: Path, dim: int | None, first_row: int, row0_dim: int | None) -> np.ndarray:
+    """The values of a null-free list column as float32 [N, D], shape-checked (finiteness is not)."""
+    tp = col.type
     n = len(col)
     if pa.types.is_fixed_size_list(tp):
         d = tp.list_size
+        if row0_dim is not None and n and d != row0_dim:
+            raise DataError(path, "embedding", f"row {first_row} has dimension {d} but row 0 has {row0_dim}",
+                            "all embeddings must have the same dimension")
     else:
         lengths = col.value_lengths().to_numpy(zero_copy_only=False)
-        d = int(lengths[0]) if n else (dim or 0)
+        d = row0_dim if row0_dim is not None else (int(lengths[0]) if n else (dim or 0))
         if n and (lengths != d).any():
             i = int(np.flatnonzero(lengths != d)[0])
-            raise DataError(path, "embedding", f"row {i} has dimension {lengths[i]} but row 0 has {d}",
+            raise DataError(path, "embedding", f"row {first_row + i} has dimension {lengths[i]} but row 0 has {d}",
                             "all embeddings must have the same dimension")
     if dim is not None and n and d != dim:
         raise DataError(path, "embedding", f"dimension {d} does not match the corpus dimension {dim}",
@@ -223,13 +237,31 @@ def to_embedding_matrix(col: pa.ChunkedArray | pa.Array, path: Path, dim: int | 
     if flat.dtype == np.float64:
         if np.abs(flat[np.isfinite(flat)]).max(initial=0.0) > np.finfo(np.float32).max:
             raise DataError(path, "embedding", "float64 values beyond float32 range", "rescale the embeddings")
-    mat = np.ascontiguousarray(flat.astype(np.float32, copy=False).reshape(n, d))
-    bad = ~np.isfinite(mat)
-    if bad.any():
-        rows = np.flatnonzero(bad.any(axis=1))
-        raise DataError(path, "embedding", f"{len(rows)} item(s) contain NaN or inf (first at row {rows[0]})",
-                        "recompute or drop those items")
-    return mat
+    return np.ascontiguousarray(flat.astype(np.float32, copy=False).reshape(n, d))
+
+
+def _non_finite_rows(mat: np.ndarray) -> np.ndarray:
+    """Rows of ``mat`` holding NaN or inf (checked a slab at a time: no [N, D] bool temporary at once)."""
+    out = []
+    for s in range(0, len(mat), _FINITE_SLAB):
+        bad = ~np.isfinite(mat[s:s + _FINITE_SLAB]).all(axis=1)
+        if bad.any():
+            out.append(s + np.flatnonzero(bad))
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def _count_non_finite(col: pa.Array, path: Path) -> int:
+    """NaN/inf rows of a later batch, for an error message's total (a batch with other faults counts 0)."""
+    try:
+        return len(_non_finite_rows(_embedding_values(col, path, None, 0, None))) if not col.null_count else 0
+    except DataError:
+        return 0
+
+
+_FINITE_SLAB = 8192
+# items are streamed in record batches of this many rows: 64 MiB of dim-256 float32 embeddings, so that no
+# stage but Dense Input holds more than a batch of the corpus's embeddings (10M items x 256 = 10 GB)
+ITEM_BATCH_ROWS = 65536
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,21 +270,43 @@ def to_embedding_matrix(col: pa.ChunkedArray | pa.Array, path: Path, dim: int | 
 @dataclass
 class Items:
     item_id: np.ndarray  # int64 [N], sorted ascending
-    embedding: np.ndarray  # float32 [N, D]
+    embedding: np.ndarray | None  # float32 [N, D]; None when read without (``read_items(embeddings=False)``)
     first_day: np.ndarray  # int32 [N]
     extra: dict[str, np.ndarray] = field(default_factory=dict)  # title, gt_* columns
+    embedding_dim: int | None = None  # D when ``embedding`` is None
 
     def __len__(self) -> int:
         return len(self.item_id)
 
     @property
     def dim(self) -> int:
+        if self.embedding is None:
+            assert self.embedding_dim is not None
+            return self.embedding_dim
         return int(self.embedding.shape[1])
 
     def index_of(self, ids: np.ndarray) -> np.ndarray:
         """Row index for each id (``-1`` where unknown)."""
         pos, found = locate(self.item_id, ids)
         return np.where(found, pos, -1)
+
+
+@dataclass(frozen=True)
+class ItemOrder:
+    """Where each item is in items.parquet. Items are numbered by sorted id (the rows of ``Items``), files
+    need not be sorted (the synthetic generator shuffles ids within a day)."""
+
+    item_id: np.ndarray  # int64 [N], sorted
+    file_row: np.ndarray  # int64 [N]: items.parquet row of sorted row r
+    sorted_file: bool  # the file is in id order (file_row is the identity)
+
+    def rows_of_file_rows(self, file_rows: np.ndarray) -> np.ndarray:
+        """Sorted rows of items.parquet rows ``file_rows``."""
+        if self.sorted_file:
+            return np.asarray(file_rows, np.int64)
+        inverse = np.empty(len(self.file_row), np.int64)
+        inverse[self.file_row] = np.arange(len(self.file_row))
+        return inverse[file_rows]
 
 
 class Corpus:
@@ -335,22 +389,141 @@ class Corpus:
 
     def read_item_ids(self) -> np.ndarray:
         """Sorted item ids, read without the embeddings."""
-        t = _read_parquet(self.items_path, columns=["item_id"])
-        return np.sort(to_int64(t["item_id"], self.items_path, "item_id"))
+        return self.item_order.item_id
 
-    def read_items(self, columns: list[str] | None = None) -> Items:
-        table = _read_parquet(self.items_path, columns=columns)
-        _require(table, self.items_path, ("item_id", "embedding", "first_day"))
+    @functools.cached_property
+    def item_order(self) -> ItemOrder:
+        """Sorted ids and each one's items.parquet row (the id column only is read, once per reader)."""
+        t = _read_parquet(self.items_path, columns=["item_id"])
+        ids = to_int64(t["item_id"], self.items_path, "item_id")
+        if len(ids) < 2 or bool((ids[1:] > ids[:-1]).all()):
+            return ItemOrder(ids, np.arange(len(ids), dtype=np.int64), True)
+        order = np.argsort(ids, kind="stable")
+        return ItemOrder(ids[order], order.astype(np.int64), False)
+
+    def embedding_dim(self) -> int:
+        """D of the items' embeddings: from the footer for fixed-size lists, else from the first row."""
+        schema, rows = read_footer(self.items_path)
+        if "embedding" not in schema.names:
+            raise DataError(self.items_path, "embedding", f"column is missing (found: {', '.join(schema.names)})",
+                            "see the data contract in README.md")
+        tp = schema.field("embedding").type
+        if pa.types.is_fixed_size_list(tp):
+            return int(tp.list_size)
+        for _, mat in self.iter_embeddings(groups=[0] if rows else []):
+            return int(mat.shape[1])
+        return int(self.meta.get("embedding_dim") or 0)
+
+    def read_items(self, columns: list[str] | None = None, *, embeddings: bool = True,
+                   embedding_dtype: np.dtype | type = np.float32) -> Items:
+        """Every item, sorted by id. ``embeddings=False``: without the [N, D] matrix (``Items.embedding`` is
+        None), which a 10M-item corpus of dim 256 holds as 10 GB; the embeddings are read a record batch at a
+        time into one preallocated array of ``embedding_dtype`` (never the whole column as Arrow data next to
+        it: peak memory is the matrix and one batch)."""
+        names = read_footer(self.items_path)[0].names
+        wanted = list(columns) if columns is not None else names
+        for name in ("item_id", "embedding", "first_day"):
+            if name not in names or name not in wanted:
+                raise DataError(self.items_path, name, f"column is missing (found: "
+                                f"{', '.join(c for c in wanted if c in names)})", "see the data contract in README.md")
+        table = _read_parquet(self.items_path, columns=[c for c in wanted if c != "embedding"])
         ids = to_int64(table["item_id"], self.items_path, "item_id")
         order = np.argsort(ids, kind="stable")
-        emb = to_embedding_matrix(table["embedding"], self.items_path, self.meta.get("embedding_dim"))
         first64 = to_int64(table["first_day"], self.items_path, "first_day")
         if len(first64) and np.abs(first64).max() >= 2 ** 31:  # astype would wrap them silently
             raise DataError(self.items_path, "first_day", "values beyond int32", "store days as int32")
         first = first64.astype(np.int32)
         extra = {c: table[c].to_numpy(zero_copy_only=False)[order]
                  for c in table.column_names if c not in ("item_id", "embedding", "first_day")}
-        return Items(ids[order], emb[order], first[order], extra)
+        if not embeddings:
+            return Items(ids[order], None, first[order], extra, embedding_dim=self.embedding_dim())
+        return Items(ids[order], self._all_embeddings(order, np.dtype(embedding_dtype)), first[order], extra)
+
+    def _all_embeddings(self, order: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """[N, D] of ``dtype`` in the row order ``order`` (file row of each output row), a record batch at a time."""
+        n = len(order)
+        identity = n < 2 or bool((order[1:] > order[:-1]).all())
+        target = None
+        if not identity:
+            target = np.empty(n, np.int64)
+            target[order] = np.arange(n)
+        out: np.ndarray | None = None
+        for start, mat in self.iter_embeddings():
+            if out is None:
+                out = np.empty((n, mat.shape[1]), dtype)
+            if target is None:
+                out[start:start + len(mat)] = mat
+            else:
+                out[target[start:start + len(mat)]] = mat
+        return out if out is not None else np.zeros((0, int(self.meta.get("embedding_dim") or 0)), dtype)
+
+    def read_embeddings(self, rows: np.ndarray, *, file_rows: bool = False) -> np.ndarray:
+        """float32 [len(rows), D] of item rows ``rows`` (sorted-id numbering, as ``Items``; ``file_rows``: the
+        rows of items.parquet), in that order, reading only the row groups that hold them."""
+        rows = np.asarray(rows, np.int64)
+        fr = rows if file_rows else self.item_order.file_row[rows]
+        order = np.argsort(fr, kind="stable")
+        fr_sorted = fr[order]
+        bounds = self._row_group_starts()
+        groups = np.unique(np.searchsorted(bounds, fr_sorted, side="right") - 1).tolist()
+        out: np.ndarray | None = None
+        for start, mat in self.iter_embeddings(groups=groups):
+            if out is None:
+                out = np.empty((len(rows), mat.shape[1]), np.float32)
+            lo, hi = np.searchsorted(fr_sorted, [start, start + len(mat)])
+            out[order[lo:hi]] = mat[fr_sorted[lo:hi] - start]
+        return out if out is not None else np.zeros((len(rows), self.embedding_dim()), np.float32)
+
+    def _row_group_starts(self) -> np.ndarray:
+        """First file row of every row group of items.parquet, and the row count at the end."""
+        md = pq.ParquetFile(self.items_path).metadata
+        return np.concatenate([[0], np.cumsum([md.row_group(g).num_rows for g in range(md.num_row_groups)])])
+
+    def iter_embeddings(self, groups: list[int] | None = None,
+                        batch_rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """(file row of the first, float32 [n, D]) for record batches of the embedding column in file order (of
+        row groups ``groups``, all by default), checked as ``to_embedding_matrix`` checks the column: one dimension for every
+        row, no nulls, no NaN/inf, and the counts in those messages are over the whole file."""
+        path = self.items_path
+        dim = self.meta.get("embedding_dim")
+        batch_rows = batch_rows or ITEM_BATCH_ROWS
+        bounds = self._row_group_starts()
+        try:
+            f = pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise DataError(path, None, f"not a readable Parquet file ({str(e).splitlines()[0]})",
+                            "rewrite it with pyarrow / pandas.to_parquet") from None
+        if "embedding" not in f.schema_arrow.names:
+            raise DataError(path, "embedding", f"column is missing (found: {', '.join(f.schema_arrow.names)})",
+                            "see the data contract in README.md")
+
+        def batches() -> Iterator[tuple[int, pa.Array]]:
+            for g in range(len(bounds) - 1) if groups is None else groups:
+                start = int(bounds[g])
+                try:
+                    for b in f.iter_batches(batch_size=batch_rows, row_groups=[g], columns=["embedding"]):
+                        yield start, b.column(0)
+                        start += b.num_rows
+                except (pa.ArrowInvalid, OSError) as e:
+                    raise DataError(path, None, f"not a readable Parquet file ({str(e).splitlines()[0]})",
+                                    "rewrite it with pyarrow / pandas.to_parquet") from None
+
+        it = batches()
+        row0: int | None = None
+        for start, col in it:
+            _check_embedding_type(col.type, path)
+            if col.null_count:
+                total = col.null_count + sum(c.null_count for _, c in it)
+                raise DataError(path, "embedding", f"{total} item(s) have no embedding", "fill or drop them")
+            mat = _embedding_values(col, path, dim, start, row0)
+            bad = _non_finite_rows(mat)
+            if len(bad):
+                rest = sum(_count_non_finite(c, path) for _, c in it)
+                raise DataError(path, "embedding", f"{len(bad) + rest} item(s) contain NaN or inf (first at row "
+                                f"{start + bad[0]})", "recompute or drop those items")
+            if row0 is None and len(mat):
+                row0 = int(mat.shape[1])
+            yield start, mat
 
     def read_day(self, day: int, columns: list[str] | None = None) -> pa.Table:
         files = self.day_files().get(day)

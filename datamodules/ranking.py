@@ -6,6 +6,12 @@
 * User history comes only from clicks on days strictly before the impression's day (no leakage):
   ``UserHistory.before(day)`` is rebuilt from the corpus, so a resumed run sees the same history.
 * Each rank of a distributed run reads its own contiguous share of every day.
+
+Memory (a 10M-item, 1M-user corpus on one machine): only Dense Input holds item embeddings, all of them, in
+``data.dense_dtype`` (float32, or float16 for half the memory); ``setup`` prints that need and refuses with one
+line before reading when the machine's available memory cannot hold it. Every other representation holds
+per-item ids, first days and feature rows (O(items) integers), the token cache, one day's impressions at a time
+(plus the evaluation days' frames) and each user's last ``history_length`` clicks (int32 item rows).
 """
 from __future__ import annotations
 
@@ -13,19 +19,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import os
+
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from datamodules.batch import RankingBatch, SparseFeatures
-from datamodules.corpus import Corpus, Items, to_int64
+from datamodules.corpus import Corpus, Items, read_footer, to_int64
 from datamodules.stats import popularity_buckets
 from semid.core.config import require, require_int, require_positive
 from semid.core.errors import SemidError
 from semid.core.ids import locate
 
 CONTEXT_DIM = 3
+DENSE_DTYPES = ("float32", "float16")
+# left free beside Dense Input's embeddings for everything else a fit holds (model, a day's frames, the cache)
+DENSE_HEADROOM_BYTES = 1 << 30
 
 
 @dataclass
@@ -40,8 +51,11 @@ class RankingDataConfig:
     head_share: float = 0.5  # head = most impressed items making up this share of training impressions
     torso_share: float = 0.3
     seed: int = 0
+    dense_dtype: str = "float32"  # Dense Input's in-memory embeddings: float32, or float16 (half the memory)
 
     def __post_init__(self) -> None:
+        require(self.dense_dtype in DENSE_DTYPES, "dense_dtype",
+                f"must be one of {', '.join(DENSE_DTYPES)} (got {self.dense_dtype!r})")
         require_int(self.batch_size, "batch_size")
         require_int(self.eval_batch_size, "eval_batch_size")
         require_int(self.history_length, "history_length", minimum=0)
@@ -53,12 +67,15 @@ class RankingDataConfig:
 
 
 class UserHistory:
-    """Each user's last ``max_len`` clicked items (item rows, oldest first) from completed days."""
+    """Each user's last ``max_len`` clicked items (item rows, oldest first) from completed days.
+
+    Rows are held as int32 [users, max_len] (1M users x 50: 200 MB); a day's clicks update only the users who
+    clicked (their old rows and the day's clicks, O(clicks x max_len)), not every user's row."""
 
     def __init__(self, corpus: Corpus, items: Items, max_len: int) -> None:
         self.corpus, self.items, self.max_len = corpus, items, max_len
         self.users = np.zeros(0, np.int64)  # sorted user ids
-        self.matrix = np.full((0, max_len), -1, np.int64)  # right-aligned: newest last
+        self.matrix = np.full((0, max_len), -1, np.int32)  # right-aligned: newest last
         self.length = np.zeros(0, np.int64)
         self.days_done = 0  # history holds clicks of days < days_done
 
@@ -79,38 +96,41 @@ class UserHistory:
             return
         merged = np.union1d(self.users, users)
         if len(merged) != len(self.users):
-            m = np.full((len(merged), self.max_len), -1, np.int64)
+            m = np.full((len(merged), self.max_len), -1, np.int32)
             ln = np.zeros(len(merged), np.int64)
             pos = np.searchsorted(merged, self.users)
             m[pos], ln[pos] = self.matrix, self.length
             self.users, self.matrix, self.length = merged, m, ln
         u = np.searchsorted(self.users, users)
-        # old entries then the day's clicks in impression order; keep the last max_len per user
-        old_u = np.repeat(np.arange(len(self.users)), self.length)
-        old_v = self.matrix[np.arange(self.max_len)[None, :] >= self.max_len - self.length[:, None]]
-        all_u = np.concatenate([old_u, u])
-        all_v = np.concatenate([old_v, rows])
+        touched, t_of = np.unique(u, return_inverse=True)  # the users who clicked, and which one each click is
+        old_len = self.length[touched]
+        # their old entries then the day's clicks in impression order; keep the last max_len of each
+        old_u = np.repeat(np.arange(len(touched)), old_len)
+        old_v = self.matrix[touched][np.arange(self.max_len)[None, :] >= self.max_len - old_len[:, None]]
+        all_u = np.concatenate([old_u, t_of.reshape(-1)])
+        all_v = np.concatenate([old_v, rows.astype(np.int32)])
         order = np.argsort(all_u, kind="stable")
         all_u, all_v = all_u[order], all_v[order]
-        counts = np.bincount(all_u, minlength=len(self.users))
+        counts = np.bincount(all_u, minlength=len(touched))
         ends = np.cumsum(counts)
         rank_from_end = ends[all_u] - np.arange(len(all_u))  # 1 = newest
         keep = rank_from_end <= self.max_len
-        self.matrix.fill(-1)
-        self.matrix[all_u[keep], self.max_len - rank_from_end[keep]] = all_v[keep]
-        self.length = np.minimum(counts, self.max_len)
+        block = np.full((len(touched), self.max_len), -1, np.int32)
+        block[all_u[keep], self.max_len - rank_from_end[keep]] = all_v[keep]
+        self.matrix[touched] = block
+        self.length[touched] = np.minimum(counts, self.max_len)
 
     def of(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Jagged history (offsets [B+1], item rows) of each impression's user."""
+        """Jagged history (offsets [B+1], item rows int64) of each impression's user."""
         offsets = np.zeros(len(user_ids) + 1, np.int64)
         if not len(self.users):
             return offsets, np.zeros(0, np.int64)
         pos, known = locate(self.users, user_ids)
         lengths = np.where(known, self.length[pos], 0)
         np.cumsum(lengths, out=offsets[1:])
-        rows = self.matrix[pos]
-        mask = (np.arange(self.max_len)[None, :] >= self.max_len - lengths[:, None])
-        return offsets, rows[mask]
+        # each user's last ``length`` cells, gathered flat: no [B, max_len] copy of a day's users' rows
+        starts = pos * self.max_len + self.max_len - lengths
+        return offsets, self.matrix.reshape(-1)[_ranges(starts, lengths)].astype(np.int64)
 
 
 @dataclass
@@ -185,11 +205,17 @@ class RankingDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.items is not None:
             return
-        self.items = self.corpus.read_items(columns=["item_id", "embedding", "first_day"])
+        dense = self.features is None
+        if dense:
+            check_dense_memory(self.corpus, self.cfg.dense_dtype)
+        self.items = self.corpus.read_items(columns=["item_id", "embedding", "first_day"], embeddings=dense,
+                                            embedding_dtype=np.dtype(self.cfg.dense_dtype))
         self.train_days, self.eval_day = resolve_days(self.corpus, self.cfg)
         self.feature_rows = self.features.rows_of(self.items.item_id) if self.features is not None else None
         self.history = UserHistory(self.corpus, self.items, self.cfg.history_length)
-        self._day_counts: dict[int, np.ndarray] = {}
+        # impressions per item over the training days before ``_counted_to`` (popularity buckets, in day order)
+        self._counted = np.zeros(len(self.items), np.int64)
+        self._counted_to = -1
 
     def eval_days(self) -> list[int]:
         k = self.cfg.rolling_eval_days
@@ -202,15 +228,22 @@ class RankingDataModule(L.LightningDataModule):
 
     # -- popularity buckets ----------------------------------------------------------------------
     def _counts(self, day: int) -> np.ndarray:
-        if day not in self._day_counts:
-            ids = to_int64(self.corpus.read_day(day, ["item_id"])["item_id"], self.corpus.path, "item_id")
-            self._day_counts[day] = np.bincount(self.items.index_of(ids), minlength=len(self.items))
-        return self._day_counts[day]
+        """Impressions per item on ``day``."""
+        ids = to_int64(self.corpus.read_day(day, ["item_id"])["item_id"], self.corpus.path, "item_id")
+        return np.bincount(self.items.index_of(ids), minlength=len(self.items))
 
     def item_buckets(self, day: int) -> np.ndarray:
-        """Head/torso/tail of every item by impressions on the training days before ``day``."""
-        counts = sum((self._counts(d) for d in self.train_days if d < day), np.zeros(len(self.items), np.int64))
-        return popularity_buckets(counts, self.cfg.head_share, self.cfg.torso_share)
+        """Head/torso/tail of every item by impressions on the training days before ``day``.
+
+        Days are asked for in order, so one running count is kept (not one [items] array per day: 20 days of a
+        10M-item corpus would be 1.6 GB); an earlier day than the last one counts again from the start."""
+        if day < self._counted_to:
+            self._counted, self._counted_to = np.zeros(len(self.items), np.int64), -1
+        for d in self.train_days:
+            if self._counted_to <= d < day:
+                self._counted += self._counts(d)
+        self._counted_to = max(self._counted_to, day)
+        return popularity_buckets(self._counted, self.cfg.head_share, self.cfg.torso_share)
 
     # -- frames and batches ----------------------------------------------------------------------
     def day_rows(self, day: int) -> int:
@@ -271,13 +304,19 @@ class RankingDataModule(L.LightningDataModule):
             kjt = self.features.kjt({"candidate": fr[cand], "watch": np.where(watch >= 0, fr[watch], -1)},
                                     (h_off, fr[h_rows]) if self.with_history else None)
         else:
-            emb = torch.from_numpy(self.items.embedding)
+            assert self.items.embedding is not None
+            table = torch.from_numpy(self.items.embedding)
+
+            def emb(rows: torch.Tensor) -> torch.Tensor:  # float16 storage (data.dense_dtype) computes in float32
+                out = table[rows]
+                return out if out.dtype == torch.float32 else out.float()
+
             watch_t = torch.from_numpy(watch)
-            watch_emb = emb[watch_t.clamp(min=0)] * (watch_t >= 0).unsqueeze(1)
-            content = {"candidate": emb[torch.from_numpy(cand)], "watch": watch_emb}
+            watch_emb = emb(watch_t.clamp(min=0)) * (watch_t >= 0).unsqueeze(1)
+            content = {"candidate": emb(torch.from_numpy(cand)), "watch": watch_emb}
             if self.with_history:
                 seg = torch.from_numpy(np.repeat(np.arange(len(idx)), h_len))
-                hist = torch.zeros(len(idx), emb.shape[1]).index_add_(0, seg, emb[torch.from_numpy(h_rows)])
+                hist = torch.zeros(len(idx), table.shape[1]).index_add_(0, seg, emb(torch.from_numpy(h_rows)))
                 content["history"] = hist / torch.from_numpy(np.maximum(h_len, 1).astype(np.float32)).unsqueeze(1)
         return RankingBatch(kjt=kjt, content=content, context=torch.from_numpy(context.astype(np.float32)),
                             labels=torch.from_numpy(f.labels[idx]), is_new=torch.from_numpy(f.is_new[idx]),
@@ -306,6 +345,56 @@ class RankingDataModule(L.LightningDataModule):
             return []
         return self._loader(day, self.cfg.eval_batch_size, False)
 
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process may still take: the kernel's MemAvailable, capped by a cgroup limit when one is set
+    (a container's), or None where neither can be read."""
+    found: list[int] = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    for limit, used in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit) as f_limit, open(used) as f_used:
+                cap, cur = f_limit.read().strip(), int(f_used.read().strip())
+        except (OSError, ValueError):
+            continue
+        if cap.isdigit() and int(cap) < 1 << 60:  # "max", or v1's "no limit" (~2^63)
+            found.append(max(int(cap) - cur, 0))
+    return min(found) if found else None
+
+
+def dense_memory_bytes(n_items: int, dim: int, dtype: str) -> int:
+    """What Dense Input holds: every item's embedding."""
+    return n_items * dim * np.dtype(dtype).itemsize
+
+
+def check_dense_memory(corpus: Corpus, dtype: str) -> int:
+    """Prints Dense Input's memory need (once, on the first process) and refuses with one line, before anything
+    is read, when the available memory cannot hold it next to ``DENSE_HEADROOM_BYTES``. Returns the need."""
+    _, n = read_footer(corpus.items_path)
+    dim = corpus.embedding_dim()
+    need = dense_memory_bytes(n, dim, dtype)
+    free = available_memory_bytes()
+    if int(os.environ.get("LOCAL_RANK") or os.environ.get("RANK") or 0) == 0:
+        has = f", {free / 1e9:.2f} GB available" if free is not None else ""
+        print(f"Dense Input holds every item's embedding in memory: {n:,} x {dim} {dtype} = {need / 1e9:.2f} GB "
+              f"per process{has}", flush=True)
+    if free is not None and need + DENSE_HEADROOM_BYTES > free:
+        half = dense_memory_bytes(n, dim, "float16")
+        fix = (f"set data.dense_dtype=float16 ({half / 1e9:.2f} GB)" if dtype != "float16" and
+               half + DENSE_HEADROOM_BYTES <= free else "use a machine with more memory, or a representation with "
+               "tables (e.g. --representation spm_8k), which holds no embeddings")
+        raise SemidError(f"data.dense_dtype: Dense Input needs {need / 1e9:.2f} GB for {n:,} item embeddings "
+                         f"(dim {dim}, {dtype}) plus {DENSE_HEADROOM_BYTES / 2**30:.0f} GiB for the rest of the fit, "
+                         f"but {free / 1e9:.2f} GB of memory is available ({fix})")
+    return need
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

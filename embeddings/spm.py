@@ -15,6 +15,16 @@ When the vocabulary has room for all L*K symbols, symbols never seen in training
 single characters so that new items with unseen codes still get their own unigram rows.
 SentencePiece encodes a run of consecutive row-less symbols as ONE ``<unk>`` token, so very small
 vocabularies show slightly fewer lookups per item than L.
+
+Scale. SentencePiece holds every training line in memory, and its trainer's time grows with their number.
+Up to ``MAX_TRAINING_SIDS`` distinct impressed SIDs (every corpus up to ~1M items) each is one line weighted by
+its impressions, as above. Beyond that the lines are a bounded impression-weighted sample: ``MAX_TRAINING_SIDS``
+draws with replacement, each SID drawn with probability impressions / total impressions, from a generator
+seeded by ``SAMPLE_SEED`` (so the same SIDs and impressions always give the same sample and the same model);
+each drawn SID is one line weighted by how often it was drawn, an unbiased estimate of its impression weight.
+The head is kept almost whole (a SID with 1/1000 of the impressions is drawn ~1000 times) and the tail is
+sampled. The alphabet (which symbols get a row) is still chosen from the exact impression counts, and a kept
+symbol no drawn SID carries gets a one-character line, so it keeps its row.
 """
 from __future__ import annotations
 
@@ -38,6 +48,11 @@ from semid.rqvae import SidTable
 _PLANE = 0xFFFFE - 0xF0000
 MAX_SYMBOLS = 2 * _PLANE
 MODEL_TYPES = ("bpe", "unigram")
+# above this many distinct impressed SIDs the training lines are an impression-weighted sample (module docstring)
+MAX_TRAINING_SIDS = 1_000_000
+SAMPLE_SEED = 20_481
+# distinct SIDs per SentencePiece encode call: bounds the Python lists of pieces (~100 B per SID) at any scale
+_ENCODE_BATCH = 262_144
 
 
 def symbol_codepoints(codes: np.ndarray, codebook_size: int) -> np.ndarray:
@@ -49,6 +64,27 @@ def symbol_codepoints(codes: np.ndarray, codebook_size: int) -> np.ndarray:
 def _codepoint(symbol: np.ndarray) -> np.ndarray:
     """Private-use codepoint of symbol number l*K + c (plane 15, then plane 16)."""
     return np.where(symbol < _PLANE, 0xF0000 + symbol, 0x100000 + symbol - _PLANE).astype(np.uint32)
+
+
+def unique_sids(codes: np.ndarray, codebook_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct rows of ``codes`` [U, L] in lexicographic order, inverse [N]): ``np.unique(codes, axis=0,
+    return_inverse=True)``, but on one int64 key per SID when L * bits(K) <= 63 (a 10M-item table: ~1 s instead
+    of the ~20 s np.unique takes to sort rows as opaque bytes). Codes are in [0, K), so the key keeps the order."""
+    codes = np.asarray(codes)
+    levels = codes.shape[1]
+    bits = max(1, int(codebook_size - 1).bit_length())
+    if levels == 0 or levels * bits > 63:
+        uniq, inverse = np.unique(codes, axis=0, return_inverse=True)
+        return uniq, inverse.reshape(-1)
+    key = np.zeros(len(codes), np.int64)
+    for level in range(levels):
+        key = (key << bits) | codes[:, level].astype(np.int64)
+    ukey, inverse = np.unique(key, return_inverse=True)
+    uniq = np.empty((len(ukey), levels), codes.dtype)
+    for level in reversed(range(levels)):
+        uniq[:, level] = ukey & ((1 << bits) - 1)
+        ukey = ukey >> bits
+    return uniq, inverse.reshape(-1)
 
 
 def sid_strings(codes: np.ndarray, codebook_size: int) -> np.ndarray:
@@ -136,8 +172,8 @@ def train_spm(cfg: SpmConfig, sids: SidTable, item_ids: np.ndarray, impressions:
     if n_symbols > MAX_SYMBOLS:
         raise SemidError(f"L*K = {n_symbols} SID symbols exceed the {MAX_SYMBOLS} private-use characters")
     ids, counts = item_ids[seen], impressions[seen].astype(np.int64)
-    uniq, inverse = np.unique(sids.lookup(ids), axis=0, return_inverse=True)
-    weight = np.bincount(inverse.reshape(-1), weights=counts.astype(np.float64)).astype(np.int64)
+    uniq, inverse = unique_sids(sids.lookup(ids), k)
+    weight = np.bincount(inverse, weights=counts.astype(np.float64)).astype(np.int64)
 
     sym_w = _symbol_weights(uniq, weight, k)
     room = cfg.vocab_size - 1  # row 0 is <unk>
@@ -149,13 +185,17 @@ def train_spm(cfg: SpmConfig, sids: SidTable, item_ids: np.ndarray, impressions:
     add_unseen = cfg.include_unseen_symbols and n_symbols <= room
     unseen = 0 if add_unseen else n_symbols - n_seen
 
-    lines = _training_lines(uniq, weight, keep, k)
+    train_sids, train_weight = sample_training_sids(uniq, weight)
+    lines = _training_lines(train_sids, train_weight, keep, k)
+    if len(train_sids) < len(uniq):  # only a sample can leave a kept symbol out
+        lines += _lost_symbol_lines(lines, keep)
     if add_unseen:
         # a one-character line per unseen symbol: it enters the alphabet but adds no pair to merge
         lines += [(chr(int(cp)), 1) for cp in _codepoint(np.flatnonzero(sym_w == 0))]
     if dropped or unseen:
         used = np.zeros(n_symbols, bool)  # symbols some item of the SID table has (impressed or not)
-        used[(np.arange(levels)[None, :] * k + sids.codes).reshape(-1)] = True
+        for level in range(levels):  # a level at a time: no [N, L] int64 temporary
+            used[level * k + sids.codes[:, level].astype(np.int64)] = True
         unseen_used = int((used & (sym_w == 0)).sum())
         warnings.warn(
             f"SPM-SID '{cfg.name}': vocab_size={cfg.vocab_size} leaves {dropped + unseen} of the L*K = {n_symbols} "
@@ -166,6 +206,33 @@ def train_spm(cfg: SpmConfig, sids: SidTable, item_ids: np.ndarray, impressions:
     return SpmModel(proto=proto, space_fingerprint=sids.space_fingerprint, sid_table_fingerprint=sids.fingerprint,
                     training_fingerprint=fingerprint_bytes(ids, counts), requested_vocab_size=cfg.vocab_size,
                     dropped_symbols=dropped, unseen_symbols=unseen)
+
+
+def sample_training_sids(uniq: np.ndarray, weight: np.ndarray,
+                         max_sids: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The SIDs [U', L] and line weights [U'] SentencePiece trains on: all of them, by impressions, up to
+    ``max_sids`` (default ``MAX_TRAINING_SIDS``); else the distinct SIDs of ``max_sids`` draws by impression
+    share (seeded: deterministic), weighted by their draw counts (module docstring). Keeps ``uniq``'s order."""
+    max_sids = MAX_TRAINING_SIDS if max_sids is None else max_sids
+    if len(uniq) <= max_sids:
+        return uniq, weight
+    rng = np.random.default_rng(SAMPLE_SEED)
+    cum = np.cumsum(weight.astype(np.float64))
+    pick = np.minimum(np.searchsorted(cum, rng.random(max_sids) * cum[-1], side="right"), len(cum) - 1)
+    drawn, times = np.unique(pick, return_counts=True)
+    return uniq[drawn], times.astype(np.int64)
+
+
+def _lost_symbol_lines(lines: list[tuple[str, int]], keep: np.ndarray) -> list[tuple[str, int]]:
+    """One-character lines (count 1) for kept symbols no training line carries (only a sample can lose one):
+    a symbol SentencePiece never sees gets no row."""
+    if not lines:
+        return []
+    seen = np.zeros(len(keep), bool)
+    text = np.frombuffer("".join(t for t, _ in lines).encode("utf-32-le"), np.uint32).astype(np.int64)
+    symbol = np.where(text >= 0x100000, text - 0x100000 + _PLANE, text - 0xF0000)
+    seen[symbol] = True
+    return [(chr(int(cp)), 1) for cp in _codepoint(np.flatnonzero(keep & ~seen))]
 
 
 def _training_lines(uniq: np.ndarray, weight: np.ndarray, keep: np.ndarray, k: int) -> list[tuple[str, int]]:
@@ -264,11 +331,14 @@ class SpmTokenizer(Tokenizer):
                 f"SIDs have {codes.shape[1]} levels but the vocabulary was learned on {self.space.levels}")
         if len(codes) == 0:
             return [Jagged(np.zeros(1, np.int64), np.zeros(0, np.int64))]
-        # encode each distinct SID once, then gather per item
-        uniq, inverse = np.unique(codes, axis=0, return_inverse=True)
-        pieces = self.processor.encode(sid_strings(uniq, self.space.codebook_size).tolist(), out_type=int,
-                                       num_threads=self.cfg.num_threads)
-        lengths = np.fromiter((len(p) for p in pieces), np.int64, count=len(pieces))
-        values = np.fromiter((i for p in pieces for i in p), np.int64, count=int(lengths.sum()))
-        per_sid = Jagged(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), values)
-        return [per_sid.take(inverse.reshape(-1))]
+        # encode each distinct SID once, a batch of SIDs at a time, then gather per item
+        uniq, inverse = unique_sids(codes, self.space.codebook_size)
+        strings = sid_strings(uniq, self.space.codebook_size)
+        parts = []
+        for s in range(0, len(strings), _ENCODE_BATCH):
+            pieces = self.processor.encode(strings[s:s + _ENCODE_BATCH].tolist(), out_type=int,
+                                           num_threads=self.cfg.num_threads)
+            lengths = np.fromiter((len(p) for p in pieces), np.int64, count=len(pieces))
+            values = np.fromiter((i for p in pieces for i in p), np.int64, count=int(lengths.sum()))
+            parts.append(Jagged(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), values))
+        return [Jagged.concat(parts).take(inverse)]

@@ -9,6 +9,9 @@ Fingerprint chain: SID table -> SPM model (records the SID space and the trainin
 (records the SID space, the SID table, the SPM model). ``TokenCache.load(path, sids)`` refuses SIDs
 from another space or SIDs that differ for a cached item (``FingerprintMismatch``).
 
+Building tokenises ``TOKENIZE_CHUNK`` items per call (bounded temporaries at any corpus size); the cache itself
+holds O(items x tokens) integers (10M items of 3 SPM pieces: ~0.4 GB), never an embedding.
+
 Dense Input (``kind: dense``) caches have no tables (``cache.tables == []``, ``cache.kind == "dense"``):
 the ranker projects the raw content embedding; the cache still maps item ids to rows.
 """
@@ -28,6 +31,7 @@ from semid.core.artifacts import atomic_path
 from semid.core.errors import DataError, FingerprintMismatch, SemidError
 from semid.core.fingerprint import fingerprint_bytes, fingerprint_of
 from semid.core.ids import locate
+from semid.core.progress import progress
 from semid.rqvae import SidTable
 
 FORMAT_VERSION = 1
@@ -212,6 +216,23 @@ def _check_sids(cache: TokenCache, sids: SidTable, where: str) -> None:
             f"{sids.fingerprint} (rebuild the cache with `semid tokens build`)")
 
 
+# items per tokenize call: bounds a tokenizer's temporaries (SPM's Python lists of pieces, ~100 B per item; n-gram
+# index arrays) at any corpus size; every tokenizer maps each item on its own, so the result is the same
+TOKENIZE_CHUNK = 1_000_000
+
+
+def tokenize_in_chunks(tokenizer: Tokenizer, item_ids: np.ndarray, codes: np.ndarray | None,
+                       chunk: int | None = None) -> list[Jagged]:
+    """``tokenizer.tokenize`` of every item, ``chunk`` (default ``TOKENIZE_CHUNK``) items per call, one CSR per
+    table."""
+    chunk = chunk or TOKENIZE_CHUNK
+    if len(item_ids) <= chunk:
+        return tokenizer.tokenize(item_ids, codes)
+    parts = [tokenizer.tokenize(item_ids[s:s + chunk], None if codes is None else codes[s:s + chunk])
+             for s in progress(range(0, len(item_ids), chunk), "tokenize", unit="chunk")]
+    return [Jagged.concat([p[t] for p in parts]) for t in range(len(parts[0]))]
+
+
 def build_token_cache(representation_cfg: RepresentationConfig | str | Path, sids: SidTable | None,
                       item_ids: np.ndarray, impressions: np.ndarray | None) -> TokenCache:
     """Fit the representation's tokenizer and tokenise ``item_ids`` once.
@@ -242,6 +263,6 @@ def build_token_cache(representation_cfg: RepresentationConfig | str | Path, sid
         space = SidSpace.of(sids)
         codes = sids.lookup(ids).astype(np.int32)
     tokenizer.fit(space, sids, ids, imp)
-    jagged = tokenizer.tokenize(ids, codes)
+    jagged = tokenize_in_chunks(tokenizer, ids, codes)
     return TokenCache(cfg, tokenizer, ids, jagged, codes, space,
                       sids.fingerprint if (sids is not None and tokenizer.needs_sids) else None)

@@ -74,6 +74,77 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="writes pipeline.json and pipeline.md here (default runs/bench)")
     p.set_defaults(func=_pipeline)
 
+    p = bsub.add_parser("scale", help="every stage from corpus to ranker at several corpus sizes (child processes: "
+                        "wall time, peak RSS, throughput, growth exponents)")
+    p.add_argument("--items", required=True, type=_sizes, help="corpus sizes, e.g. 1M,3M,10M (k and M suffixes)")
+    p.add_argument("--preset", default="large", help="synthetic preset scaled to each size (default large)")
+    p.add_argument("--set", dest="preset_overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="generator override applied before scaling")
+    p.add_argument("--reference", default="small", help="preset run unscaled as the ranker's throughput reference "
+                   "(default small; 'none' for none)")
+    p.add_argument("--corpora", type=Path, help="where corpora are generated and reused (default <out>/corpora)")
+    p.add_argument("--rqvae-config", default="small", help="conf/rqvae preset of the sids_train stage (default small)")
+    p.add_argument("--rqvae-steps", type=int, default=300, help="RQ-VAE training steps (default 300)")
+    p.add_argument("--rqvae-set", dest="rqvae_overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--representations", type=_names, default=["hash_8k", "spm_8k"],
+                   help="token caches and ranker fits (default hash_8k,spm_8k)")
+    p.add_argument("--train-days", type=_ints, default=[0, 1], help="ranker training days; the next day evaluates "
+                   "(default 0,1)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of each ranker fit (default 1)")
+    p.add_argument("--bootstraps", type=int, default=0, help="trainer.num_bootstraps of the ranker fits (default 0)")
+    p.add_argument("--rank-set", dest="rank_overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--stages", type=_names, default=None, help="subset of generate,validate,sids_train,sids_assign,"
+                   "spm_fit,tokens,rank_fit (default all)")
+    p.add_argument("--max-rss-gb", type=float, default=16.0,
+                   help="kill a stage whose process tree holds more resident memory (default 16)")
+    p.add_argument("--delete-corpora", action="store_true", help="remove each corpus this run generated after its "
+                   "stages (a 10M-item corpus is ~11 GB)")
+    p.add_argument("--fresh", action="store_true", help="measure every stage again (default: keep the stages a "
+                   "previous run with the same settings measured)")
+    p.add_argument("--out", type=Path, default=Path("runs/bench-scale"), help="scale.json and scale.md here")
+    p.set_defaults(func=_scale)
+
+    p = bsub.add_parser("gpu", help="on a CUDA machine: FBGEMM TBE vs nn.EmbeddingBag lookups on the GPU, one "
+                        "rank fit of spm_8k with NCCL, semid plan against the device (JSON + Markdown)")
+    p.add_argument("--out", type=Path, default=Path("runs/bench-gpu"), help="gpu.json and gpu.md here")
+    p.add_argument("--corpus", type=Path, help="small corpus for the rank fit (default: generated under --out)")
+    p.add_argument("--budget-s", type=float, default=450.0,
+                   help="stop starting new checks once this many seconds have gone (default 450, under 8 minutes)")
+    p.set_defaults(func=_gpu)
+
+
+def _sizes(s: str) -> list[int]:
+    from semid.bench.scale import parse_size
+
+    try:
+        return [parse_size(x) for x in s.split(",") if x.strip()]
+    except SemidError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _scale(args: argparse.Namespace) -> int:
+    from semid.bench.scale import ScaleBenchConfig, render_markdown, run_scale_bench
+
+    cfg = ScaleBenchConfig(items=args.items, out=args.out, corpora=args.corpora, preset=args.preset,
+                           preset_overrides=list(args.preset_overrides),
+                           reference=None if args.reference.lower() == "none" else args.reference,
+                           rqvae_config=args.rqvae_config, rqvae_steps=args.rqvae_steps,
+                           rqvae_overrides=list(args.rqvae_overrides), representations=args.representations,
+                           train_days=args.train_days, threads=args.threads, bootstraps=args.bootstraps,
+                           rank_overrides=list(args.rank_overrides), stages=args.stages, max_rss_gb=args.max_rss_gb,
+                           delete_corpora=args.delete_corpora, fresh=args.fresh)
+    res = run_scale_bench(cfg)
+    _write_outputs(args.out, "scale", res, render_markdown(res))
+    return 0
+
+
+def _gpu(args: argparse.Namespace) -> int:
+    from semid.bench.gpu import GpuCheckConfig, render_markdown, run_gpu_check
+
+    res = run_gpu_check(GpuCheckConfig(out=args.out, corpus=args.corpus, budget_s=args.budget_s))
+    _write_outputs(args.out, "gpu", res, render_markdown(res))
+    return 0 if res.get("ok") else 1
+
 
 def _lookups(args: argparse.Namespace) -> int:
     from semid.bench.lookups import LookupBenchConfig, render_markdown, run_lookup_bench, spm_lengths_from

@@ -10,9 +10,11 @@ On ``--update`` existing items keep their suffix and a new item takes the next f
 (new items of one SID in distance order), so suffixes never move. The suffix has K values like every
 level: a SID shared by more than K items is refused with a one-line error.
 
-Items are encoded in chunks of ``chunk_items`` (in item-id order); each finished chunk is saved in
-``<out>.partial/`` (see ``semid.rqvae.partial``) under a fingerprint of the model, the corpus, the chunk
-size and the items to encode. After a crash or ``kill -9`` the same command reuses the finished chunks
+Items are encoded in chunks of ``chunk_items`` in the order items.parquet holds them, each chunk's embeddings
+read from the file when it is encoded (the row groups that hold it), so memory holds one chunk of embeddings,
+never the corpus's (10M items of dim 256 are 10 GB); codes are put in item-id order at the end. Each finished
+chunk is saved in ``<out>.partial/`` (see ``semid.rqvae.partial``) under a fingerprint of the model, the
+corpus, the chunk size and the items to encode, in that order. After a crash or ``kill -9`` the same command reuses the finished chunks
 and writes the same table as an uninterrupted run (an item's SID does not depend on its batch); chunks
 saved for other inputs are discarded. The table is written under a temporary name and renamed into
 place, then the work directory is removed.
@@ -30,11 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules import open_corpus
+from datamodules import Corpus, open_corpus
 from semid.core.artifacts import atomic_path, remove_stale_temps
 from semid.core.errors import SemidError
 from semid.core.fingerprint import fingerprint_bytes, fingerprint_of
 from semid.core.ids import locate
+from semid.core.progress import bar
 from semid.rqvae.frozen import FrozenRqvae, load_frozen
 from semid.rqvae.health import sid_groups
 from semid.rqvae.partial import claim_partial
@@ -65,10 +68,11 @@ def assign_sids(model_path: str | Path, corpus_path: str | Path, out: str | Path
         raise SemidError(f"--chunk-items must be >= 1 (got {chunk_items})")
     model = load_frozen(model_path)
     corpus = open_corpus(corpus_path)  # the data gate, before <out>.partial/ exists
-    items = corpus.read_items(columns=["item_id", "embedding", "first_day"])
+    order = corpus.item_order  # sorted ids and where each is in items.parquet; no embeddings yet
+    item_ids = order.item_id
     out = Path(out)
     old: SidTable | None = None
-    rows: np.ndarray | None = None  # item rows to encode; None = all
+    rows = np.arange(len(item_ids), dtype=np.int64)  # item rows to encode (sorted ascending)
     if update:
         if not out.exists():
             raise SemidError(f"--update needs an existing SID table at {out} (leave out --update to create one)")
@@ -78,7 +82,7 @@ def assign_sids(model_path: str | Path, corpus_path: str | Path, out: str | Path
             raise SemidError(f"{out} {has}; --update keeps the table's levels (drop --collision-suffix, or "
                              "rewrite the table with --overwrite)")
         collision_suffix = old.collision_suffix
-        _, known = locate(old.item_id, items.item_id)
+        _, known = locate(old.item_id, item_ids)
         new_rows = np.flatnonzero(~known)
         rng = np.random.default_rng(0)
         known_rows = np.flatnonzero(known)
@@ -88,28 +92,37 @@ def assign_sids(model_path: str | Path, corpus_path: str | Path, out: str | Path
     else:
         collision_suffix = bool(collision_suffix)
         if out.exists() and not overwrite:
-            done = _finished_table(out, model, corpus.fingerprint, items.item_id, collision_suffix)
+            done = _finished_table(out, model, corpus.fingerprint, item_ids, collision_suffix)
             if done is not None:  # the same command ran to completion (e.g. killed just after the rename)
                 return AssignResult(out, done, 0)
             raise SemidError(f"{out} already exists (pass --update to add new items only, or --overwrite to "
                              "rewrite every SID)")
-        added = len(items)
-    ids = items.item_id if rows is None else items.item_id[rows]
-    work = fingerprint_of(["sid-chunks", model.fingerprint, corpus.fingerprint, chunk_items, fingerprint_bytes(ids)])
+        added = len(item_ids)
+    ids = item_ids[rows]
+    # encoded in file order (a chunk is a run of items.parquet rows); ``back`` puts the codes in ``rows`` order
+    file_rows = np.sort(order.file_row[rows])
+    enc_rows = order.rows_of_file_rows(file_rows)
+    back = np.searchsorted(rows, enc_rows)
+    work = fingerprint_of(["sid-chunks", "file-order", model.fingerprint, corpus.fingerprint, chunk_items,
+                           fingerprint_bytes(item_ids[enc_rows])])
     info = {"rqvae_fingerprint": model.fingerprint, "corpus_fingerprint": corpus.fingerprint,
             "chunk_items": chunk_items, "items": len(ids)}
     with claim_partial(out, work, info, keep=True, discard_other=True, command="semid sids assign") as part:
         remove_stale_temps(out)
-        codes, chunks, reused = _encode_chunks(model, items.embedding, rows, part.path, chunk_items, batch_size,
-                                               str(corpus.items_path))
+        enc_codes, enc_dist, chunks, reused = _encode_chunks(model, corpus, file_rows, part.path, chunk_items,
+                                                             batch_size, distance=collision_suffix)
+        codes = np.empty_like(enc_codes)
+        codes[back] = enc_codes
         largest = None
         if collision_suffix:
-            emb_rows = np.arange(len(items)) if rows is None else rows
-            codes, largest = _with_suffix(model, items.embedding, emb_rows, ids, codes, old, batch_size)
+            assert enc_dist is not None
+            dist = np.empty_like(enc_dist)
+            dist[back] = enc_dist
+            codes, largest = _with_suffix(model, dist, ids, codes, old)
         if old is not None:
             table = old.extend(ids, codes)  # raises if a re-encoded known item would change
         else:
-            table = SidTable(items.item_id, codes, model.codebook_size, model.fingerprint, corpus.fingerprint,
+            table = SidTable(item_ids, codes, model.codebook_size, model.fingerprint, corpus.fingerprint,
                              collision_suffix)
         write_sid_table(table, out)
         shutil.rmtree(part.path)
@@ -153,10 +166,11 @@ def number_collisions(codes: np.ndarray, distance: np.ndarray, item_id: np.ndarr
     return suffix if first_free is None else suffix + first_free
 
 
-def _with_suffix(model: FrozenRqvae, embedding: np.ndarray, rows: np.ndarray, ids: np.ndarray, codes: np.ndarray,
-                 old: SidTable | None, batch_size: int) -> tuple[np.ndarray, int]:
-    """Codes [n, L+1]: the quantizer's codes and the collision suffix (existing items keep theirs). Also
-    returns the largest number of items sharing one SID (of the table after this call)."""
+def _with_suffix(model: FrozenRqvae, distance: np.ndarray, ids: np.ndarray, codes: np.ndarray,
+                 old: SidTable | None) -> tuple[np.ndarray, int]:
+    """Codes [n, L+1]: the quantizer's codes and the collision suffix (existing items keep theirs), from each
+    item's reconstruction ``distance`` [n]. Also returns the largest number of items sharing one SID (of the
+    table after this call)."""
     n, levels = codes.shape
     k = model.codebook_size
     full = np.zeros((n, levels + 1), np.int32)
@@ -173,8 +187,7 @@ def _with_suffix(model: FrozenRqvae, embedding: np.ndarray, rows: np.ndarray, id
         top = np.full(int(group.max()) + 1 if len(group) else 0, -1, np.int64)
         np.maximum.at(top, group[:len(old)], old.codes[:, levels].astype(np.int64))
         first_free[new] = top[group[len(old):]] + 1
-    dist = reconstruction_distance(model, embedding, rows[new], codes[new], batch_size)
-    suffix = number_collisions(codes[new], dist, ids[new], first_free[new])
+    suffix = number_collisions(codes[new], distance[new], ids[new], first_free[new])
     if len(suffix) and suffix.max() >= k:
         i = int(np.argmax(suffix))
         sid = ",".join(str(int(c)) for c in codes[new][i])
@@ -188,31 +201,41 @@ def _with_suffix(model: FrozenRqvae, embedding: np.ndarray, rows: np.ndarray, id
     return full, largest
 
 
-def _encode_chunks(model: FrozenRqvae, embedding: np.ndarray, rows: np.ndarray | None, work: Path,
-                   chunk_items: int, batch_size: int, where: str) -> tuple[np.ndarray, int, int]:
-    """SIDs [n, L] of ``embedding[rows]`` (all rows when None), chunk by chunk. A finished chunk is saved in
-    ``work`` and read back from there by a rerun. Returns (codes, chunks, chunks reused)."""
-    n = len(embedding) if rows is None else len(rows)
+def _encode_chunks(model: FrozenRqvae, corpus: Corpus, file_rows: np.ndarray, work: Path, chunk_items: int,
+                   batch_size: int, *, distance: bool) -> tuple[np.ndarray, np.ndarray | None, int, int]:
+    """SIDs [n, L] of the items at items.parquet rows ``file_rows`` (ascending), chunk by chunk, each chunk's
+    embeddings read when it is encoded. A finished chunk is saved in ``work`` and read back from there by a
+    rerun. ``distance``: also each item's ||x - x̂||² (the collision suffix orders by it). Returns (codes,
+    distances or None, chunks, chunks reused)."""
+    n = len(file_rows)
     kill_after = int(os.environ.get("SEMID_TEST_KILL_AFTER_CHUNKS") or 0)
     codes = np.empty((n, model.levels), dtype=np.int32)
+    dist = np.empty(n, np.float64) if distance else None
     starts = range(0, n, chunk_items)
     reused = encoded = 0
-    for i, s in enumerate(starts):
-        e = min(s + chunk_items, n)
-        path = work / f"codes-{i:06d}.npy"
-        chunk = _saved_chunk(path, e - s, model)
-        if chunk is not None:
-            reused += 1
-        else:
-            x = embedding[s:e] if rows is None else embedding[rows[s:e]]
-            chunk = model.encode(x, batch_size, where=where)
-            with atomic_path(path) as tmp, open(tmp, "wb") as f:
-                np.save(f, chunk)
-            encoded += 1
-            if encoded == kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)
-        codes[s:e] = chunk
-    return codes, len(starts), reused
+    with bar("sids assign", total=n, unit="item") as pb:
+        for i, s in enumerate(starts):
+            e = min(s + chunk_items, n)
+            path = work / f"codes-{i:06d}.npy"
+            chunk = _saved_chunk(path, e - s, model)
+            x = None if chunk is not None and not distance else \
+                corpus.read_embeddings(file_rows[s:e], file_rows=True)
+            if chunk is not None:
+                reused += 1
+            else:
+                assert x is not None
+                chunk = model.encode(x, batch_size, where=str(corpus.items_path))
+                with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                    np.save(f, chunk)
+                encoded += 1
+                if encoded == kill_after:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            codes[s:e] = chunk
+            if dist is not None:
+                assert x is not None
+                dist[s:e] = reconstruction_distance(model, x, np.arange(e - s), chunk, batch_size)
+            pb.update(e - s)
+    return codes, dist, len(starts), reused
 
 
 def _saved_chunk(path: Path, n: int, model: FrozenRqvae) -> np.ndarray | None:

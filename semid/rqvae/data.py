@@ -1,9 +1,19 @@
 """The RQ-VAE's data: items sampled in proportion to their impressions (paper: a random sample of
 *impressed* items), plus a fixed held-out item sample for SID health.
 
-Impression counts are streamed one day at a time from ``impressions/day=*/``; only the item
-embeddings are held in memory. The batch stream is a function of the seed alone, and a fit resumed from
-a checkpoint at step N continues it at batch N (the same batches an uninterrupted run trains on).
+Impression counts are streamed one day at a time from ``impressions/day=*/``. The batch stream is a
+function of the seed alone, and a fit resumed from a checkpoint at step N continues it at batch N (the
+same batches an uninterrupted run trains on).
+
+Memory: batches are drawn from a *training pool* whose embeddings are held in memory. While the impressed
+items' embeddings fit in ``POOL_BYTES`` (1 GiB: 1M items of dim 256, so every corpus up to that size,
+``small`` and ``tiny`` included) the pool is every impressed training item with its impression share, exactly
+the paper's sampling. Above it the pool is the distinct items of ``POOL_BYTES / (4 D)`` draws with
+replacement by impression share (``impression_draws``: seeded by ``train.seed``, so deterministic), each
+weighted by how often it was drawn: the same distribution in expectation, with memory that stops growing
+with the corpus. ``RqvaeDataModule(all_embeddings=False)`` then reads only the pool's and the hold-out's
+embeddings (one pass over items.parquet, a record batch at a time); with ``all_embeddings=True`` (the
+default) ``items.embedding`` holds every item's, for a caller that needs them all (all-items SID health).
 """
 from __future__ import annotations
 
@@ -19,6 +29,7 @@ from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from datamodules import Corpus, Items
 from semid.core.errors import DataError, SemidError
+from semid.core.progress import progress
 
 
 def impression_counts(corpus: Corpus, items: Items, min_day: int | None = None,
@@ -29,7 +40,7 @@ def impression_counts(corpus: Corpus, items: Items, min_day: int | None = None,
     if not days:
         raise SemidError(f"{corpus.impressions_path}: no impression days within [{min_day}, {max_day}] "
                          f"(days present: {corpus.days()[:1]}..{corpus.days()[-1:]}); fix train.min_day/max_day")
-    for day in days:
+    for day in progress(days, "impressions", unit="day"):
         ids = corpus.read_day(day, columns=["item_id"])["item_id"].to_numpy()
         rows = items.index_of(ids.astype(np.int64))
         if (rows < 0).any():
@@ -86,6 +97,29 @@ def impression_draws(sample: RqvaeSample, draws: int, seed: int) -> tuple[np.nda
     return rows.astype(np.int64), times.astype(np.int64)
 
 
+# bytes of training-pool embeddings held in memory (module docstring): 1M items at dim 256, 128k at the paper's 2048
+POOL_BYTES = 1 << 30
+
+
+@dataclass
+class TrainingPool:
+    """The item rows the RQ-VAE's batches are drawn from, with their sampling weights."""
+
+    rows: np.ndarray  # int64 [P], item rows
+    weights: np.ndarray  # float64 [P], sums to 1
+    drawn: bool  # a pool of impression-weighted draws (more impressed items than POOL_BYTES holds)
+
+
+def training_pool(sample: RqvaeSample, dim: int, seed: int, max_bytes: int = POOL_BYTES) -> TrainingPool:
+    """Every impressed training item by its impression share when their embeddings fit in ``max_bytes``,
+    else the distinct items of ``max_bytes // (4 dim)`` draws by impression share, weighted by draws."""
+    cap = max(1, max_bytes // (4 * max(dim, 1)))
+    if len(sample.train_rows) <= cap:
+        return TrainingPool(sample.train_rows, sample.train_weights, False)
+    rows, times = impression_draws(sample, cap, seed)
+    return TrainingPool(rows, times / times.sum(), True)
+
+
 class ImpressionWeightedBatches(IterableDataset):
     """``steps`` batches of item embeddings drawn with replacement by impression share.
 
@@ -120,30 +154,46 @@ class ImpressionWeightedBatches(IterableDataset):
 
 
 class RqvaeDataModule(L.LightningDataModule):
-    """Items of a corpus for RQ-VAE training; ``setup`` reads embeddings and streams impression counts."""
+    """Items of a corpus for RQ-VAE training; ``setup`` streams impression counts and reads the embeddings the
+    batches need (``all_embeddings``: every item's, in ``items.embedding``; else only the training pool's and
+    the hold-out's, ``items.embedding`` is None)."""
 
     def __init__(self, corpus: Corpus, *, batch_size: int, steps: int, first_batch_size: int, holdout_items: int,
                  seed: int, min_day: int | None = None, max_day: int | None = None,
-                 eval_batch_size: int = 8192) -> None:
+                 eval_batch_size: int = 8192, all_embeddings: bool = True, pool_bytes: int = POOL_BYTES) -> None:
         super().__init__()
         self.corpus = corpus
         self.batch_size, self.steps, self.first_batch_size = batch_size, steps, first_batch_size
         self.holdout_items, self.seed = holdout_items, seed
         self.min_day, self.max_day = min_day, max_day
         self.eval_batch_size = eval_batch_size
+        self.all_embeddings, self.pool_bytes = all_embeddings, pool_bytes
         self.items: Items | None = None
         self.sample: RqvaeSample | None = None
+        self.pool: TrainingPool | None = None
         self.counts: np.ndarray | None = None
+        self.holdout_embedding: np.ndarray | None = None  # float32 [H, D]
 
     def setup(self, stage: str | None = None) -> None:
         if self.items is not None:
             return
-        self.items = self.corpus.read_items(columns=["item_id", "embedding", "first_day"])
-        if len(self.items) == 0:
+        items = self.corpus.read_items(columns=["item_id", "embedding", "first_day"], embeddings=self.all_embeddings)
+        if len(items) == 0:
             raise DataError(self.corpus.items_path, None, "no items", "the corpus needs items to train on")
-        self.counts = impression_counts(self.corpus, self.items, self.min_day, self.max_day)
+        self.counts = impression_counts(self.corpus, items, self.min_day, self.max_day)
         self.sample = split_items(self.counts, self.holdout_items, self.seed)
-        self._embedding = torch.from_numpy(self.items.embedding)
+        self.pool = training_pool(self.sample, items.dim, self.seed, self.pool_bytes)
+        holdout = self.sample.holdout_rows
+        if items.embedding is not None:
+            # batches index the full matrix by item row: bit-identical to drawing from the pool's own copy
+            self._embedding, self._pool_rows = torch.from_numpy(items.embedding), self.pool.rows
+            self.holdout_embedding = items.embedding[holdout]
+        else:
+            both = self.corpus.read_embeddings(np.concatenate([self.pool.rows, holdout]))
+            self._embedding = torch.from_numpy(both[:len(self.pool.rows)])
+            self._pool_rows = np.arange(len(self.pool.rows), dtype=np.int64)
+            self.holdout_embedding = both[len(self.pool.rows):]
+        self.items = items
 
     @property
     def input_dim(self) -> int:
@@ -151,14 +201,14 @@ class RqvaeDataModule(L.LightningDataModule):
         return self.items.dim
 
     def train_dataloader(self) -> DataLoader:
-        assert self.sample is not None
+        assert self.pool is not None
         # Lightning restores a checkpoint's step before it asks for the loader: continue the stream there
         start = self.trainer.global_step if self.trainer is not None else 0
-        ds = ImpressionWeightedBatches(self._embedding, self.sample.train_rows, self.sample.train_weights,
-                                       self.batch_size, self.steps, self.first_batch_size, self.seed, start)
+        ds = ImpressionWeightedBatches(self._embedding, self._pool_rows, self.pool.weights, self.batch_size,
+                                       self.steps, self.first_batch_size, self.seed, start)
         return DataLoader(ds, batch_size=None, num_workers=0)
 
     def val_dataloader(self) -> DataLoader:
-        assert self.sample is not None
-        x = self._embedding[torch.from_numpy(self.sample.holdout_rows)]
+        assert self.holdout_embedding is not None
+        x = torch.from_numpy(self.holdout_embedding)
         return DataLoader(TensorDataset(x), batch_size=self.eval_batch_size, shuffle=False)
