@@ -36,7 +36,7 @@ def test_tiny_study_end_to_end(tiny_study: TinyStudy) -> None:  # noqa: F811  (t
     assert data["summary"]["without_history"]["prefix_ngram"]["auc"]["new"]["estimate"] > hash_auc["new"]["estimate"]
     # the paper's findings (a)-(j), each judged: the tiny study has every arm they need
     found = data["findings"]
-    assert {f["id"] for f in found} == set("abcdefghij")
+    assert {f["id"] for f in found} == set("abcdefghijk")  # (k): semid's own question, the preset has mch_8k
     assert all(f["verdict"] in ("reproduces", "contradicted", "inconclusive") for f in found), \
         [f for f in found if f["verdict"] == "not run"]
     assert all(f["n_seeds"] == 1 for f in found if f["id"] in "abcdeij")
