@@ -14,6 +14,14 @@
 * **Dynamics** — Zipf item popularity decaying with item age (half-life, with an evergreen floor),
   new items every day, users with sparse topic interests whose watch item is the last item they
   clicked, candidates drawn from the watch item's topic, the user's interests or global popularity.
+* **Regime knobs** (issue 21) — the corpus properties the paper explains its findings with, each
+  recorded as set and as measured in ``corpus.json``'s ``ground_truth["regime"]``: topic skew
+  (``topic_zipf`` over coarse topics, ``subtopic_zipf`` within them, ``interest_zipf`` for the users'
+  interest in the populous topics, so that impressions follow), catalogue size relative to the
+  8K reference table (``items_per_row``), the memorisation/content balance (``memorization_share``),
+  the daily share of new items (``new_item_share``) and a user-taste term that only the click history
+  reveals (``history_weight``). Each defaults to today's behaviour: a preset without them gives the
+  same bytes as before they existed.
 
 Generation is chunked (items and impressions) with per-chunk seeded streams; memory is bounded by
 per-item metadata (no embedding matrix is held for more than one chunk).
@@ -30,7 +38,8 @@ import numpy as np
 import pyarrow as pa
 
 from datamodules.corpus import CorpusWriter
-from semid.core.config import ConfigFieldError, blame_overrides, from_dict, load_yaml, resolve_conf
+from semid.core.config import (ConfigFieldError, blame_overrides, from_dict, load_yaml, require, require_int,
+                               require_positive, resolve_conf)
 from semid.core.errors import SemidError
 from semid.core.progress import bar
 
@@ -63,6 +72,26 @@ class SynthConfig:
     engaged_given_click: float = 0.5
     chunk_impressions: int = 500000
     chunk_items: int = 200000
+    # -- regime knobs; None (0 for history_weight) keeps the fields above in charge, bit for bit --------
+    # Zipf exponent over the leaves of each coarse topic (content skew below the coarse level); None:
+    # Dirichlet(2) leaf shares
+    subtopic_zipf: float | None = None
+    # Zipf exponent of the users' prior interest over coarse topics, in the order of their item shares (the
+    # most populous topic is the most wanted): None gives every topic the same prior, so impressions spread
+    # over coarse topics far more evenly than items do (measured on small: Zipf 0.27 for topic_zipf 0.8)
+    interest_zipf: float | None = None
+    # catalogue size N = items_per_row x reference_table_rows (the paper's 8K hash table), split between
+    # the initial catalogue and the daily arrivals by new_item_share (or by the preset's own split)
+    items_per_row: float | None = None
+    reference_table_rows: int = 8192
+    # items introduced per day as a share of the whole catalogue N (the preset's split when None)
+    new_item_share: float | None = None
+    # share of the click model's signal variance that only memorising the item can learn,
+    # w_m^2 / (w_m^2 + w_c^2); it re-splits content_weight^2 + memorization_weight^2 between the two
+    memorization_share: float | None = None
+    # weight of a user-taste term over level-1 topics: logit += history_weight * t(u, topic_1(i)); the user
+    # is never a feature, so only the click history (not the one watch item) can reveal the taste
+    history_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if len(self.hierarchy) != len(self.level_scales):
@@ -79,10 +108,58 @@ class SynthConfig:
             raise SemidError("synth config: related_fraction + interest_fraction must be within [0, 1]")
         if not 0 < self.target_ctr < 1:
             raise SemidError("synth config: target_ctr must be within (0, 1)")
+        if self.subtopic_zipf is not None:
+            require_positive(self.subtopic_zipf, "subtopic_zipf", allow_zero=True)
+        if self.interest_zipf is not None:
+            require_positive(self.interest_zipf, "interest_zipf", allow_zero=True)
+        if self.items_per_row is not None:
+            require_positive(self.items_per_row, "items_per_row")
+        require_int(self.reference_table_rows, "reference_table_rows")
+        if self.new_item_share is not None:
+            require_positive(self.new_item_share, "new_item_share", allow_zero=True, maximum=1.0)
+        if self.memorization_share is not None:
+            require_positive(self.memorization_share, "memorization_share", allow_zero=True, maximum=1.0)
+            require(self.content_weight ** 2 + self.memorization_weight ** 2 > 0, "memorization_share",
+                    "needs content_weight or memorization_weight != 0 (it splits their total)")
+        require_positive(self.history_weight, "history_weight", allow_zero=True)
+        require(self.initial_items >= 1, "new_item_share" if self.new_item_share is not None else "items_per_row",
+                f"leaves {self.initial_items} initial items ({self.catalogue_size} items, "
+                f"{self.new_items_per_day} a day for {self.n_days - 1} days): lower new_item_share or raise "
+                "items_per_row")
+
+    @property
+    def catalogue_size(self) -> int:
+        """N, every item the corpus will hold."""
+        if self.items_per_row is not None:
+            return max(1, round(self.items_per_row * self.reference_table_rows))
+        return self.n_initial_items + self.n_new_items_per_day * (self.n_days - 1)
+
+    @property
+    def new_items_per_day(self) -> int:
+        if self.new_item_share is None and self.items_per_row is None:
+            return self.n_new_items_per_day
+        share = self.new_item_share
+        if share is None:  # items_per_row alone scales the preset's catalogue, daily share kept
+            share = self.n_new_items_per_day / (self.n_initial_items + self.n_new_items_per_day * (self.n_days - 1))
+        return round(share * self.catalogue_size)
+
+    @property
+    def initial_items(self) -> int:
+        if self.new_item_share is None and self.items_per_row is None:
+            return self.n_initial_items
+        return self.catalogue_size - self.new_items_per_day * (self.n_days - 1)
 
     @property
     def n_items(self) -> int:
-        return self.n_initial_items + self.n_new_items_per_day * (self.n_days - 1)
+        return self.initial_items + self.new_items_per_day * (self.n_days - 1)
+
+    @property
+    def weights(self) -> tuple[float, float]:
+        """(w_c, w_m): the click model's content and memorisation weights."""
+        if self.memorization_share is None:
+            return self.content_weight, self.memorization_weight
+        total = self.content_weight ** 2 + self.memorization_weight ** 2  # 2 for the presets: s = 0.5 -> (1, 1)
+        return math.sqrt((1 - self.memorization_share) * total), math.sqrt(self.memorization_share * total)
 
     @property
     def n_leaves(self) -> int:
@@ -104,7 +181,8 @@ def _rng(seed: int, *stream: int) -> np.random.Generator:
 
 
 # streams of the seed sequence: one per concern, so changing one size leaves the others alone
-_TOPICS, _ITEMS, _USERS, _EMB, _DAY, _CLICK = range(6)
+_TOPICS, _ITEMS, _USERS, _EMB, _DAY, _CLICK, _TASTE = range(7)
+TASTE_RANK = 8  # t(u, n) = a_u . b_n / sqrt(r): a rank-8 taste has unit variance and is cheap for 1M users
 
 
 @dataclass
@@ -127,6 +205,8 @@ class _World:
     user_id: np.ndarray  # int64 [U]
     user_activity: np.ndarray  # float64 [U], sums to 1
     user_interest: np.ndarray  # float32 [U, C0], rows sum to 1
+    user_taste: np.ndarray  # float32 [U, r] a_u of the history term
+    topic_taste: np.ndarray  # float32 [n_nodes_1, r] b_n of the history term
     interest_z_mean: float = 0.0
     interest_z_std: float = 1.0
     content_mean: float = 0.0
@@ -141,6 +221,11 @@ class _World:
 def _zipf_weights(n: int, s: float, rng: np.random.Generator) -> np.ndarray:
     w = np.arange(1, n + 1, dtype=np.float64) ** -s
     return w[rng.permutation(n)]
+
+
+def _taste_level(cfg: SynthConfig) -> int:
+    """The history term's topic level: level 1 (sub-topics), the level candidates are related at."""
+    return min(1, len(cfg.hierarchy) - 1)
 
 
 def _build_world(cfg: SynthConfig) -> _World:
@@ -161,15 +246,21 @@ def _build_world(cfg: SynthConfig) -> _World:
     per_coarse = cfg.n_leaves // c0
     coarse_share = _zipf_weights(c0, cfg.topic_zipf, rng)
     coarse_share /= coarse_share.sum()
-    leaf_share = (coarse_share[:, None] * rng.dirichlet(np.full(per_coarse, 2.0), size=c0)).reshape(-1)
+    if cfg.subtopic_zipf is None:
+        within = rng.dirichlet(np.full(per_coarse, 2.0), size=c0)
+    else:  # the _TOPICS stream draws nothing after this: the knob leaves every other draw alone
+        within = np.stack([_zipf_weights(per_coarse, cfg.subtopic_zipf, rng) for _ in range(c0)])
+        within /= within.sum(axis=1, keepdims=True)
+    leaf_share = (coarse_share[:, None] * within).reshape(-1)
 
     irng = _rng(cfg.seed, _ITEMS)
     n = cfg.n_items
     leaf = irng.choice(cfg.n_leaves, size=n, p=leaf_share).astype(np.int32)
     first_day = np.zeros(n, dtype=np.int32)
-    first_day[cfg.n_initial_items:] = 1 + np.arange(n - cfg.n_initial_items) // max(cfg.n_new_items_per_day, 1)
+    n0 = cfg.initial_items
+    first_day[n0:] = 1 + np.arange(n - n0) // max(cfg.new_items_per_day, 1)
     birth = first_day.astype(np.float32)
-    birth[: cfg.n_initial_items] = -irng.uniform(0, cfg.initial_max_age_days, cfg.n_initial_items)
+    birth[:n0] = -irng.uniform(0, cfg.initial_max_age_days, n0)
     # ids grow with time (as in real catalogues) but are shuffled within a day, so they carry no topic
     item_id = np.empty(n, dtype=np.int64)
     for day in np.unique(first_day):
@@ -185,13 +276,25 @@ def _build_world(cfg: SynthConfig) -> _World:
     u = cfg.n_users
     user_id = urng.permutation(u).astype(np.int64) + 1
     activity = _zipf_weights(u, cfg.user_zipf, urng)
-    interest = urng.dirichlet(np.full(c0, cfg.user_interest_concentration), size=u).astype(np.float32)
+    prior = np.full(c0, cfg.user_interest_concentration)
+    if cfg.interest_zipf is not None:  # same total concentration, shifted towards the populous topics
+        by_share = np.argsort(-coarse_share, kind="stable")
+        w = np.empty(c0)
+        w[by_share] = np.arange(1, c0 + 1, dtype=np.float64) ** -cfg.interest_zipf
+        prior = cfg.user_interest_concentration * c0 * w / w.sum()
+    interest = urng.dirichlet(prior, size=u).astype(np.float32)
     # Dirichlet with small concentration can underflow to exact zeros; keep rows proper distributions
     interest = (interest + 1e-6) / (interest + 1e-6).sum(axis=1, keepdims=True)
 
+    # its own stream, drawn whatever history_weight is: the other streams never see it
+    trng = _rng(cfg.seed, _TASTE)
+    n_topics_1 = math.prod(cfg.hierarchy[: _taste_level(cfg) + 1])
+    user_taste = trng.normal(size=(u, TASTE_RANK)).astype(np.float32)
+    topic_taste = (trng.normal(size=(n_topics_1, TASTE_RANK)) / math.sqrt(TASTE_RANK)).astype(np.float32)
+
     world = _World(cfg, centres, biases, style.astype(np.float32), leaf, item_id, first_day, birth, base_pop,
                    quality, quality_engaged, np.zeros(n, np.float32), topic_bias.astype(np.float32),
-                   user_id, activity / activity.sum(), interest)
+                   user_id, activity / activity.sum(), interest, user_taste, topic_taste)
     z = np.log(interest + 1e-3)
     world.interest_z_mean, world.interest_z_std = float(z.mean()), float(z.std() + 1e-9)
     return world
@@ -265,12 +368,24 @@ def _content_raw(world: _World, users: np.ndarray, watch: np.ndarray, cand: np.n
     return world.topic_bias[cand] + interest + relatedness + 0.5 * world.style_score[cand]
 
 
+def _taste(world: _World, users: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """t(u, n) = a_u . b_n / sqrt(r) for the candidate's level-1 topic n: unit variance over users."""
+    topic = world.node_of(world.leaf[cand], _taste_level(world.cfg))
+    return np.einsum("ij,ij->i", world.user_taste[users], world.topic_taste[topic])
+
+
 def _logits(world: _World, users: np.ndarray, watch: np.ndarray, cand: np.ndarray) -> dict[str, np.ndarray]:
     cfg = world.cfg
+    w_content, w_item = cfg.weights
     content = (_content_raw(world, users, watch, cand) - world.content_mean) / world.content_std
-    content_part = cfg.content_weight * content
-    item_part = cfg.memorization_weight * world.quality[cand]
-    return {"content": content_part, "item": item_part, "full": world.bias + content_part + item_part}
+    content_part = w_content * content
+    item_part = w_item * world.quality[cand]
+    full = world.bias + content_part + item_part
+    history_part = np.zeros_like(full)
+    if cfg.history_weight:  # skipped at 0, so the default's logits are the same floats as before the knob
+        history_part = (cfg.history_weight * _taste(world, users, cand)).astype(full.dtype)
+        full = full + history_part
+    return {"content": content_part, "item": item_part, "history": history_part, "full": full}
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -363,14 +478,16 @@ class _GroundTruth:
 
     def __init__(self, cap: int = 400000) -> None:
         self.cap = cap
-        self.rows: dict[str, list[np.ndarray]] = {k: [] for k in ("content", "item", "full", "click", "new", "pop")}
+        self.rows: dict[str, list[np.ndarray]] = {k: [] for k in ("content", "item", "history", "full", "click", "new",
+                                                                  "pop", "leaf")}
         self.n = 0
         self.per_day: list[dict[str, Any]] = []
 
-    def add(self, out: dict[str, np.ndarray], new: np.ndarray, pop: np.ndarray, rng: np.random.Generator) -> None:
+    def add(self, out: dict[str, np.ndarray], new: np.ndarray, pop: np.ndarray, leaf: np.ndarray,
+            rng: np.random.Generator) -> None:
         keep = rng.random(len(new)) < min(1.0, self.cap / max(1, len(new)) / 8)
-        for k, v in (("content", out["content"]), ("item", out["item"]), ("full", out["full"]),
-                     ("click", out["click"]), ("new", new), ("pop", pop)):
+        for k, v in (("content", out["content"]), ("item", out["item"]), ("history", out["history"]),
+                     ("full", out["full"]), ("click", out["click"]), ("new", new), ("pop", pop), ("leaf", leaf)):
             self.rows[k].append(v[keep])
 
     def summary(self) -> dict[str, Any]:
@@ -384,6 +501,47 @@ class _GroundTruth:
             out[f"auc_{name}_new_items"] = _auc(score[new], click[new]) if new.sum() > 10 else None
         out["share_impressions_on_new_items"] = float(r["new"].mean()) if len(r["new"]) else 0.0
         return out
+
+    def regime(self, world: _World) -> dict[str, Any]:
+        """The regime knobs as set and as realised on the sampled impressions (issue 21)."""
+        cfg = world.cfg
+        r = {k: np.concatenate(v) if v else np.zeros(0) for k, v in self.rows.items()}
+        click = r["click"].astype(np.int64)
+        w_content, w_item = cfg.weights
+        var = {k: float(r[k].var()) if len(r[k]) else 0.0 for k in ("content", "item", "history")}
+        leaf_imps = np.bincount(r["leaf"].astype(np.int64), minlength=cfg.n_leaves).astype(np.float64)
+        coarse_imps = leaf_imps.reshape(cfg.hierarchy[0], -1).sum(axis=1)
+        leaves_with_items = np.unique(world.leaf).size
+        top = np.sort(leaf_imps)[::-1][: max(1, cfg.n_leaves // 10)]
+        return {
+            "topic_zipf": cfg.topic_zipf, "subtopic_zipf": cfg.subtopic_zipf, "interest_zipf": cfg.interest_zipf,
+            "topic_zipf_measured": _zipf_exponent(coarse_imps), "leaf_zipf_measured": _zipf_exponent(leaf_imps),
+            "share_leaves_with_items": leaves_with_items / cfg.n_leaves,
+            "share_impressions_top_10pct_leaves": float(top.sum() / max(leaf_imps.sum(), 1)),
+            "items": cfg.n_items, "reference_table_rows": cfg.reference_table_rows,
+            "items_per_row": cfg.n_items / cfg.reference_table_rows,
+            "initial_items": cfg.initial_items, "new_items_per_day": cfg.new_items_per_day,
+            "new_item_share": cfg.new_items_per_day / cfg.n_items,
+            "share_impressions_on_new_items": float(r["new"].mean()) if len(r["new"]) else 0.0,
+            "content_weight": w_content, "memorization_weight": w_item,
+            "memorization_share": w_item ** 2 / max(w_item ** 2 + w_content ** 2, 1e-30),
+            # realised on impressions: popular items weigh q_i by their impressions
+            "memorization_share_measured": var["item"] / max(var["item"] + var["content"], 1e-30),
+            "history_weight": cfg.history_weight,
+            "history_variance_share_measured": var["history"] / max(sum(var.values()), 1e-30),
+            "auc_oracle_history_only": _auc(r["history"], click) if len(click) else None,
+            "auc_oracle_without_history_term": _auc(r["full"] - r["history"], click) if len(click) else None,
+        }
+
+
+def _zipf_exponent(counts: np.ndarray) -> float | None:
+    """s of share ~ rank^-s: least squares on log-log over the ranks that have any impression."""
+    c = np.sort(counts[counts > 0])[::-1]
+    if len(c) < 2:
+        return None
+    rank = np.arange(1, len(c) + 1)
+    slope = np.polyfit(np.log(rank), np.log(c / c.sum()), 1)[0]
+    return float(-slope)
 
 
 def generate(cfg: SynthConfig, out: str | Path, *, overwrite: bool = False, preset: str | None = None) -> Path:
@@ -422,7 +580,7 @@ def generate(cfg: SynthConfig, out: str | Path, *, overwrite: bool = False, pres
                     rng = _rng(cfg.seed, _DAY, day, chunk)
                     o = sim.chunk(day, rng, m)
                     new = (world.first_day[o["cand"]] == day) & (day > 0)  # day 0: the whole catalogue
-                    truth.add(o, new, weight[o["cand"]], rng)
+                    truth.add(o, new, weight[o["cand"]], world.leaf[o["cand"]], rng)
                     writer.write_impressions(day, {
                         "day": np.full(m, day, np.int32), "user_id": world.user_id[o["users"]],
                         "watch_item_id": world.item_id[o["watch"]], "item_id": world.item_id[o["cand"]],
@@ -439,6 +597,7 @@ def generate(cfg: SynthConfig, out: str | Path, *, overwrite: bool = False, pres
         summary["per_day"] = per_day
         summary["content_std_raw"] = world.content_std
         summary["click_bias"] = world.bias
+        summary["regime"] = truth.regime(world)
         path = writer.close({
             "source": "synthetic",
             "preset": preset,
