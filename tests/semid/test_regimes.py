@@ -1,0 +1,174 @@
+"""The regime map (semid/regimes.py): configs refused before work, the aggregation on hand-made cells (a knob
+that flips a finding is named, one that does not is not), and `regimes_tiny` end to end."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from semid.core.errors import SemidError
+from semid.regimes import (calibration_of, flip_of, is_regimes_config, load_regimes_config, paragraph, plan_cells,
+                           regime_table, run_regimes)
+
+CLAIM = "Dense Input (1x depth) is worse than random hashing with 8K rows"
+
+
+def _finding(verdict: str, estimate: float, fid: str = "a", claim: str = CLAIM) -> dict:
+    return {"id": fid, "claim": claim, "setting": "without_history", "metric": "ctr", "direction": "<",
+            "verdict": verdict, "estimate": estimate, "ci_low": estimate - 0.5, "ci_high": estimate + 0.5,
+            "n_seeds": 1, "candidate": "dense", "reference": "hash_8k"}
+
+
+def _cell(mem: float, ipr: float, findings: list[dict]) -> dict:
+    knobs = {"memorization_share": mem, "items_per_row": ipr}
+    return {"name": f"m{mem}-i{ipr}", "label": f"m={mem}, i={ipr}", "knobs": knobs, "in_grid": True,
+            "findings": findings}
+
+
+def _grid() -> list[dict]:
+    """(a) reproduces only with much memorisation, whatever the items per row; (i) holds everywhere."""
+    i_row = lambda: _finding("reproduces", 20.0, "i", "Bigram-SID beats random hashing (hash-8K) on CTR/1D")  # noqa: E731
+    return [_cell(0.2, 1.0, [_finding("contradicted", 3.0), i_row()]),
+            _cell(0.2, 8.0, [_finding("contradicted", 4.0), i_row()]),
+            _cell(0.8, 1.0, [_finding("reproduces", -2.0), i_row()]),
+            _cell(0.8, 8.0, [_finding("reproduces", -1.0), i_row()])]
+
+
+def test_the_knob_that_flips_a_finding_is_named_and_the_other_is_not():
+    grid = _grid()
+    table = regime_table(grid)
+    assert [r["id"] for r in table] == ["a", "i"] and table[0]["label"] == CLAIM
+    assert table[0]["cells"]["m0.8-i1.0"] == {"verdict": "reproduces", "estimate": -2.0, "ci_low": -2.5,
+                                              "ci_high": -1.5, "n_seeds": 1, "candidate": "dense",
+                                              "reference": "hash_8k"}
+    knobs = ["memorization_share", "items_per_row"]
+    flip_a, flip_i = (flip_of(r, grid, knobs) for r in table)
+    assert flip_a["kind"] == "flips" and flip_a["knob"] == "memorization_share"
+    assert flip_a["counts"] == {"reproduces": 2, "contradicted": 2, "inconclusive": 0}
+    e = flip_a["effects"]
+    assert e["memorization_share"]["verdict_shift"] == 2.0 and e["memorization_share"]["estimate_shift"] == -5.0
+    assert e["items_per_row"]["lines_with_change"] == 0 and e["items_per_row"]["estimate_shift"] == 1.0
+    assert flip_i["kind"] == "reproduces" and flip_i["knob"] is None
+    text = "\n".join(paragraph(table, [flip_a, flip_i], grid, knobs))
+    assert "- **(a)** memorization_share flips 1 and moves 0 of its 1 judged rows." in text
+    assert "raising memorization_share from 0.2 to 0.8 flips it towards the paper, estimate -5 points on average; " \
+           "items_per_row does not change it." in text
+    assert "Reproduces at: (memorization_share=0.8, items_per_row=1); (memorization_share=0.8, items_per_row=8)" in text
+    assert "- **(i)** 1 row reproduces in every judged cell." in text
+    assert "Bigram-SID beats random hashing (hash-8K) on CTR/1D — without history, CTR AUC: reproduces in every cell" in text
+
+
+def test_calibration_residual_is_measured_minus_target():
+    cell = {"findings": [_finding("reproduces", -6.0),
+                         _finding("reproduces", -5.0, "c", "without user history, Unigram-SID is worse than hash-8K on CTR")]}
+    cal = calibration_of(cell, {"dense_vs_hash_8k_pct": -6.61, "unigram_vs_hash_8k_pct": -6.47})
+    assert cal["residual"]["dense_vs_hash_8k_pct"] == pytest.approx(0.61)
+    assert cal["residual"]["unigram_vs_hash_8k_pct"] == pytest.approx(1.47)
+    assert cal["rms_residual"] == pytest.approx(((0.61 ** 2 + 1.47 ** 2) / 2) ** 0.5)
+    assert cal["measured"]["dense_vs_hash_8k_pct"] == {"estimate": -6.0, "ci_low": -6.5, "ci_high": -5.5}
+
+
+def test_presets_are_recognised_and_plan_their_cells():
+    assert is_regimes_config("regimes") and is_regimes_config("regimes_tiny")
+    assert not is_regimes_config("tiny") and not is_regimes_config("no-such-preset")
+    for preset in ("regimes", "regimes_tiny"):
+        path, cfg = load_regimes_config(preset)
+        cells = plan_cells(path, cfg)
+        grid = [c for c in cells if c.in_grid]
+        assert len(grid) == len(list(cfg.grid.values())[0]) * len(list(cfg.grid.values())[1])
+        paper = [c for c in grid if c.knobs == cfg.paper_cell]
+        assert len(paper) == 1 and paper[0].config.seeds == cfg.paper_seeds
+        assert all(c.config.seeds == [0] for c in grid if c is not paper[0])
+        # the cell's knobs are its corpus overrides, so they key its corpus directory
+        for c in grid:
+            assert all(f"{k}={v}" in c.config.corpus.synth_overrides for k, v in c.knobs.items())
+    path, cfg = load_regimes_config("regimes")
+    assert all(len(v) >= 3 for v in cfg.grid.values())
+
+
+@pytest.mark.parametrize("override, message", [
+    ("grid.items_per_row=[1.0, 1.0]", "--set grid.items_per_row=[1.0, 1.0]: needs distinct values"),
+    ("grid={}", "--set grid={}: needs one or two knobs (got 0)"),
+    ("paper_cell={memorization_share: 0.5, items_per_row: 1.0}", "--set paper_cell={memorization_share: 0.5, "
+                                                                   "items_per_row: 1.0}: 0.5 is not among grid."
+                                                                   "memorization_share's values"),
+    ("grid.items_per_row=[-1.0, 1.0]", "field 'grid': items_per_row=-1.0: must be a finite number > 0"),
+    ("experiment.representations=[dense]", "field 'experiment.reference': 'hash_8k' is not among the representations"),
+    ("fixed=[n_dayz=3]", "field 'fixed': "),
+    ("fixed=[n_dayz=3]", "unknown key(s) n_dayz"),
+    ("cells=[{name: x, synth_overrides: [new_item_share=0.9]}]", "field 'cells[0]': new_item_share=0.9: leaves"),
+    ("cells=[{name: x, experiment_overrides: ['seeds=[0'], target: {}}]",
+     "field 'cells[0].experiment_overrides': override 'seeds=[0': the value is not valid YAML"),
+    ("cells=[{name: x, experiment_overrides: [seedz=1]}]", "field 'cells[0].experiment_overrides': experiment: "
+                                                             "unknown key(s) seedz"),
+])
+def test_bad_configs_are_refused_before_any_cell_runs(tmp_path, override, message):
+    out = tmp_path / "out"
+    with pytest.raises(SemidError) as e:
+        run_regimes("regimes_tiny", out, [override], log=lambda m: None)
+    assert message in str(e.value), str(e.value)
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_regimes_tiny_end_to_end(tmp_path):
+    out = tmp_path / "regimes"
+    printed: list[str] = []
+    md = run_regimes("regimes_tiny", out, [], log=printed.append)
+    assert md == out / "regimes.md"
+    path, cfg = load_regimes_config("regimes_tiny")
+    names = [c.name for c in plan_cells(path, cfg)]
+    report = json.loads((out / "report.json").read_text())
+    # one findings block per cell, each judging every finding (a)-(j) on the cell's own runs
+    assert [c["name"] for c in report["cells"]] == names
+    for c in report["cells"]:
+        assert (out / "cells" / c["name"] / "report.json").exists()
+        assert c["regime"]["history_weight"] == 1.0 and c["regime"]["items"] > 0
+        if not c["in_grid"]:  # the calibrated cell runs hash_8k, dense and unigram without history only
+            assert {f["id"] for f in c["findings"] if f["verdict"] != "not run"} == {"a", "c", "f", "g"}
+            continue
+        assert {f["id"] for f in c["findings"]} == set("abcdefghij")
+        judged = [f for f in c["findings"] if f["id"] in "acdfgij"]  # (b), (e), (h): arms and stages left out
+        assert all(f["verdict"] in ("reproduces", "contradicted", "inconclusive") for f in judged), \
+            (c["name"], [f for f in judged if f["verdict"] == "not run"])
+    paper = next(c for c in report["cells"] if c["knobs"] == cfg.paper_cell)
+    assert {f["n_seeds"] for f in paper["findings"] if f["id"] == "a"} == {2}
+    # the knobs reached the corpora: 0.25 and 1.0 items per 8K row, as measured on each cell's corpus
+    assert sorted({c["regime"]["items"] for c in report["cells"] if c["in_grid"]}) == [2048, 8192]
+    lows = [c["regime"]["memorization_share_measured"] for c in report["cells"] if c["knobs"].get("memorization_share") == 0.2]
+    highs = [c["regime"]["memorization_share_measured"] for c in report["cells"] if c["knobs"].get("memorization_share") == 0.8]
+    assert max(lows) < 0.35 < 0.65 < min(highs)
+    cal = next(c for c in report["cells"] if c["name"] == "calibrated")["calibration"]
+    assert set(cal["residual"]) == {"dense_vs_hash_8k_pct", "unigram_vs_hash_8k_pct"}
+    assert all(v is not None for v in cal["residual"].values())
+    assert len(report["table"]) == len(report["flips"]) and report["paragraph"]
+    assert all(c["fit_s"] > 0 for c in report["cells"])  # each cell's fits, as they recorded their wall time
+    text = md.read_text()
+    assert "## Regime table" in text and "## Which corpus property flips which finding" in text
+    for c in report["cells"]:
+        assert c["label"] in text
+    for fid in "abcdefghij":
+        assert f"- **({fid})**" in text
+    for fig in ("regime_map.png", "regime_table.png"):
+        assert (out / "figures" / fig).stat().st_size > 10_000
+    assert any("cell 1/5" in m for m in printed) and any("ranker fits" in m for m in printed)
+    # a rerun reuses every cell's stages
+    again: list[str] = []
+    run_regimes("regimes_tiny", out, [], log=again.append)
+    assert not any(m.endswith(": running") and "cell" not in m for m in again), again
+
+
+def test_part_of_a_map_plans_the_same_cells_as_the_whole():
+    """A run of one knob value writes the cells a full run would (same names, same configs), so the full run
+    into the same directory reuses them."""
+    path, cfg = load_regimes_config("regimes_tiny")
+    full = {c.name: c.config for c in plan_cells(path, cfg)}
+    path, part = load_regimes_config("regimes_tiny", ["grid.items_per_row=[1.0]"])
+    cells = plan_cells(path, part)
+    assert [c.name for c in cells] == ["memorization_share-0.2__items_per_row-1",
+                                       "memorization_share-0.8__items_per_row-1", "calibrated"]
+    assert all(c.config == full[c.name] for c in cells)
+    path, some = load_regimes_config("regimes_tiny", ["only=[calibrated]"])
+    assert [c.name for c in plan_cells(path, some)] == ["calibrated"]
+    with pytest.raises(SemidError, match=r"field 'only': \['nope'\] are not cells of this map"):
+        plan_cells(*load_regimes_config("regimes_tiny", ["only=[nope]"]))
