@@ -102,7 +102,10 @@ def assign_sids(model_path: str | Path, corpus_path: str | Path, out: str | Path
     # encoded in file order (a chunk is a run of items.parquet rows); ``back`` puts the codes in ``rows`` order
     file_rows = np.sort(order.file_row[rows])
     enc_rows = order.rows_of_file_rows(file_rows)
-    back = np.searchsorted(rows, enc_rows)
+    # by a table, not a search: 10M unsorted queries into 10M rows miss the cache at every bisection step (~35 s)
+    position = np.empty(len(item_ids), np.int64)
+    position[rows] = np.arange(len(rows))
+    back = position[enc_rows]
     work = fingerprint_of(["sid-chunks", "file-order", model.fingerprint, corpus.fingerprint, chunk_items,
                            fingerprint_bytes(item_ids[enc_rows])])
     info = {"rqvae_fingerprint": model.fingerprint, "corpus_fingerprint": corpus.fingerprint,
