@@ -2,6 +2,8 @@
 that flips a finding is named, one that does not is not), and `regimes_tiny` end to end."""
 from __future__ import annotations
 
+import os
+
 import json
 
 import pytest
@@ -111,6 +113,8 @@ def test_bad_configs_are_refused_before_any_cell_runs(tmp_path, override, messag
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("SEMID_REGIMES_E2E"),
+                    reason="~50 tiny fits: not yet measured inside CI's 30-minute budget; run with SEMID_REGIMES_E2E=1")
 def test_regimes_tiny_end_to_end(tmp_path):
     out = tmp_path / "regimes"
     printed: list[str] = []
