@@ -295,7 +295,9 @@ class RankingDataModule(L.LightningDataModule):
         h_len = f.hist_offsets[idx + 1] - f.hist_offsets[idx]
         h_off = np.zeros(len(idx) + 1, np.int64)
         np.cumsum(h_len, out=h_off[1:])
-        h_rows = f.hist_rows[_ranges(f.hist_offsets[idx], h_len)]
+        # the items only when the history bag is built (the context feature needs the lengths alone): on a 10M-item
+        # corpus this gather is ~1 ms of a batch's ~5 ms of building (random reads of a day's history rows)
+        h_rows = f.hist_rows[_ranges(f.hist_offsets[idx], h_len)] if self.with_history else None
         age = np.maximum(f.day - self.items.first_day[cand], 0)
         context = np.stack([np.log1p(h_len) / 4.0, (watch < 0).astype(np.float64), np.log1p(age) / 3.0], 1)
         kjt, content = None, None
