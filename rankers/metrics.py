@@ -1,8 +1,9 @@
 """Sliced evaluation metrics with torchmetrics: AUC per task and slice, log loss, bootstrap intervals.
 
 Slices: ``overall``; ``new`` (CTR/1D — candidates introduced on the evaluation day); ``head`` /
-``torso`` / ``tail`` by training impressions. A slice without impressions, or without both
-classes, is reported as undefined with the reason instead of a number.
+``torso`` / ``tail`` by training impressions. A slice without impressions, without both classes, or
+with fewer than ``MIN_SLICE_ITEMS`` distinct candidate items is reported as undefined with the reason
+instead of a number (an AUC over 2 impressions of 2 new movies is 0 or 1 and says nothing).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, SumMetric
+from torchmetrics import MeanMetric, Metric, SumMetric
 from torchmetrics.classification import BinaryAUROC
 from torchmetrics.utilities import dim_zero_cat
 
@@ -19,6 +20,8 @@ from datamodules import HEAD, TAIL, TORSO
 from rankers.model import TASKS
 
 SLICES = ("overall", "new", "head", "torso", "tail")
+# fewer distinct items than this in a slice: no AUC (the report's paired statistics use the same floor)
+MIN_SLICE_ITEMS = 20
 
 
 def slice_masks(batch: RankingBatch) -> dict[str, Tensor]:
@@ -49,6 +52,23 @@ def bootstrap_auc(probs: Tensor, target: Tensor, num: int, seed: int) -> Tensor:
     return torch.cat(out)
 
 
+class _DistinctItems(Metric):
+    """Distinct candidate item ids of a slice, synced across ranks. torchmetrics' CatMetric would cast the
+    int64 ids to float32, which merges ids above 2^24."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("ids", default=[], dist_reduce_fx="cat")
+
+    def update(self, item_id: Tensor) -> None:
+        self.ids.append(torch.unique(item_id.long()))
+
+    def compute(self) -> Tensor:
+        return torch.unique(dim_zero_cat(self.ids)).numel()
+
+
 class _SliceMetrics(nn.Module):
     def __init__(self, num_bootstraps: int, seed: int = 0) -> None:
         super().__init__()
@@ -58,10 +78,13 @@ class _SliceMetrics(nn.Module):
         self.logloss = MeanMetric()
         self.n = SumMetric()
         self.positives = SumMetric()
+        self.items = _DistinctItems()
 
-    def update(self, logits: Tensor, target: Tensor) -> None:
+    def update(self, logits: Tensor, target: Tensor, item_id: Tensor | None = None) -> None:
         if logits.numel() == 0:
             return
+        if item_id is not None:
+            self.items.update(item_id)
         probs = torch.sigmoid(logits)
         t = target.long()
         self.auc.update(probs, t)
@@ -76,6 +99,11 @@ class _SliceMetrics(nn.Module):
         out: dict[str, Any] = {"impressions": n, "positives": pos}
         if n == 0:
             return {**out, "auc": None, "undefined": "no impressions in this slice"}
+        if self.items.update_count:
+            out["items"] = items = int(self.items.compute())
+            if items < MIN_SLICE_ITEMS:
+                return {**out, "auc": None, "logloss": float(self.logloss.compute()),
+                        "undefined": f"{items} items among {n} impressions, need >= {MIN_SLICE_ITEMS} for an AUC"}
         if pos == 0 or pos == n:
             return {**out, "auc": None, "logloss": float(self.logloss.compute()),
                     "undefined": f"{'no positives' if pos == 0 else 'no negatives'} among {n} impressions"}
@@ -91,7 +119,7 @@ class _SliceMetrics(nn.Module):
         return out
 
     def reset(self) -> None:
-        for m in (self.auc, self.logloss, self.n, self.positives):
+        for m in (self.auc, self.logloss, self.n, self.positives, self.items):
             m.reset()
 
 
@@ -117,7 +145,8 @@ class SlicedMetrics(nn.Module):
         masks = slice_masks(batch)
         for ti, task in enumerate(TASKS):
             for s, mask in masks.items():
-                self.m[f"{task}__{s}"].update(logits[mask, ti], batch.labels[mask, ti])
+                self.m[f"{task}__{s}"].update(logits[mask, ti], batch.labels[mask, ti],
+                                              None if batch.item_id is None else batch.item_id[mask])
 
     def compute(self) -> dict[str, dict[str, dict[str, Any]]]:
         out = {task: {s: self.m[f"{task}__{s}"].compute() for s in SLICES} for task in TASKS}

@@ -287,8 +287,8 @@ class Experiment:
                          skipped=tail == "reused")
                 results.append(r)
                 m = (r.get("metrics") or {}).get("ctr", {})
-                self.log(f"fit {job.label}: CTR AUC {sig(m.get('overall', {}).get('auc'))}, "
-                         f"CTR/1D {sig(m.get('new', {}).get('auc'))}" + (" (reused)" if r.get("skipped") else ""))
+                self.log(f"fit {job.label}: CTR AUC {_auc_text(m.get('overall', {}))}, "
+                         f"CTR/1D {_auc_text(m.get('new', {}))}" + (" (reused)" if r.get("skipped") else ""))
         self.timings["ranker fits"] = self.timings.get("ranker fits", 0.0) + time.perf_counter() - t
         if failures:
             raise SemidError(f"{len(failures)} ranker fit(s) failed; first: {failures[0]} "
@@ -428,3 +428,10 @@ class Experiment:
                         "health": {k: health.get(k) for k in ("all_items", "heldout")}})
         return {"representations": list(self.cfg.quantizer_representations), "variants": out,
                 "results": results}
+
+
+def _auc_text(slice_: dict[str, Any]) -> str:
+    """A run's slice AUC for the progress line, or why it has none (``undefined (3 items ...)``)."""
+    if slice_.get("auc") is None and slice_.get("undefined"):
+        return f"undefined ({slice_['undefined']})"
+    return sig(slice_.get("auc"))

@@ -25,7 +25,9 @@ from typing import Callable
 
 import numpy as np
 
-MIN_ITEMS = 20  # fewer items than this in a slice: no interval (an AUC over 3 items says nothing)
+from rankers.metrics import MIN_SLICE_ITEMS
+
+MIN_ITEMS = MIN_SLICE_ITEMS  # fewer items than this in a slice: no interval (an AUC over 3 items says nothing)
 _CELLS = 4_000_000  # replicate x impression weights held at once (~32 MB of float64)
 
 

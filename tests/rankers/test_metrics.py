@@ -69,3 +69,27 @@ def test_vectorised_bootstrap_equals_torchmetrics_on_each_resample():
     for b in range(5):
         expected = binary_auroc(p[idx[b]].float(), y[idx[b]])
         assert abs(float(got[b]) - float(expected)) < 1e-6
+
+
+def test_a_slice_of_too_few_items_is_undefined_not_an_auc_of_zero():
+    """Two impressions of two new movies give an AUC of 0 or 1: the slice says how many items it has instead
+    (ML-1M's last weeks hold 2-7 new movies); ids beyond float32's 2^24 are counted exactly."""
+    from rankers.metrics import MIN_SLICE_ITEMS
+
+    n = 60
+    big = 2 ** 40  # distinct int64 ids that float32 would merge
+    items = torch.tensor([big + i for i in range(n // 2)] * 2)  # 30 distinct items, two impressions each
+    is_new = [i % 30 < 3 for i in range(n)]  # items 0-2 are new: 3 items, 6 impressions
+    labels = [i % 2 for i in range(n)]
+    b = _batch(labels, is_new, [0] * n)
+    b.item_id = items
+    m = SlicedMetrics(num_bootstraps=0)
+    m.update(torch.randn(n, 2, generator=torch.Generator().manual_seed(0)), b)
+    r = m.compute()["ctr"]
+    assert r["overall"]["items"] == 30 and r["overall"]["auc"] is not None
+    assert r["new"]["items"] == 3 and r["new"]["impressions"] == 6 and r["new"]["auc"] is None
+    assert r["new"]["undefined"] == f"3 items among 6 impressions, need >= {MIN_SLICE_ITEMS} for an AUC"
+    m.reset()
+    b.item_id = torch.full((n,), big)
+    m.update(torch.zeros(n, 2), b)
+    assert m.compute()["ctr"]["overall"]["items"] == 1  # reset cleared the ids
