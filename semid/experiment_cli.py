@@ -9,7 +9,9 @@ from semid.core.errors import SemidError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("experiment", help="run the paper's study end to end and write report.md")
-    p.add_argument("--preset", default="small", help="conf/experiment preset or YAML file (default: small)")
+    p.add_argument("--preset", default="small",
+                   help="conf/experiment preset or YAML file (default: small); a regime map (regimes, "
+                        "regimes_tiny: a top-level grid:) runs every cell and writes regimes.md")
     p.add_argument("--out", type=Path, help="experiment directory (default: runs/experiment-<name>)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set ranker_overrides=[data.batch_size=1024]")
@@ -34,6 +36,11 @@ _LAUNCHER_FLAGS = {"launcher": "kind", "cluster": "cluster", "partition": "parti
 
 
 def _run(args: argparse.Namespace) -> int:
+    # deferred: `semid --help` and the other commands do not pay for the experiment's imports (torch, matplotlib)
+    from semid.regimes import is_regimes_config
+
+    if is_regimes_config(args.preset):
+        return _run_regimes(args)
     from semid.experiment import Experiment, load_experiment_config
 
     overrides = list(args.overrides)
@@ -62,4 +69,20 @@ def _run(args: argparse.Namespace) -> int:
                                                   else ""))
     report = Experiment(cfg, out, log=lambda m: print(f"  {m}", flush=True)).run()
     print(f"report: {report}")
+    return 0
+
+
+def _run_regimes(args: argparse.Namespace) -> int:
+    """A regime map: every cell is an ordinary experiment; the launcher flags apply to each cell's experiment."""
+    from semid.regimes import load_regimes_config, run_regimes
+
+    if args.seeds:  # a map's seeds are per cell: one seed everywhere, paper_seeds at the paper cell
+        raise SemidError(f"--seeds {args.seeds}: a regime map sets its seeds per cell; use --set "
+                         f"experiment.seeds=[...] (every cell) or --set paper_seeds=[...] (the paper cell)")
+    overrides = list(args.overrides) + [f"experiment.launcher.{key}={getattr(args, flag)}"
+                                        for flag, key in _LAUNCHER_FLAGS.items() if getattr(args, flag) is not None]
+    _, cfg = load_regimes_config(args.preset, overrides)
+    out = args.out or Path("runs") / f"experiment-{cfg.name}"
+    md = run_regimes(args.preset, out, overrides, log=lambda m: print(f"  {m}", flush=True))
+    print(f"report: {md}")
     return 0

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from semid.core.errors import SemidError
+from semid.cli import main
 from semid.regimes import (calibration_of, flip_of, is_regimes_config, load_regimes_config, paragraph, plan_cells,
                            regime_table, run_regimes)
 
@@ -115,11 +116,13 @@ def test_bad_configs_are_refused_before_any_cell_runs(tmp_path, override, messag
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("SEMID_REGIMES_E2E"),
                     reason="~50 tiny fits: not yet measured inside CI's 30-minute budget; run with SEMID_REGIMES_E2E=1")
-def test_regimes_tiny_end_to_end(tmp_path):
+def test_regimes_tiny_end_to_end(tmp_path, capsys):
+    """`semid experiment --preset regimes_tiny`, as a user types it: every cell, the aggregate report, a rerun."""
     out = tmp_path / "regimes"
-    printed: list[str] = []
-    md = run_regimes("regimes_tiny", out, [], log=printed.append)
-    assert md == out / "regimes.md"
+    assert main(["experiment", "--preset", "regimes_tiny", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    md = out / "regimes.md"
+    assert f"report: {md}" in printed
     path, cfg = load_regimes_config("regimes_tiny")
     names = [c.name for c in plan_cells(path, cfg)]
     report = json.loads((out / "report.json").read_text())
@@ -176,3 +179,18 @@ def test_part_of_a_map_plans_the_same_cells_as_the_whole():
     assert [c.name for c in plan_cells(path, some)] == ["calibrated"]
     with pytest.raises(SemidError, match=r"field 'only': \['nope'\] are not cells of this map"):
         plan_cells(*load_regimes_config("regimes_tiny", ["only=[nope]"]))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seeds", "0,1"], "--seeds 0,1: a regime map sets its seeds per cell"),
+    (["--set", "grid={}"], "--set grid={}: needs one or two knobs (got 0)"),
+    (["--set", "experiment.representations=[dense]"], "field 'experiment.reference': 'hash_8k' is not among"),
+])
+def test_the_cli_runs_a_regimes_preset_and_refuses_bad_input_before_any_cell(tmp_path, capsys, argv, message):
+    """`semid experiment --preset regimes_tiny` is the regime map, not an ordinary experiment (which would refuse
+    its grid: key): a bad flag or value is one line, exit 2, nothing written."""
+    out = tmp_path / "out"
+    assert main(["experiment", "--preset", "regimes_tiny", "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists()
