@@ -288,8 +288,26 @@ class Items:
 
     def index_of(self, ids: np.ndarray) -> np.ndarray:
         """Row index for each id (``-1`` where unknown)."""
-        pos, found = locate(self.item_id, ids)
-        return np.where(found, pos, -1)
+        table = self._position_table
+        if table is None:
+            pos, found = locate(self.item_id, ids)
+            return np.where(found, pos, -1)
+        ids = np.asarray(ids, dtype=np.int64)
+        inside = (ids >= 0) & (ids < len(table))
+        return np.where(inside, table[np.where(inside, ids, 0)], -1).astype(np.int64, copy=False)
+
+    @functools.cached_property
+    def _position_table(self) -> np.ndarray | None:
+        """id -> row (``-1`` for a gap) when ids are dense enough (max id < 8N + 1024: synthetic ids are 7i + 1000,
+        MovieLens ids are dense; int32, so <= 32 bytes an item): one random read per lookup instead of a binary
+        search whose cache misses grow with N (every impression of every day is looked up: at 3M items the
+        search made `data validate` grow as N^1.18)."""
+        n = len(self.item_id)
+        if n == 0 or self.item_id[0] < 0 or self.item_id[-1] >= 8 * n + 1024:
+            return None
+        table = np.full(int(self.item_id[-1]) + 1, -1, np.int32 if n < 2 ** 31 else np.int64)
+        table[self.item_id] = np.arange(n, dtype=table.dtype)
+        return table
 
 
 @dataclass(frozen=True)

@@ -93,3 +93,22 @@ def test_a_bad_value_in_a_later_batch_is_reported_for_the_whole_file(tmp_path: P
     c = Corpus(_bad_items(tmp_path / "null", 1000, {10: None, 777: None}))
     with pytest.raises(DataError, match=r"field 'embedding': 2 item\(s\) have no embedding"):
         c.read_items()
+
+
+def test_index_of_by_position_table_equals_the_binary_search():
+    """Items.index_of reads a dense id -> row table when ids allow it (synthetic 7i + 1000, MovieLens 1..N) and
+    searches otherwise; both give the same rows, -1 for unknown, negative and out-of-range ids."""
+    import numpy as np
+
+    from datamodules.corpus import Items
+    from semid.core.ids import locate
+
+    rng = np.random.default_rng(0)
+    for ids, dense in ((np.arange(500) * 7 + 1000, True), (np.sort(rng.choice(10 ** 9, 500, replace=False)), False)):
+        items = Items(item_id=ids.astype(np.int64), embedding=None, first_day=np.zeros(len(ids), np.int32),
+                      embedding_dim=4)
+        q = np.concatenate([rng.choice(ids, 1000), rng.integers(-5, int(ids[-1]) + 50, 1000), [-1, 10 ** 12]])
+        pos, found = locate(items.item_id, q)
+        assert (items._position_table is not None) == dense
+        np.testing.assert_array_equal(items.index_of(q), np.where(found, pos, -1))
+        assert items.index_of(q).dtype == np.int64
