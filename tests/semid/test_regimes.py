@@ -2,7 +2,6 @@
 that flips a finding is named, one that does not is not), and `regimes_tiny` end to end."""
 from __future__ import annotations
 
-
 import json
 
 import pytest
