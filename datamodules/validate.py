@@ -139,7 +139,8 @@ def _check_day_schemas_agree(schemas: list[tuple[Path, pa.Schema]]) -> None:
 
 
 def validate_items(corpus: Corpus) -> Items:
-    items = corpus.read_items()  # types, dimension and finiteness are checked while reading
+    # ids and days now; the [N, D] embeddings a record batch at a time (embedding_summary): 10 GB at 10M items
+    items = corpus.read_items(embeddings=False)
     p = corpus.items_path
     if len(items) == 0:
         raise DataError(p, "item_id", "no items", "a corpus needs at least one item")
@@ -150,11 +151,37 @@ def validate_items(corpus: Corpus) -> Items:
         _refuse_duplicate_ids(p, np.unique(dup))
     if (items.first_day < 0).any():
         raise DataError(p, "first_day", "negative days", "days count from 0")
-    # all rows equal <=> every dimension has one value (min/max stream over the rows: no [N, D] temporary)
-    if len(items) >= 2 and (items.embedding.min(axis=0) == items.embedding.max(axis=0)).all():
-        raise DataError(p, "embedding", f"all {len(items):,} items have the same embedding", "Semantic IDs and "
-                        "Dense Input need embeddings that tell items apart; recompute the embeddings")
     return items
+
+
+@dataclass
+class EmbeddingSummary:
+    identical: bool  # every item has the same embedding
+    shared: int  # items whose embedding another item has too
+    largest: int  # size of the largest group of items sharing one embedding
+
+
+def embedding_summary(corpus: Corpus, chunk: int = 16384) -> EmbeddingSummary:
+    """One pass over items.parquet's embeddings, a record batch at a time (types, dimension and finiteness are
+    checked while reading): whether all rows are equal (every dimension has one value: running min/max) and
+    which rows repeat, by a 64-bit hash of each row's bits."""
+    lo = hi = mult = None
+    hashes = []
+    with np.errstate(over="ignore"):  # wrapping multiply-add is the hash
+        for _, mat in corpus.iter_embeddings():
+            if lo is None:
+                lo, hi = mat.min(axis=0), mat.max(axis=0)
+                mult = np.random.default_rng(0).integers(1, 2 ** 63, size=mat.shape[1], dtype=np.uint64) | np.uint64(1)
+            else:
+                lo, hi = np.minimum(lo, mat.min(axis=0)), np.maximum(hi, mat.max(axis=0))
+            bits = mat.view(np.uint32)
+            for s in range(0, len(mat), chunk):
+                hashes.append((bits[s:s + chunk].astype(np.uint64) * mult).sum(axis=1, dtype=np.uint64))
+    if lo is None:
+        return EmbeddingSummary(False, 0, 0)
+    _, counts = np.unique(np.concatenate(hashes), return_counts=True)
+    shared = counts[counts > 1]
+    return EmbeddingSummary(bool((lo == hi).all()) and counts.sum() >= 2, int(shared.sum()), int(shared.max(initial=0)))
 
 
 def _refuse_duplicate_ids(p: Path, dup: np.ndarray) -> None:
@@ -172,20 +199,6 @@ def _refuse_duplicate_ids(p: Path, dup: np.ndarray) -> None:
         raise DataError(p, "item_id", f"{len(collide)} id(s) collide after conversion to int64, e.g. "
                         f"{' and '.join(s[:2])} both become {i}", "store ids as int64, one row per item")
     raise DataError(p, "item_id", f"{len(dup)} duplicate id(s), e.g. {int(dup[0])}", "keep one row per item")
-
-
-def _shared_embeddings(mat: np.ndarray, chunk: int = 16384) -> tuple[int, int]:
-    """(items whose embedding another item has too, size of the largest such group), by a 64-bit hash of each
-    row's bits (chunked: a [N, D] uint64 copy of a 10M-item corpus would not fit in memory)."""
-    bits = mat.view(np.uint32)
-    mult = np.random.default_rng(0).integers(1, 2 ** 63, size=bits.shape[1], dtype=np.uint64) | np.uint64(1)
-    h = np.empty(len(mat), np.uint64)
-    with np.errstate(over="ignore"):  # wrapping multiply-add is the hash
-        for s in range(0, len(mat), chunk):
-            h[s:s + chunk] = (bits[s:s + chunk].astype(np.uint64) * mult).sum(axis=1, dtype=np.uint64)
-    _, counts = np.unique(h, return_counts=True)
-    shared = counts[counts > 1]
-    return int(shared.sum()), int(shared.max(initial=0))
 
 
 def validate_day(corpus: Corpus, day: int, items: Items, report: ValidationReport) -> None:
@@ -285,7 +298,11 @@ def check_content(corpus: Corpus, days: list[int]) -> ValidationReport:
     """The O(data) checks, on a corpus that passed ``check_layout``."""
     items = validate_items(corpus)
     report = ValidationReport(len(items), items.dim, days, 0)
-    shared, largest = _shared_embeddings(items.embedding)
+    emb = embedding_summary(corpus)
+    if emb.identical:
+        raise DataError(corpus.items_path, "embedding", f"all {len(items):,} items have the same embedding",
+                        "Semantic IDs and Dense Input need embeddings that tell items apart; recompute the embeddings")
+    shared, largest = emb.shared, emb.largest
     if shared:
         report.warnings.append(f"{corpus.items_path}: field 'embedding': {shared:,} item(s) share their embedding "
                                f"with another item (largest group {largest:,}); content cannot tell them apart")

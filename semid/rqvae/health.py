@@ -63,11 +63,17 @@ def collision_histogram(codes: np.ndarray) -> dict[int, int]:
 
 def relative_error(x: np.ndarray | Tensor, x_hat: np.ndarray | Tensor) -> float:
     """Mean over items of ||x - x̂|| / ||x|| (items with ||x|| = 0 are skipped)."""
+    total, n = relative_error_sum(x, x_hat)
+    return total / n if n else 0.0
+
+
+def relative_error_sum(x: np.ndarray | Tensor, x_hat: np.ndarray | Tensor) -> tuple[float, int]:
+    """(sum over items of ||x - x̂|| / ||x||, number of items with ||x|| > 0): the mean, a chunk at a time."""
     x = torch.as_tensor(x, dtype=torch.float64)
     x_hat = torch.as_tensor(x_hat, dtype=torch.float64)
     norm = x.norm(dim=1)
     ok = norm > 0
-    return float(((x - x_hat).norm(dim=1)[ok] / norm[ok]).mean()) if ok.any() else 0.0
+    return float(((x - x_hat).norm(dim=1)[ok] / norm[ok]).sum()), int(ok.sum())
 
 
 def codes_summary(codes: np.ndarray, codebook_size: int) -> dict[str, object]:

@@ -36,7 +36,7 @@ import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import lightning as L
 import numpy as np
@@ -62,7 +62,7 @@ from semid.rqvae.callbacks import CodebookAgreement, DeadCodeReset, TrainCodeUsa
 from semid.rqvae.config import RqvaeConfig, cpu_threads, kmeans_backend, rqvae_fingerprint
 from semid.rqvae.data import impression_counts, impression_draws, split_items
 from semid.rqvae.frozen import EXPORT_FILE, FrozenRqvae, export_frozen, load_frozen, with_input_dim
-from semid.rqvae.health import code_counts, codes_summary, relative_error
+from semid.rqvae.health import code_counts, codes_summary, relative_error_sum
 from semid.rqvae.module import RqvaeModule
 from semid.rqvae.partial import MARKER, claim_partial, partial_path
 from semid.rqvae.rqkmeans import backend_detail, fit_rqkmeans
@@ -144,15 +144,32 @@ def _loggers(cfg: RqvaeConfig, run_dir: Path, fingerprint: str, out: Path) -> li
                          config={"fingerprint": fingerprint, **to_dict(cfg)}, csv_name="logs", run_key=out)
 
 
-def sid_health(model: FrozenRqvae, embedding: np.ndarray, batch_size: int) -> dict[str, Any]:
-    """Reconstruction and SID statistics of ``model`` on ``embedding`` [N, D]."""
-    if len(embedding) == 0:
+HEALTH_CHUNK_ROWS = 65536  # items per pass of the health statistics: float64 temporaries of ~0.5 GB at dim 256
+
+
+def sid_health(model: FrozenRqvae, embedding: np.ndarray | Iterable[np.ndarray], batch_size: int) -> dict[str, Any]:
+    """Reconstruction and SID statistics of ``model`` on ``embedding`` [N, D], or on chunks of it (an iterator
+    of [n, D] arrays, e.g. items.parquet a record batch at a time): either way only ``HEALTH_CHUNK_ROWS`` rows
+    are encoded, decoded and compared at once, so the all-items health of a 10M-item corpus holds its SIDs
+    (N x L int32) and one chunk, not the [N, D] matrix and its float64 copies (10.8 GB at 1M items)."""
+    chunks = embedding
+    if isinstance(embedding, np.ndarray):
+        chunks = (embedding[s:s + HEALTH_CHUNK_ROWS] for s in range(0, len(embedding), HEALTH_CHUNK_ROWS))
+    codes, sq_sum, rel_sum, rel_n, n = [], 0.0, 0.0, 0, 0
+    for x in chunks:
+        if len(x) == 0:
+            continue
+        c = model.encode(x, batch_size)
+        x_hat = model.reconstruct(c, batch_size)
+        err = x.astype(np.float64) - x_hat
+        sq_sum += float((err ** 2).sum())
+        rs, rn = relative_error_sum(x, x_hat)
+        rel_sum, rel_n, n = rel_sum + rs, rel_n + rn, n + len(x)
+        codes.append(c)
+    if n == 0:
         return {"items": 0}
-    codes = model.encode(embedding, batch_size)
-    x_hat = model.reconstruct(codes, batch_size)
-    err = embedding.astype(np.float64) - x_hat
-    return {"recon_loss": float((err ** 2).sum(1).mean()), "relative_error": relative_error(embedding, x_hat),
-            **codes_summary(codes, model.codebook_size)}
+    return {"recon_loss": sq_sum / n, "relative_error": rel_sum / rel_n if rel_n else 0.0,
+            **codes_summary(np.concatenate(codes), model.codebook_size)}
 
 
 def train_quantizer(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwrite: bool = False,
@@ -171,16 +188,19 @@ train_rqvae = train_quantizer
 
 
 def _health(fingerprint: str, corpus_fp: str, corpus: Corpus, cfg: RqvaeConfig, train: dict[str, Any],
-            quantizer: dict[str, Any], frozen: FrozenRqvae, emb: np.ndarray, holdout_rows: np.ndarray) -> dict[str, Any]:
-    """``health.json``: the same keys for every quantizer (``quantizer`` and ``train`` say what ran)."""
+            quantizer: dict[str, Any], frozen: FrozenRqvae, emb: np.ndarray | None,
+            heldout: np.ndarray) -> dict[str, Any]:
+    """``health.json``: the same keys for every quantizer (``quantizer`` and ``train`` say what ran). ``emb``:
+    every item's embedding, or None to stream them from the corpus; ``heldout``: the hold-out's embeddings."""
     bs = cfg.run.encode_batch_size
-    all_items = sid_health(frozen, emb, bs)
+    # all items: from ``emb`` when the caller holds them, else items.parquet a record batch at a time
+    all_items = sid_health(frozen, emb if emb is not None else (m for _, m in corpus.iter_embeddings()), bs)
     return {
         "fingerprint": fingerprint, "corpus_fingerprint": corpus_fp, "corpus": str(corpus.path),
         **code_record(*STAGE1_ROOMS),  # a run made by other Stage-1 code is not up to date
         "levels": cfg.model.levels, "codebook_size": cfg.model.codebook_size,
         "quantizer": quantizer, "train": train,
-        "heldout": sid_health(frozen, emb[holdout_rows], bs),
+        "heldout": sid_health(frozen, heldout, bs),
         "all_items": all_items,
         "warnings": collapse_warnings(all_items, cfg.model.levels, cfg.model.codebook_size),
     }
@@ -215,7 +235,7 @@ def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwr
     t = cfg.train
     dm = RqvaeDataModule(corpus, batch_size=t.batch_size, steps=t.steps, first_batch_size=t.kmeans_init_items,
                          holdout_items=t.holdout_items, seed=t.seed, min_day=t.min_day, max_day=t.max_day,
-                         eval_batch_size=cfg.run.encode_batch_size)
+                         eval_batch_size=cfg.run.encode_batch_size, all_embeddings=False)
     dm.setup()
     assert dm.items is not None and dm.sample is not None
     cfg = with_input_dim(cfg, dm.input_dim)
@@ -294,8 +314,8 @@ def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwr
         train = {"steps": t.steps, "batch_size": t.batch_size, "fit_seconds": round(fit_seconds, 2),
                  "impressed_items": int(len(dm.sample.train_rows)), "dead_code_resets_per_level": resets,
                  "final_metrics": module.final_train_metrics(), "distributed": agreement.result}
-        health = _health(fingerprint, corpus_fp, corpus, cfg, train, {"kind": "rqvae"}, frozen, dm.items.embedding,
-                         dm.sample.holdout_rows)
+        health = _health(fingerprint, corpus_fp, corpus, cfg, train, {"kind": "rqvae"}, frozen, None,
+                         dm.holdout_embedding)
         if not lead:
             return TrainResult(out, frozen, health, fit_seconds, start)
         write_json(run_dir / HEALTH_FILE, health)
@@ -385,7 +405,7 @@ def _train_rqkmeans(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, 
                 "largest_code_fit_items": [lv["largest_code"] for lv in fit.levels],
                 "cap_all_items": int(np.ceil((1 + rk.balance_slack) * len(emb) / k)),
                 "largest_code_all_items": [int(v) for v in all_sizes]}
-        health = _health(fingerprint, corpus_fp, corpus, cfg, train, quantizer, frozen, emb, sample.holdout_rows)
+        health = _health(fingerprint, corpus_fp, corpus, cfg, train, quantizer, frozen, emb, emb[sample.holdout_rows])
         write_json(run_dir / HEALTH_FILE, health)
         for lg in _loggers(cfg, run_dir, fingerprint, out):
             for lv in fit.levels:
