@@ -202,17 +202,28 @@ def _refuse_duplicate_ids(p: Path, dup: np.ndarray) -> None:
 
 
 def validate_day(corpus: Corpus, day: int, items: Items, report: ValidationReport) -> None:
-    rows: list[tuple[Path, np.ndarray]] = []  # each file's impressions as one row per impression
+    files: list[tuple[Path, RowHashes]] = []  # each file's impressions, one hash per impression
     for f in corpus.day_files()[day]:
-        rows.append((f, _validate_file(f, day, items, report)))
-    _refuse_copied_rows(corpus, day, rows)
+        files.append((f, _validate_file(f, day, items, report)))
+    _refuse_copied_rows(corpus, day, [(f, h.row) for f, h in files])
     # repeats of (user, watch item, item), whatever their labels: the rows minus their distinct triples
-    triples = _distinct(np.concatenate([_row_hash(r, labels=False) for _, r in rows]))
-    report.repeated_impressions += sum(len(r) for _, r in rows) - triples
+    triples = np.sort(np.concatenate([h.triple for _, h in files]))
+    report.repeated_impressions += len(triples) - int(len(triples) and 1 + (triples[1:] != triples[:-1]).sum())
 
 
-def _validate_file(f: Path, day: int, items: Items, report: ValidationReport) -> np.ndarray:
-    """Checks one day file; returns its rows as ``[user, watch, item, click, engaged]`` int64."""
+@dataclass
+class RowHashes:
+    """64-bit hashes of a day file's impressions: of the whole row (user, watch item, item, click, engaged) and of
+    (user, watch item, item) alone. Sorting one uint64 key instead of lexsorting the int64 columns is ~5x faster
+    on a 1.5M-impression day; two distinct rows of a day share a hash with probability ~n^2 / 2^65 (6e-8 for
+    n = 1.5M), which at worst miscounts one repeat."""
+
+    row: np.ndarray
+    triple: np.ndarray
+
+
+def _validate_file(f: Path, day: int, items: Items, report: ValidationReport) -> RowHashes:
+    """Checks one day file; returns the hashes of its impressions."""
     t = _read_parquet(f)
     if t.num_rows == 0:
         raise DataError(f, None, "file has no rows", "drop the empty file or regenerate the day")
@@ -258,10 +269,8 @@ def _validate_file(f: Path, day: int, items: Items, report: ValidationReport) ->
         report.warnings.append(f"{f}: field 'engaged': {int((col['engaged'] > col['click']).sum()):,} row(s) with "
                                "engaged=1 but click=0")
     report.n_impressions += t.num_rows
-    # the two binary labels ride in the item column (item * 4 + click * 2 + engaged): three columns to hash
-    if cand.max(initial=0) < 2 ** 61:
-        return np.stack([col["user_id"], col["watch_item_id"], cand * 4 + col["click"] * 2 + col["engaged"]], axis=1)
-    return np.stack([col[c] for c in ("user_id", "watch_item_id", "item_id", "click", "engaged")], axis=1)
+    triple = _hash_columns([col["user_id"], col["watch_item_id"], cand])
+    return RowHashes(_hash_columns([col["click"], col["engaged"]], triple.copy(), first_key=3), triple)
 
 
 _MIX = (np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
@@ -269,36 +278,24 @@ _COLUMN_KEYS = np.random.default_rng(7).integers(1, 2 ** 63, size=5, dtype=np.ui
 
 
 def _fmix(h: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finaliser, in place: every input bit moves every output bit."""
-    with np.errstate(over="ignore"):
-        h ^= h >> np.uint64(33)
-        h *= _MIX[0]
-        h ^= h >> np.uint64(33)
-        h *= _MIX[1]
-        h ^= h >> np.uint64(33)
+    """MurmurHash3's 64-bit finaliser, in place (wrapping arithmetic): every input bit moves every output bit."""
+    h ^= h >> np.uint64(33)
+    h *= _MIX[0]
+    h ^= h >> np.uint64(33)
+    h *= _MIX[1]
+    h ^= h >> np.uint64(33)
     return h
 
 
-def _row_hash(r: np.ndarray, labels: bool = True) -> np.ndarray:
-    """A 64-bit hash per impression row (``_validate_file``'s layout); ``labels=False``: of (user, watch item,
-    item) alone. Sorting one uint64 key instead of lexsorting three int64 columns is ~5x faster on a
-    1.5M-impression day; two distinct rows of a day share a hash with probability ~n^2 / 2^65 (6e-8 for
-    n = 1.5M), which at worst miscounts one repeat."""
-    cols = [r[:, 0], r[:, 1]]
-    if r.shape[1] == 3:  # item * 4 + click * 2 + engaged
-        cols.append(r[:, 2] if labels else r[:, 2] >> 2)
-    else:
-        cols += [r[:, 2], r[:, 3], r[:, 4]] if labels else [r[:, 2]]
-    h = np.zeros(len(r), np.uint64)
+def _hash_columns(cols: list[np.ndarray], h: np.ndarray | None = None, first_key: int = 0) -> np.ndarray:
+    """Fold int64 columns into 64-bit hashes, one column after another (continuing ``h`` when given; column i
+    gets key ``first_key + i``)."""
+    h = np.zeros(len(cols[0]), np.uint64) if h is None else h
     with np.errstate(over="ignore"):
-        for key, c in zip(_COLUMN_KEYS, cols):
-            h = _fmix(h ^ (c.astype(np.uint64) * key))
+        for key, c in zip(_COLUMN_KEYS[first_key:], cols):
+            h ^= c.astype(np.uint64) * key
+            _fmix(h)
     return h
-
-
-def _distinct(h: np.ndarray) -> int:
-    h = np.sort(h)
-    return int(len(h) and 1 + (h[1:] != h[:-1]).sum())
 
 
 def _refuse_copied_rows(corpus: Corpus, day: int, rows: list[tuple[Path, np.ndarray]]) -> None:
@@ -309,11 +306,11 @@ def _refuse_copied_rows(corpus: Corpus, day: int, rows: list[tuple[Path, np.ndar
     or a day whose every distinct impression occurs the same k >= 2 times. Rows are compared by their hashes.
     """
     seen: dict[str, Path] = {}
-    hashes = [np.sort(_row_hash(r)) for _, r in rows]
-    for (f, r), h in zip(rows, hashes) if len(rows) > 1 else []:  # one file has no other to be a copy of
+    hashes = [np.sort(h) for _, h in rows]
+    for (f, _), h in zip(rows, hashes) if len(rows) > 1 else []:  # one file has no other to be a copy of
         key = fingerprint_bytes(h)  # a digest of the file's rows as a multiset: the files are not held twice
         if key in seen:
-            raise DataError(f, None, f"holds the same {len(r):,} impressions as {seen[key].name} (the day was "
+            raise DataError(f, None, f"holds the same {len(h):,} impressions as {seen[key].name} (the day was "
                             "written twice?)", "delete the copy")
         seen[key] = f
     srt = np.sort(np.concatenate(hashes)) if len(hashes) > 1 else hashes[0]
