@@ -65,7 +65,7 @@ class _DistinctItems(Metric):
     def update(self, item_id: Tensor) -> None:
         self.ids.append(torch.unique(item_id.long()))
 
-    def compute(self) -> Tensor:
+    def compute(self) -> int:
         return torch.unique(dim_zero_cat(self.ids)).numel()
 
 

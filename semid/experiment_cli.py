@@ -74,15 +74,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_regimes(args: argparse.Namespace) -> int:
     """A regime map: every cell is an ordinary experiment; the launcher flags apply to each cell's experiment."""
-    from semid.regimes import load_regimes_config, run_regimes
+    from semid.regimes import run_regimes
 
     if args.seeds:  # a map's seeds are per cell: one seed everywhere, paper_seeds at the paper cell
         raise SemidError(f"--seeds {args.seeds}: a regime map sets its seeds per cell; use --set "
                          f"experiment.seeds=[...] (every cell) or --set paper_seeds=[...] (the paper cell)")
     overrides = list(args.overrides) + [f"experiment.launcher.{key}={getattr(args, flag)}"
                                         for flag, key in _LAUNCHER_FLAGS.items() if getattr(args, flag) is not None]
-    _, cfg = load_regimes_config(args.preset, overrides)
-    out = args.out or Path("runs") / f"experiment-{cfg.name}"
-    md = run_regimes(args.preset, out, overrides, log=lambda m: print(f"  {m}", flush=True))
+    md = run_regimes(args.preset, args.out, overrides, log=lambda m: print(f"  {m}", flush=True))
     print(f"report: {md}")
     return 0

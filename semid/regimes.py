@@ -499,12 +499,13 @@ def markdown(cfg: RegimesConfig, cells: list[dict[str, Any]], table: list[dict[s
 
 
 # -- the run ----------------------------------------------------------------------------------------------------
-def run_regimes(name_or_path: str, out: Path, overrides: list[str], log: Callable[[str], None] = print) -> Path:
-    """Run every cell of a regimes config into ``<out>/cells/<cell>/`` and write ``<out>/report.json`` (one
-    findings block per cell) and ``<out>/regimes.md`` (regime table, map, flips). Returns regimes.md."""
+def run_regimes(name_or_path: str, out: Path | None, overrides: list[str], log: Callable[[str], None] = print) -> Path:
+    """Run every cell of a regimes config into ``<out>/cells/<cell>/`` (default ``runs/experiment-<name>``) and
+    write ``<out>/report.json`` (one findings block per cell) and ``<out>/regimes.md`` (regime table, map,
+    flips). Returns regimes.md."""
     path, cfg = load_regimes_config(name_or_path, overrides)
     cells = plan_cells(path, cfg)
-    out = Path(out)
+    out = Path(out) if out is not None else Path("runs") / f"experiment-{cfg.name}"
     n_fits = sum(len(Experiment(c.config, out).jobs(Path("sids"))) for c in cells)
     shape = f"{' x '.join(str(len(v)) for v in cfg.grid.values())} grid" + (f" + {len(cfg.cells)} extra" if cfg.cells else "")
     log(f"regimes {cfg.name}: {len(cells)} cells ({shape}{'; only: ' + ', '.join(cfg.only) if cfg.only else ''}), "
