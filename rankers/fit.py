@@ -34,6 +34,7 @@ from semid.core.fingerprint import code_fingerprint, code_record, fingerprint_of
 from semid.core.kill_hook import kill_hooks
 from semid.core.loggers import build_loggers
 from semid.core.progress import enabled as progress_enabled
+from semid.core.records import EvalResults, FitResults
 from semid.rqvae import SidTable, read_sid_table
 
 
@@ -134,7 +135,7 @@ class _Throughput(L.Callback):
 
 def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | None = None,
         cache_dir: Path | None = None, resume: bool = True, max_train_days: int | None = None,
-        restart_if_changed: bool = False) -> dict[str, Any]:
+        restart_if_changed: bool = False) -> FitResults:
     """Train day by day and evaluate; returns (and writes) ``results.json``. ``max_train_days`` stops
     after that many days, as an interruption would (a rerun resumes from the day-boundary checkpoint).
     A fit refused for a user error leaves no ``out`` behind that it created (an interrupt keeps it)."""
@@ -150,7 +151,7 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
 
 
 def _fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | None, cache_dir: Path | None,
-         resume: bool, max_train_days: int | None, restart_if_changed: bool) -> dict[str, Any]:
+         resume: bool, max_train_days: int | None, restart_if_changed: bool) -> FitResults:
     _devices_from_launcher(cfg)
     if isinstance(cfg.representation, MchConfig):  # a sharding TorchRec cannot give it: refused before any work
         managed_sharding_types(cfg.sharding, cfg.representation.name)
@@ -250,7 +251,7 @@ def _fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | 
     return results
 
 
-def _finish_wandb(trainer: L.Trainer, results: dict[str, Any]) -> None:
+def _finish_wandb(trainer: L.Trainer, results: FitResults) -> None:
     """Final metrics into the W&B summary, then close the run: Lightning leaves it open until exit,
     which would merge the runs of an experiment that fits several rankers in one process."""
     for lg in trainer.loggers:
@@ -314,7 +315,7 @@ def _check_resumable(last: Path, run_fp: str) -> dict[str, Any]:
     return state
 
 
-def summary_line(results: dict[str, Any]) -> str:
+def summary_line(results: FitResults | EvalResults) -> str:
     m = results.get("metrics") or {}
     ctr = m.get("ctr", {})
 
@@ -330,11 +331,11 @@ def summary_line(results: dict[str, Any]) -> str:
         (f"; {results['train_samples_per_s']:,.0f} samples/s" if results.get("train_samples_per_s") else "")
 
 
-def read_results(path: Path) -> dict[str, Any]:
+def read_results(path: Path) -> FitResults:
     return json.loads((path / "results.json").read_text())
 
 
-def evaluate(run_dir: Path, day: int | None = None, checkpoint: Path | None = None) -> dict[str, Any]:
+def evaluate(run_dir: Path, day: int | None = None, checkpoint: Path | None = None) -> EvalResults:
     """Evaluate a trained run's checkpoint on ``day`` (default: its evaluation day)."""
     run_dir = Path(run_dir)
     prev = read_results(run_dir) if (run_dir / "results.json").exists() else None

@@ -7,8 +7,6 @@ instead of a number (an AUC over 2 impressions of 2 new movies is 0 or 1 and say
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric, SumMetric
@@ -18,6 +16,7 @@ from torchmetrics.utilities import dim_zero_cat
 from datamodules import RankingBatch
 from datamodules import HEAD, TAIL, TORSO
 from rankers.model import TASKS
+from semid.core.records import EvalMetrics, SliceMetrics
 
 SLICES = ("overall", "new", "head", "torso", "tail")
 # fewer distinct items than this in a slice: no AUC (the report's paired statistics use the same floor)
@@ -92,11 +91,11 @@ class _SliceMetrics(nn.Module):
         self.n.update(torch.tensor(float(target.numel())))
         self.positives.update(target.float().sum())
 
-    def compute(self) -> dict[str, Any]:
+    def compute(self) -> SliceMetrics:
         if self.n.update_count == 0:  # an empty slice: computing torchmetrics' states would only warn
             return {"impressions": 0, "positives": 0, "auc": None, "undefined": "no impressions in this slice"}
         n, pos = int(self.n.compute()), int(self.positives.compute())
-        out: dict[str, Any] = {"impressions": n, "positives": pos}
+        out: SliceMetrics = {"impressions": n, "positives": pos}
         if n == 0:
             return {**out, "auc": None, "undefined": "no impressions in this slice"}
         if self.items.update_count:
@@ -148,7 +147,7 @@ class SlicedMetrics(nn.Module):
                 self.m[f"{task}__{s}"].update(logits[mask, ti], batch.labels[mask, ti],
                                               None if batch.item_id is None else batch.item_id[mask])
 
-    def compute(self) -> dict[str, dict[str, dict[str, Any]]]:
+    def compute(self) -> EvalMetrics:
         out = {task: {s: self.m[f"{task}__{s}"].compute() for s in SLICES} for task in TASKS}
         for slices in out.values():
             for s, r in slices.items():
@@ -161,7 +160,7 @@ class SlicedMetrics(nn.Module):
             m.reset()
 
 
-def flat_scalars(results: dict[str, dict[str, dict[str, Any]]], prefix: str = "eval") -> dict[str, float]:
+def flat_scalars(results: EvalMetrics, prefix: str = "eval") -> dict[str, float]:
     """``eval/ctr_auc/new`` style scalars for loggers (undefined slices are left out)."""
     out = {}
     for task, slices in results.items():

@@ -19,6 +19,7 @@ from rankers.metrics import SlicedMetrics, flat_scalars
 from rankers.predictions import PredictionLog
 from rankers.model import MultitaskRanker, RankerConfig
 from semid.core.errors import SemidError
+from semid.core.records import EvalMetrics
 
 
 class RankerModule(L.LightningModule):
@@ -32,7 +33,7 @@ class RankerModule(L.LightningModule):
         self.model.reset_dense_parameters(seed)
         self.metrics = SlicedMetrics(num_bootstraps, seed)
         self.fused_optimizer: KeyedOptimizer | None = None  # set by TorchRecStrategy after sharding
-        self.eval_results: dict[int, dict[str, Any]] = {}
+        self.eval_results: dict[int, EvalMetrics] = {}
         self._eval_day: int | None = None
         self.predictions_dir: Path | None = None  # set by `rank fit`: each evaluation's predictions land there
         self.predictions = PredictionLog()

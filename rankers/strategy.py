@@ -46,6 +46,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 from semid.core.errors import SemidError, out_of_room
+from semid.core.records import TablePlan
 
 if TYPE_CHECKING:  # types only: torchrec is imported inside the functions using it (~0.5 s more at import time)
     from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
@@ -210,7 +211,7 @@ class TorchRecStrategy(DDPStrategy):
         module.fused_optimizer = dmp.fused_optimizer  # the LightningModule combines it with its dense one
         return dmp
 
-    def plan_summary(self) -> dict[str, dict[str, Any]]:
+    def plan_summary(self) -> dict[str, TablePlan]:
         """Per table: sharding type, kernel and ranks, read from the plan."""
         out = {}
         for _, module_plan in (self.plan.plan.items() if self.plan is not None else []):

@@ -27,6 +27,7 @@ from semid.core.errors import SemidError
 from semid.core.fingerprint import ROOMS, code_fingerprint, fingerprint_of
 from semid.core.numbers import sig
 from semid.core.progress import bar
+from semid.core.records import FitResults, SliceMetrics
 from semid.analysis import stage1_analysis
 from semid.core.artifacts import read_json, write_json
 from semid import wandb_summary
@@ -263,10 +264,10 @@ class Experiment:
         return [FitJob(name, ranker, rep, setting, seed, sids, self.out / "runs" / name / setting / f"seed{seed}")
                 for name, ranker, rep in arms for setting in self.cfg.settings for seed in self.cfg.seeds]
 
-    def run_fits(self, jobs: list[FitJob], corpus: Path) -> list[dict[str, Any]]:
+    def run_fits(self, jobs: list[FitJob], corpus: Path) -> list[FitResults]:
         corpus_fp = Corpus(corpus).fingerprint
         interrupt.at(f"experiment {self.out}: ranker fits (finished fits are kept)")
-        results: list[dict[str, Any]] = []
+        results: list[FitResults] = []
         failures: list[str] = []
         t = time.perf_counter()
         # stopping() is left first on an interrupt: submitted jobs are cancelled before the pool waits for them
@@ -430,7 +431,7 @@ class Experiment:
                 "results": results}
 
 
-def _auc_text(slice_: dict[str, Any]) -> str:
+def _auc_text(slice_: SliceMetrics) -> str:
     """A run's slice AUC for the progress line, or why it has none (``undefined (3 items ...)``)."""
     if slice_.get("auc") is None and slice_.get("undefined"):
         return f"undefined ({slice_['undefined']})"

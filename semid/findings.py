@@ -22,11 +22,12 @@ import re
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from rankers import read_predictions
+from semid.core.records import Finding, FitResults, JsonObject
 from semid.paired import Estimate, PairedRun, paired_difference, pooled_auc
 
 HASH_REFERENCE_ROWS = 8192  # the paper's reference table: random hashing into 8K rows
@@ -45,8 +46,8 @@ class Arm:
     kind: str
     rows: int
     depth: float
-    config: dict[str, Any]  # the representation's config, as results.json records it
-    runs: dict[int, dict[str, Any]] = field(default_factory=dict)  # seed -> results (with run_dir)
+    config: JsonObject  # the representation's config, as results.json records it
+    runs: dict[int, FitResults] = field(default_factory=dict)  # seed -> results (with run_dir)
 
     @property
     def ngram_n(self) -> int | None:
@@ -63,7 +64,7 @@ class Arm:
         return f"{self.name} ({self.kind}, {self.rows:,} rows{extra})"
 
 
-def arms_of(results: list[dict[str, Any]]) -> dict[tuple[str, str], Arm]:
+def arms_of(results: list[FitResults]) -> dict[tuple[str, str], Arm]:
     """(setting, name) -> Arm, from the experiment's fit results (``name``, ``seed``, ``run_dir`` added)."""
     out: dict[tuple[str, str], Arm] = {}
     for r in results:
@@ -82,8 +83,8 @@ def arms_of(results: list[dict[str, Any]]) -> dict[tuple[str, str], Arm]:
 class Study:
     """The study's arms plus their saved predictions (read once per run and day)."""
 
-    def __init__(self, results: list[dict[str, Any]], *, num_bootstraps: int = 1000, margin_pct: float = 1.0,
-                 ground_truth: dict[str, Any] | None = None, n_items: int = 0,
+    def __init__(self, results: list[FitResults], *, num_bootstraps: int = 1000, margin_pct: float = 1.0,
+                 ground_truth: JsonObject | None = None, n_items: int = 0,
                  first_day: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """``first_day``: (sorted item ids, their first days), for the item-age slices ``age_le_<k>``."""
         self.arms = arms_of(results)
@@ -103,7 +104,7 @@ class Study:
         return [a for a in self.in_setting(setting) if pred(a)]
 
     # -- predictions ---------------------------------------------------------------------------
-    def predictions(self, run: dict[str, Any], day: int) -> dict[str, np.ndarray]:
+    def predictions(self, run: FitResults, day: int) -> dict[str, np.ndarray]:
         key = (run["run_dir"], day)
         if key not in self._preds:
             t = read_predictions(Path(run["run_dir"]), day)
@@ -280,11 +281,11 @@ def verdict(direction: str, est: Estimate, margin: float) -> str:
     raise ValueError(f"unknown direction {direction!r}")
 
 
-def ranking_findings(study: Study) -> list[dict[str, Any]]:
+def ranking_findings(study: Study) -> list[Finding]:
     """Findings (a)-(e), (i), (j) and semid's (k): one row per claim x setting x metric (and matched pair)."""
     rows = []
     for p in _pairings(study):
-        row: dict[str, Any] = {"id": p.claim_id, "source": p.source, "claim": p.claim, "setting": p.setting,
+        row: Finding = {"id": p.claim_id, "source": p.source, "claim": p.claim, "setting": p.setting,
                                "metric": p.metric,
                                "direction": p.direction, "statistic": STATISTIC,
                                "reference": p.reference.describe() if p.reference else None,
@@ -302,7 +303,7 @@ def ranking_findings(study: Study) -> list[dict[str, Any]]:
     return rows
 
 
-def lookup_findings(lookups: dict[str, Any]) -> list[dict[str, Any]]:
+def lookup_findings(lookups: JsonObject) -> list[Finding]:
     """(f): SPM needs fewer lookups for head items than for tail items, with a mean comparable (within
     20%) to the N-gram of comparable table rows. Deterministic counts: no interval."""
     reps = lookups.get("representations", [])
@@ -328,7 +329,7 @@ def lookup_findings(lookups: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def table1_findings(t1: dict[str, Any] | None) -> list[dict[str, Any]]:
+def table1_findings(t1: JsonObject | None) -> list[Finding]:
     """(g): similarity rises and sub-trie size falls with prefix length."""
     if not t1:
         return [{"id": "g", "claim": "Table 1: similarity rises with SID prefix length", "verdict": "not run",
@@ -352,7 +353,7 @@ def table1_findings(t1: dict[str, Any] | None) -> list[dict[str, Any]]:
     return rows
 
 
-def stability_findings(study: Study | None, margin: float) -> list[dict[str, Any]]:
+def stability_findings(study: Study | None, margin: float) -> list[Finding]:
     """(h): RQ-VAEs trained on early vs late data give equivalent ranking quality (equivalence test)."""
     base = {"id": "h", "claim": "SIDs from RQ-VAEs trained on different periods give comparable ranking quality",
             "setting": "without_history", "direction": "~", "statistic": STATISTIC, "margin_pct": margin}
@@ -375,7 +376,7 @@ def stability_findings(study: Study | None, margin: float) -> list[dict[str, Any
     return rows
 
 
-def explain(row: dict[str, Any], study: Study, analysis: dict[str, Any] | None = None) -> str | None:
+def explain(row: Finding, study: Study, analysis: JsonObject | None = None) -> str | None:
     """One line on what in this corpus explains a contradicted finding, from its ground truth and the
     study's own measurements; None when nothing recorded can explain it."""
     if row["verdict"] != "contradicted":
@@ -438,7 +439,7 @@ def explain(row: dict[str, Any], study: Study, analysis: dict[str, Any] | None =
     return "; ".join(facts) + "."
 
 
-def _explain_mch(row: dict[str, Any], study: Study) -> str:
+def _explain_mch(row: Finding, study: Study) -> str:
     """(k) contradicted: managed collisions scored new items better than SIDs did."""
     facts = ["every item introduced on the evaluation day scores through MCH's one shared miss row (ids get rows "
              "in training only), so managed collisions reach new items only through the watch item and context"]

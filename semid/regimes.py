@@ -34,6 +34,7 @@ from semid.core.config import (ConfigFieldError, apply_overrides, blame_override
                                require, resolve_conf)
 from semid.core.errors import SemidError  # noqa: E402
 from semid.core.numbers import sig  # noqa: E402
+from semid.core.records import CellEntry, Finding, RegimeCell, RegimeRow  # noqa: E402
 from semid.experiment import Experiment, ExperimentConfig  # noqa: E402
 from semid.findings import METRIC_NAMES  # noqa: E402
 
@@ -208,7 +209,7 @@ def _check_synth(preset: str, overrides: list[str], field_of: str, where: str) -
 
 
 # -- aggregation ---------------------------------------------------------------------------------------------
-def row_key(f: dict[str, Any]) -> str:
+def row_key(f: Finding) -> str:
     """Identifies a findings row across cells: claims name their tables, (f) rows their SPM."""
     parts = [f["id"], f["claim"], str(f.get("setting", "")), str(f.get("metric", ""))]
     if f["id"] == "f":
@@ -216,9 +217,9 @@ def row_key(f: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
-def regime_table(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def regime_table(cells: list[RegimeCell]) -> list[RegimeRow]:
     """One row per findings row (in the first cell's order), with each cell's verdict and estimate."""
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[str, RegimeRow] = {}
     for c in cells:
         for f in c["findings"]:
             k = row_key(f)
@@ -231,11 +232,11 @@ def regime_table(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows.values(), key=lambda r: r["id"])  # stable: the findings' own order within an id
 
 
-def _score(entry: dict[str, Any] | None) -> int | None:
+def _score(entry: CellEntry | None) -> int | None:
     return VERDICT_SCORE.get(entry["verdict"]) if entry else None
 
 
-def knob_effects(row: dict[str, Any], grid: list[dict[str, Any]], knobs: list[str]) -> dict[str, dict[str, Any]]:
+def knob_effects(row: RegimeRow, grid: list[RegimeCell], knobs: list[str]) -> dict[str, dict[str, Any]]:
     """Per knob: how the row's verdict score (reproduces +1, inconclusive 0, contradicted -1) and estimate move
     from the knob's lowest to its highest value, averaged over the other knob's values (a line = the other
     knob held fixed), and whether the verdict changes along some line at all."""
@@ -268,7 +269,7 @@ def knob_effects(row: dict[str, Any], grid: list[dict[str, Any]], knobs: list[st
     return out
 
 
-def flip_of(row: dict[str, Any], grid: list[dict[str, Any]], knobs: list[str]) -> dict[str, Any]:
+def flip_of(row: RegimeRow, grid: list[RegimeCell], knobs: list[str]) -> dict[str, Any]:
     """What the grid says about one findings row: where it reproduces / is contradicted, and the knob that
     moves its verdict most (largest mean verdict shift, then largest estimate shift)."""
     verdicts = {c["name"]: (row["cells"].get(c["name"]) or {}).get("verdict", "not run") for c in grid}
@@ -286,7 +287,7 @@ def flip_of(row: dict[str, Any], grid: list[dict[str, Any]], knobs: list[str]) -
             "effects": effects}
 
 
-def _where(row: dict[str, Any], grid: list[dict[str, Any]], verdict: str) -> str:
+def _where(row: RegimeRow, grid: list[RegimeCell], verdict: str) -> str:
     names = [_label(c["knobs"]) for c in grid if (row["cells"].get(c["name"]) or {}).get("verdict") == verdict]
     return "; ".join(f"({n})" for n in names)
 
@@ -347,7 +348,7 @@ def paragraph(table: list[dict[str, Any]], flips: list[dict[str, Any]], grid: li
     return lines
 
 
-def calibration_of(cell: dict[str, Any], target: dict[str, float]) -> dict[str, Any]:
+def calibration_of(cell: RegimeCell, target: dict[str, float]) -> dict[str, Any]:
     """Measured vs targeted Δ% (the cell's own findings rows) and the residuals."""
     out: dict[str, Any] = {"target": target, "measured": {}, "residual": {}}
     for name, want in target.items():
@@ -367,7 +368,7 @@ def calibration_of(cell: dict[str, Any], target: dict[str, float]) -> dict[str, 
 _CMAP = matplotlib.colors.ListedColormap(["tab:red", "lightgray", "tab:green"])
 
 
-def plot_table(table: list[dict[str, Any]], cells: list[dict[str, Any]], path: Path) -> Path:
+def plot_table(table: list[RegimeRow], cells: list[RegimeCell], path: Path) -> Path:
     """Every findings row x cell: colour = verdict, text = estimate."""
     names = [c["name"] for c in cells]
     m = np.full((len(table), len(names)), np.nan)
@@ -392,7 +393,7 @@ def plot_table(table: list[dict[str, Any]], cells: list[dict[str, Any]], path: P
     return path
 
 
-def plot_map(table: list[dict[str, Any]], grid: list[dict[str, Any]], knobs: list[str], path: Path) -> Path:
+def plot_map(table: list[RegimeRow], grid: list[RegimeCell], knobs: list[str], path: Path) -> Path:
     """The regime map: per finding id, the grid coloured by (rows reproducing - rows contradicted) / rows."""
     ids = sorted({r["id"] for r in table})
     k1, k2 = knobs[0], (knobs[1] if len(knobs) > 1 else None)
@@ -430,7 +431,7 @@ def plot_map(table: list[dict[str, Any]], grid: list[dict[str, Any]], knobs: lis
     return path
 
 
-def _cell_md(c: dict[str, Any]) -> str:
+def _cell_md(c: RegimeCell) -> str:
     r, gt = c["regime"], c["oracle"]
     return (f"| {c['label']} | {len(c['seeds'])} | {r.get('items', 0):,} | {sig(r.get('items_per_row'), 3)} | "
             f"{sig(r.get('memorization_share_measured'), 3)} | {sig(r.get('new_item_share'), 3)} | "
@@ -439,7 +440,7 @@ def _cell_md(c: dict[str, Any]) -> str:
             f"{sig(gt.get('auc_oracle_item_only'))} | {sig(c['fit_s'] / 60, 3)} | {sig(c['wall_s'] / 60, 3)} |")
 
 
-def _entry_md(e: dict[str, Any] | None) -> str:
+def _entry_md(e: CellEntry | None) -> str:
     if not e:
         return "-"
     v = ABBREV.get(e["verdict"], e["verdict"][:1].upper())
@@ -449,7 +450,7 @@ def _entry_md(e: dict[str, Any] | None) -> str:
     return f"**{v}** {sig(e['estimate'], 3)}{ci}"
 
 
-def markdown(cfg: RegimesConfig, cells: list[dict[str, Any]], table: list[dict[str, Any]],
+def markdown(cfg: RegimesConfig, cells: list[RegimeCell], table: list[RegimeRow],
              flips: list[dict[str, Any]], para: list[str], wall_s: float) -> str:
     knobs = cfg.knobs
     lines = [f"# Regime map `{cfg.name}`: when do Semantic IDs help?\n",
@@ -511,7 +512,7 @@ def run_regimes(name_or_path: str, out: Path | None, overrides: list[str], log: 
     log(f"regimes {cfg.name}: {len(cells)} cells ({shape}{'; only: ' + ', '.join(cfg.only) if cfg.only else ''}), "
         f"{n_fits} ranker fits -> {out}")
     t0 = time.perf_counter()
-    done: list[dict[str, Any]] = []
+    done: list[RegimeCell] = []
     for i, cell in enumerate(cells, 1):
         cell_out = out / "cells" / cell.name
         eta = ""
@@ -527,7 +528,7 @@ def run_regimes(name_or_path: str, out: Path | None, overrides: list[str], log: 
     return write_regimes_report(cfg, out, done, time.perf_counter() - t0)
 
 
-def _verdict_counts(findings: list[dict[str, Any]]) -> str:
+def _verdict_counts(findings: list[Finding]) -> str:
     n = {v: sum(1 for f in findings if f["verdict"] == v) for v in ("reproduces", "contradicted", "inconclusive")}
     return ", ".join(f"{k} {v}" for k, v in n.items())
 
@@ -539,7 +540,7 @@ def _fit_seconds(cell_out: Path) -> float:
     return float(sum(read_json(f).get("wall_seconds") or 0.0 for f in files))
 
 
-def _cell_record(cell: Cell, cell_out: Path, wall_s: float) -> dict[str, Any]:
+def _cell_record(cell: Cell, cell_out: Path, wall_s: float) -> RegimeCell:
     report = read_json(cell_out / "report.json")
     corpus = Experiment(cell.config, cell_out, log=lambda m: None).corpus()  # up to date: only finds its path
     gt = Corpus(corpus).meta.get("ground_truth", {})
@@ -556,7 +557,7 @@ def _cell_record(cell: Cell, cell_out: Path, wall_s: float) -> dict[str, Any]:
     return rec
 
 
-def write_regimes_report(cfg: RegimesConfig, out: Path, cells: list[dict[str, Any]], wall_s: float) -> Path:
+def write_regimes_report(cfg: RegimesConfig, out: Path, cells: list[RegimeCell], wall_s: float) -> Path:
     grid = [c for c in cells if c["in_grid"]]
     table = regime_table(cells)
     flips = [flip_of(r, grid, cfg.knobs) for r in table]

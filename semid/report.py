@@ -23,6 +23,7 @@ from embeddings import plot_report  # noqa: E402
 from semid.core.artifacts import atomic_path, read_json, write_json  # noqa: E402
 from semid.core.fingerprint import ROOMS, code_fingerprint, fingerprint_of  # noqa: E402
 from semid.core.numbers import sig  # noqa: E402
+from semid.core.records import Finding, FitResults, JsonObject, SummaryRow  # noqa: E402
 from semid.quantizer_report import quantizer_markdown, quantizer_summary  # noqa: E402
 from semid.findings import (METRIC_NAMES, STATISTIC, Study, explain, lookup_findings, ranking_findings,  # noqa: E402
                             stability_findings, table1_findings)
@@ -53,18 +54,18 @@ def _interval(e: dict[str, Any], pct: bool = False) -> str:
 
 
 def summarise(study: Study, reference: str, order: list[str],
-              age_slices: tuple[int, ...] = ()) -> dict[str, dict[str, dict[str, Any]]]:
+              age_slices: tuple[int, ...] = ()) -> dict[str, dict[str, SummaryRow]]:
     """setting -> arm name -> pooled AUC per slice (with item and impression counts) and the paired %
     difference to ``reference`` on CTR and CTR/1D."""
     rank = {n: i for i, n in enumerate(order)}
-    out: dict[str, dict[str, dict[str, Any]]] = {}
+    out: dict[str, dict[str, SummaryRow]] = {}
     for setting in study.settings():
         arms = sorted(study.in_setting(setting), key=lambda a: (rank.get(a.name, len(rank)), a.name))
         ref = next((a for a in arms if a.name == reference), None)
         out[setting] = {}
         for arm in arms:
             runs = list(arm.runs.values())
-            row: dict[str, Any] = {
+            row: SummaryRow = {
                 "kind": arm.kind, "table_rows": arm.rows, "depth_multiplier": arm.depth, "seeds": sorted(arm.runs),
                 "evaluation_days": arm.days,
                 "lookups_per_item": float(sum(r.get("lookups_per_item") or 0 for r in runs) / len(runs)),
@@ -79,7 +80,7 @@ def summarise(study: Study, reference: str, order: list[str],
     return out
 
 
-def plot_improvements(summary: dict[str, dict[str, dict[str, Any]]], reference: str, path: Path) -> Path:
+def plot_improvements(summary: dict[str, dict[str, SummaryRow]], reference: str, path: Path) -> Path:
     """Figures 2 and 3: paired % difference in CTR AUC and CTR/1D AUC to the reference, per setting."""
     settings = list(summary)
     fig, axes = plt.subplots(len(settings), 2, figsize=(12, 3.6 * max(len(settings), 1)), squeeze=False)
@@ -105,9 +106,9 @@ def plot_improvements(summary: dict[str, dict[str, dict[str, Any]]], reference: 
     return path
 
 
-def _inputs_fingerprint(results: list[dict[str, Any]], stability: dict[str, Any] | None,
+def _inputs_fingerprint(results: list[FitResults], stability: dict[str, Any] | None,
                         analysis_fp: str, settings: dict[str, Any], quantizers: dict[str, Any] | None = None) -> str:
-    def runs(rs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    def runs(rs: list[FitResults]) -> list[tuple[Any, ...]]:
         return sorted((r.get("name"), r["setting"], r.get("seed"), r.get("tag"), r["fingerprint"]) for r in rs)
 
     stab = sorted((k, v["fingerprint"]) for k, v in (stability or {}).get("results", {}).items())
@@ -117,7 +118,7 @@ def _inputs_fingerprint(results: list[dict[str, Any]], stability: dict[str, Any]
     return fingerprint_of(parts)
 
 
-def report_fingerprint(cfg: ReportSpec, results: list[dict[str, Any]], stability: dict[str, Any] | None,
+def report_fingerprint(cfg: ReportSpec, results: list[FitResults], stability: dict[str, Any] | None,
                        analysis_fp: str, quantizers: dict[str, Any] | None = None) -> str:
     return _inputs_fingerprint(results, stability, analysis_fp, {k: v for k, v in asdict(cfg).items() if k != "name"},
                                quantizers)
@@ -129,9 +130,9 @@ def report_is_current(out: Path, fp: str) -> bool:
     return path.exists() and json_path.exists() and read_json(json_path).get("fingerprint") == fp
 
 
-def write_report(cfg: ReportSpec, out: Path, corpus: Path, model: Path, results: list[dict[str, Any]],
-                 stability: dict[str, Any] | None, analysis: dict[str, Any], analysis_fp: str,
-                 timings: dict[str, float], quantizers: dict[str, Any] | None = None) -> Path:
+def write_report(cfg: ReportSpec, out: Path, corpus: Path, model: Path, results: list[FitResults],
+                 stability: JsonObject | None, analysis: JsonObject, analysis_fp: str,
+                 timings: dict[str, float], quantizers: JsonObject | None = None) -> Path:
     fp = report_fingerprint(cfg, results, stability, analysis_fp, quantizers)
     path, json_path = out / "report.md", out / "report.json"
     c = Corpus(corpus)
@@ -167,7 +168,7 @@ def write_report(cfg: ReportSpec, out: Path, corpus: Path, model: Path, results:
 
 
 def _markdown(cfg: ReportSpec, corpus: Path, c: Corpus, model: Path, n_items: int, gt: dict[str, Any],
-              summary: dict[str, Any], found: list[dict[str, Any]], analysis: dict[str, Any],
+              summary: dict[str, Any], found: list[Finding], analysis: JsonObject,
               stability: dict[str, Any] | None, timings: dict[str, float], quantizers: dict[str, Any] | None) -> str:
     days = c.days()
     t1, lookups = analysis["table1"], analysis["lookups"]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from semid.core.artifacts import read_json, write_json
 from semid.core.config import require
 from semid.core.loggers import set_aside_earlier_attempts, wandb_mode, wandb_run_id
+from semid.core.records import JsonObject
 
 if TYPE_CHECKING:
     import wandb
@@ -56,7 +57,7 @@ def is_logged(out: Path) -> bool:
 
 
 def log_summary(out: Path, *, name: str, project: str, group: str | None,
-                config: dict[str, Any] | None = None) -> Path:
+                config: JsonObject | None = None) -> Path:
     """Log ``out/report.json`` and ``out/figures/*.png`` as the experiment's summary run; returns the run's
     local directory (``out/wandb/offline-run-*`` offline)."""
     import wandb
@@ -106,7 +107,7 @@ def _table(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> "wandb.Table
     return wandb.Table(columns=list(columns), data=[[cell(r.get(c)) for c in columns] for r in rows])
 
 
-def _slices(report: dict[str, Any]) -> list[str]:
+def _slices(report: JsonObject) -> list[str]:
     """The AUC slices the report holds, in its order (overall, new, head, torso, tail, age_le_k)."""
     seen: dict[str, None] = {}
     for arms in report["summary"].values():
@@ -115,7 +116,7 @@ def _slices(report: dict[str, Any]) -> list[str]:
     return list(seen)
 
 
-def ranking_rows(report: dict[str, Any]) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
+def ranking_rows(report: JsonObject) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
     """One row per setting and representation: AUC with its 95% interval per slice, the paired Δ% to the
     reference on CTR and CTR/1D, table rows, depth, lookups per item, training throughput."""
     slices = _slices(report)
@@ -145,17 +146,17 @@ def ranking_rows(report: dict[str, Any]) -> tuple[tuple[str, ...], list[dict[str
     return tuple(columns), rows
 
 
-def ranking_table(report: dict[str, Any]) -> "wandb.Table":
+def ranking_table(report: JsonObject) -> "wandb.Table":
     return _table(*ranking_rows(report))
 
 
-def findings_table(report: dict[str, Any]) -> "wandb.Table":
+def findings_table(report: JsonObject) -> "wandb.Table":
     return _table(FINDING_COLUMNS, report["findings"])
 
 
-def headline(report: dict[str, Any]) -> dict[str, Any]:
+def headline(report: JsonObject) -> dict[str, float | int]:
     """Scalars for W&B's runs table: CTR and CTR/1D AUC per setting and representation, verdict counts."""
-    out: dict[str, Any] = {}
+    out: dict[str, float | int] = {}
     for setting, arms in report["summary"].items():
         for rep, r in arms.items():
             for s in ("overall", "new"):

@@ -48,6 +48,7 @@ from typing import Any, Callable
 import numpy as np
 
 from semid.core.errors import SemidError
+from semid.core.records import JsonObject, ScaleHealth, ScaleRanker
 
 _MARK = "SEMID_BENCH_RESULT "
 _UNITS = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
@@ -253,7 +254,7 @@ def _child_main(stage: str, args_json: str) -> None:
     print(_MARK + json.dumps(res), flush=True)
 
 
-def _marked(output: str) -> dict[str, Any]:
+def _marked(output: str) -> JsonObject:
     for line in output.splitlines():
         if line.startswith(_MARK):
             return json.loads(line[len(_MARK):])
@@ -392,7 +393,7 @@ class _Run:
             self.stage(key, f"rank_fit_{rep}", cmd, n, lambda r, run=run: _ranker(run))
 
 
-def _health(run: Path) -> dict[str, Any]:
+def _health(run: Path) -> ScaleHealth:
     h = json.loads((run / "health.json").read_text())
     t = h["train"]
     return {"steps": t["steps"], "fit_s": t["fit_seconds"], "impressed_items": t["impressed_items"],
@@ -400,7 +401,7 @@ def _health(run: Path) -> dict[str, Any]:
             "unique_sid_fraction": h["all_items"].get("unique_sid_fraction")}
 
 
-def _ranker(run: Path) -> dict[str, Any]:
+def _ranker(run: Path) -> ScaleRanker:
     r = json.loads((run / "results.json").read_text())
     m = (r.get("metrics") or {}).get("ctr", {}).get("overall", {})
     return {"train_samples_per_s": r["train_samples_per_s"], "fit_wall_s": r["wall_seconds"], "ctr_auc": m.get("auc"),
@@ -429,7 +430,7 @@ def _stage_names(entries: list[dict[str, Any]]) -> list[str]:
     return sorted(names, key=lambda s: (next(i for i, k in enumerate(STAGE_KINDS) if s.startswith(k)), s))
 
 
-def summarise(res: dict[str, Any], items: list[int], reference: str | None) -> dict[str, Any]:
+def summarise(res: JsonObject, items: list[int], reference: str | None) -> JsonObject:
     """Growth exponents per stage (over the scaled sizes) and the issue's targets at the largest size."""
     keys = [size_label(n) for n in items]
     sizes = {k: res["sizes"][k] for k in keys if k in res["sizes"]}
@@ -478,7 +479,7 @@ def summarise(res: dict[str, Any], items: list[int], reference: str | None) -> d
     return {"exponents": exponents, "targets": targets}
 
 
-def run_scale_bench(cfg: ScaleBenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_scale_bench(cfg: ScaleBenchConfig, log: Callable[[str], None] = print) -> JsonObject:
     run = _Run(cfg, log)
     for n in cfg.items:
         run.size(size_label(n), cfg.preset, scaled_overrides(cfg.preset, cfg.preset_overrides, n), ranker_only=False)
@@ -490,7 +491,7 @@ def run_scale_bench(cfg: ScaleBenchConfig, log: Callable[[str], None] = print) -
     return run.res
 
 
-def render_markdown(res: dict[str, Any]) -> str:
+def render_markdown(res: JsonObject) -> str:
     from semid.bench.timing import markdown_table
 
     keys = sorted(res["sizes"], key=lambda k: (k.startswith("reference-"), res["sizes"][k]["items"]))

@@ -34,6 +34,7 @@ import torch
 from semid.core.config import from_dict
 from semid.core.errors import DataError, FingerprintMismatch, SemidError
 from semid.core.fingerprint import fingerprint_bytes, fingerprint_file, fingerprint_of
+from semid.core.records import JsonObject
 
 if TYPE_CHECKING:
     from torchrec import EmbeddingBagConfig
@@ -123,11 +124,11 @@ class Artifact:
 # -- manifest ------------------------------------------------------------------------------------------------
 
 
-def manifest_fingerprint(manifest: dict[str, Any]) -> str:
+def manifest_fingerprint(manifest: JsonObject) -> str:
     return fingerprint_of({k: v for k, v in manifest.items() if k != "fingerprint"})
 
 
-def seal_manifest(body: dict[str, Any], directory: Path) -> dict[str, Any]:
+def seal_manifest(body: JsonObject, directory: Path) -> JsonObject:
     """``body`` plus each present part's file fingerprint and the artifact fingerprint, written to the manifest."""
     parts = {name: {"file": f, "fingerprint": fingerprint_file(directory / f), "bytes": (directory / f).stat().st_size}
              for name, f in PART_FILES.items() if (directory / f).exists()}
@@ -137,7 +138,7 @@ def seal_manifest(body: dict[str, Any], directory: Path) -> dict[str, Any]:
     return manifest
 
 
-def read_manifest(model_dir: Path) -> dict[str, Any]:
+def read_manifest(model_dir: Path) -> JsonObject:
     path = model_dir / MANIFEST
     if not model_dir.is_dir():
         raise SemidError(f"{model_dir}: no such model directory (make one with `semid export RUN --out {model_dir}`)")
@@ -159,7 +160,7 @@ def read_manifest(model_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def _verify_files(model_dir: Path, manifest: dict[str, Any]) -> None:
+def _verify_files(model_dir: Path, manifest: JsonObject) -> None:
     for name, part in manifest["parts"].items():
         path = model_dir / part["file"]
         if not path.exists():
