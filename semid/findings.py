@@ -286,11 +286,10 @@ def ranking_findings(study: Study) -> list[Finding]:
     rows = []
     for p in _pairings(study):
         row: Finding = {"id": p.claim_id, "source": p.source, "claim": p.claim, "setting": p.setting,
-                               "metric": p.metric,
-                               "direction": p.direction, "statistic": STATISTIC,
-                               "reference": p.reference.describe() if p.reference else None,
-                               "candidate": p.candidate.describe() if p.candidate else None,
-                               "margin_pct": study.margin if p.direction in (">=", "~") else None}
+                        "metric": p.metric, "direction": p.direction, "statistic": STATISTIC,
+                        "reference": p.reference.describe() if p.reference else None,
+                        "candidate": p.candidate.describe() if p.candidate else None,
+                        "margin_pct": study.margin if p.direction in (">=", "~") else None}
         if p.reference is None or p.candidate is None:
             rows.append({**row, "estimate": None, "ci_low": None, "ci_high": None, "n_seeds": 0,
                          "verdict": "not run", "reason": f"the study has no run of {p.missing}"})

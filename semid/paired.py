@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from rankers.metrics import MIN_SLICE_ITEMS
+from semid.core.records import EstimateDict
 
 MIN_ITEMS = MIN_SLICE_ITEMS  # fewer items than this in a slice: no interval (an AUC over 3 items says nothing)
 _CELLS = 4_000_000  # replicate x impression weights held at once (~32 MB of float64)
@@ -104,7 +105,7 @@ class Estimate:
     impressions: int
     undefined: str | None = None
 
-    def as_dict(self) -> dict[str, float | int | str | None]:
+    def as_dict(self) -> EstimateDict:
         return dict(self.__dict__)
 
 

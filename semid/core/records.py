@@ -153,7 +153,8 @@ class RegimeCell(TypedDict, total=False):
     calibration: JsonObject
 
 
-# one statistic as ``semid.paired.Estimate.as_dict()`` writes it (estimate, ci_low, ci_high, n_seeds, ...)
+# one statistic as ``semid.paired.Estimate.as_dict()`` returns it (estimate, ci_low, ci_high, n_seeds, ...);
+# the one definition of that shape: Estimate.as_dict is annotated with it
 EstimateDict = dict[str, float | int | str | None]
 
 
