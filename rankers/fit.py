@@ -35,6 +35,7 @@ from semid.core.kill_hook import kill_hooks
 from semid.core.loggers import build_loggers
 from semid.core.progress import enabled as progress_enabled
 from semid.core.records import EvalResults, FitResults
+from semid.core.run_lock import exclusive
 from semid.rqvae import SidTable, read_sid_table
 
 
@@ -141,7 +142,9 @@ def fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | N
     A fit refused for a user error leaves no ``out`` behind that it created (an interrupt keeps it)."""
     created = not Path(out).exists()
     try:
-        with kept_dist_env():
+        # one process per run directory: a second fit there (or an orphan of a stopped experiment) would
+        # interleave checkpoints with this one
+        with exclusive(Path(out), "semid rank fit"), kept_dist_env():
             return _fit(cfg, corpus_path, out, sids_path=sids_path, cache_dir=cache_dir, resume=resume,
                         max_train_days=max_train_days, restart_if_changed=restart_if_changed)
     except SemidError:

@@ -28,6 +28,7 @@ from semid.core.fingerprint import ROOMS, code_fingerprint, fingerprint_of
 from semid.core.numbers import sig
 from semid.core.progress import bar
 from semid.core.records import FitResults, SliceMetrics
+from semid.core.run_lock import exclusive
 from semid.analysis import stage1_analysis
 from semid.core.artifacts import read_json, write_json
 from semid import wandb_summary
@@ -274,22 +275,27 @@ class Experiment:
         with bar("ranker fits", total=len(jobs), unit="fit") as pb, ThreadPoolExecutor(self.launcher.slots) as pool, \
                 stopping(self.launcher):
             futures = {pool.submit(self._fit_subprocess, j, corpus, corpus_fp): j for j in jobs}
-            for fut in as_completed(futures):
-                job = futures[fut]
-                rc, tail = fut.result()
-                pb.update(1)
-                if rc != 0:
-                    failures.append(f"{job.label}: exit {rc}: {tail}")
-                    self.log(f"fit {job.label}: FAILED ({tail})")
-                    continue
-                r = read_results(job.out)
-                # the ranker config names the row: dense, dense_1.5x and dense_2x share one representation
-                r.update(name=job.name, seed=job.seed, tag=job.tag, run_dir=str(job.out),
-                         skipped=tail == "reused")
-                results.append(r)
-                m = (r.get("metrics") or {}).get("ctr", {})
-                self.log(f"fit {job.label}: CTR AUC {_auc_text(m.get('overall', {}))}, "
-                         f"CTR/1D {_auc_text(m.get('new', {}))}" + (" (reused)" if r.get("skipped") else ""))
+            try:
+                for fut in as_completed(futures):
+                    job = futures[fut]
+                    rc, tail = fut.result()
+                    pb.update(1)
+                    if rc != 0:
+                        failures.append(f"{job.label}: exit {rc}: {tail}")
+                        self.log(f"fit {job.label}: FAILED ({tail})")
+                        continue
+                    r = read_results(job.out)
+                    # the ranker config names the row: dense, dense_1.5x and dense_2x share one representation
+                    r.update(name=job.name, seed=job.seed, tag=job.tag, run_dir=str(job.out),
+                             skipped=tail == "reused")
+                    results.append(r)
+                    m = (r.get("metrics") or {}).get("ctr", {})
+                    self.log(f"fit {job.label}: CTR AUC {_auc_text(m.get('overall', {}))}, "
+                             f"CTR/1D {_auc_text(m.get('new', {}))}" + (" (reused)" if r.get("skipped") else ""))
+            except BaseException:
+                for f in futures:  # queued fits never start (the launcher stops the running ones)
+                    f.cancel()
+                raise
         self.timings["ranker fits"] = self.timings.get("ranker fits", 0.0) + time.perf_counter() - t
         if failures:
             raise SemidError(f"{len(failures)} ranker fit(s) failed; first: {failures[0]} "
@@ -337,7 +343,10 @@ class Experiment:
         t0 = time.perf_counter()
         corpus = self.corpus()  # before the out directory exists: a missing corpus leaves nothing behind
         open_corpus(corpus)  # the data gate, once, before any stage reads the corpus (the stamp serves the rest)
-        self.out.mkdir(parents=True, exist_ok=True)
+        with exclusive(self.out, "semid experiment"):  # a second experiment here would race this one's stages
+            return self._run(corpus, t0)
+
+    def _run(self, corpus: Path, t0: float) -> Path:
         model = self.rqvae(corpus)
         sids = self.sids(model, corpus)
         results = self.run_fits(self.jobs(sids), corpus)

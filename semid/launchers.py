@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Protocol
@@ -116,6 +117,8 @@ class _Command:
     set_env: dict[str, str]
     unset_env: tuple[str, ...]
     watch: tuple[str, int] | None = None  # (host, pid) of the experiment: on that host, end when it ends
+    # the local launcher's record of running processes (never set for a submitit job: it is not pickled)
+    running: "_Running | None" = field(default=None, compare=False)
 
     def __call__(self) -> int:
         env = {k: v for k, v in os.environ.items() if k not in self.unset_env}
@@ -125,6 +128,8 @@ class _Command:
         rank = int(os.environ.get("SLURM_PROCID") or os.environ.get("SUBMITIT_LOCAL_GLOBALID") or 0)
         with open(self.log if rank == 0 else f"{self.log}.rank{rank}", "w") as logf:
             proc = subprocess.Popen(self.cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+            if self.running is not None:
+                self.running.add(proc)
             try:
                 if self.watch is None or self.watch[0] != socket.gethostname():
                     return proc.wait()
@@ -140,6 +145,9 @@ class _Command:
                 proc.kill()  # interrupted (a cancelled job): the command goes with it
                 proc.wait()
                 raise
+            finally:
+                if self.running is not None:
+                    self.running.discard(proc)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         from submitit.helpers import DelayedSubmission
@@ -164,19 +172,60 @@ def _command(task: Task) -> list[str]:
     return [sys.executable, "-m", "semid.cli", *task.argv]
 
 
+class _Running:
+    """The processes the local launcher runs now. ``stop()`` ends them and refuses new ones: an experiment
+    stopped by SIGTERM used to wait for its running fits (and start the queued ones), which kept writing run
+    directories after the experiment reported that it had stopped."""
+
+    GRACE_S = 30.0  # SIGTERM lets a fit end as Ctrl-C does (position kept); SIGKILL after this
+
+    def __init__(self) -> None:
+        self._procs: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+        self.stopped = False
+
+    def add(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._procs.add(proc)
+            late = self.stopped  # started while stop() ran: ended like the others
+        if late:
+            proc.terminate()
+
+    def discard(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopped = True
+            procs = list(self._procs)
+        for p in procs:
+            p.terminate()
+        deadline = time.monotonic() + self.GRACE_S
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 class LocalLauncher:
-    """Subprocesses of the experiment, ``parallel`` at a time (each dies with the experiment)."""
+    """Subprocesses of the experiment, ``parallel`` at a time (each dies with the experiment, and ends when the
+    experiment stops)."""
 
     in_process_quantizers = True
 
     def __init__(self, parallel: int) -> None:
         self.slots = parallel
+        self._running = _Running()
 
     def run(self, task: Task) -> int:
-        return _Command(_command(task), str(task.log), task.set_env, task.unset_env)()
+        if self._running.stopped:
+            return STOPPED  # the experiment is stopping: a queued task does not start
+        return _Command(_command(task), str(task.log), task.set_env, task.unset_env, running=self._running)()
 
     def stop(self) -> None:
-        pass  # the commands die with this process
+        self._running.stop()
 
 
 class SubmititLauncher:

@@ -142,3 +142,89 @@ def test_submitit_missing_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigFieldError, match=r"submitit is not installed \(pip install .*\[cluster\]"):
         LauncherSpec(kind="submitit")
     LauncherSpec(kind="local")  # the local launcher never needs it
+
+
+def test_stop_ends_the_running_tasks_and_starts_no_more(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import semid.launchers as launchers
+
+    # a command that would run for a minute: stop() must end it, not wait for it
+    monkeypatch.setattr(launchers, "_command", lambda task: [sys.executable, "-c", "import time; time.sleep(60)"])
+    launcher = launchers.LocalLauncher(2)
+    rcs: list[int] = []
+    worker = threading.Thread(target=lambda: rcs.append(launcher.run(Task("a", [], tmp_path / "a.log"))))
+    worker.start()
+    for _ in range(200):
+        if launcher._running._procs:
+            break
+        time.sleep(0.05)
+    assert launcher._running._procs, "the task's process never started"
+    t = time.perf_counter()
+    launcher.stop()
+    worker.join(timeout=30)
+    assert not worker.is_alive() and time.perf_counter() - t < 20
+    assert rcs and rcs[0] != 0
+    assert launcher.run(Task("b", [], tmp_path / "b.log")) == STOPPED  # queued after the stop: never started
+    assert not (tmp_path / "b.log").exists()
+
+
+def _descendants(pid: int) -> list[int]:
+    kids = [int(c) for t in Path(f"/proc/{pid}/task").glob("*") if (t / "children").exists()
+            for c in (t / "children").read_text().split()]
+    return kids + [g for k in kids for g in _descendants(k)]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@pytest.mark.slow  # the tiny corpus, a 40-step RQ-VAE and the start of one fit (~1 min)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_stops_the_experiment_and_its_fits(tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    cmd = [sys.executable, "-m", "semid.cli", "experiment", "--preset", "tiny", "--out", str(out),
+           *[x for s in GRID + ["parallel=1"] for x in ("--set", s)]]
+    env = {**os.environ, "SEMID_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    fits: list[int] = []
+    deadline = time.monotonic() + 600
+    while not fits and proc.poll() is None and time.monotonic() < deadline:
+        fits = [p for p in _descendants(proc.pid) if "rank fit" in _cmdline(p)]
+        time.sleep(0.2)
+    assert fits, f"no fit started: {proc.communicate()[0][-2000:]}"
+    proc.terminate()  # as `kill <pid>` or a scheduler's preemption would
+    said = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 143, said[-2000:]
+    assert "stopped by SIGTERM" in said
+    for _ in range(50):
+        alive = [p for p in fits if Path(f"/proc/{p}").exists() and "rank fit" in _cmdline(p)]
+        if not alive:
+            break
+        time.sleep(0.1)
+    assert not alive, "a fit outlived the stopped experiment"
+    started = [d for d in (out / "runs").glob("*/*/seed0") if (d / "fit.log").exists()]
+    assert len(started) == 1, started  # parallel=1: the queued fit never started
+
+
+def test_a_second_process_in_a_run_directory_is_one_line(tmp_path: Path, tiny_corpus: Path) -> None:
+    from semid.core.errors import SemidError
+    from semid.core.run_lock import LOCK_NAME, exclusive
+
+    run = tmp_path / "run"
+    with exclusive(run, "semid rank fit"):
+        with pytest.raises(SemidError, match=f"{run}: another semid rank fit \\(pid {os.getpid()}\\)"):
+            with exclusive(run, "semid rank fit"):
+                pass
+        # the CLI: exit 2, one line, before any work (nothing but the lock in the directory)
+        p = subprocess.run([sys.executable, "-m", "semid.cli", "rank", "fit", "--config", "base", "--corpus",
+                            str(tiny_corpus), "--out", str(run), "--representation", "hash_8k"],
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 2, p.stderr[-2000:]
+        assert p.stderr.strip().count("\n") == 0 and "another semid rank fit" in p.stderr
+        assert sorted(x.name for x in run.iterdir()) == [LOCK_NAME]
+    with exclusive(run, "semid rank fit"):  # released when its holder ends
+        pass
