@@ -34,6 +34,7 @@ from semid.core.errors import DataError, SemidError
 from semid.core.fingerprint import code_record, fingerprint_file, fingerprint_of
 from semid.core.ids import locate
 from semid.core.progress import bar
+from semid.core.records import JsonObject
 
 FORMAT_VERSION = 1
 ITEMS_FILE = "items.parquet"
@@ -342,7 +343,7 @@ class Corpus:
         self.impressions_path = self.path / IMPRESSIONS_DIR
         self._day_files: dict[int, list[Path]] | None = None
         meta_path = self.path / META_FILE
-        self.meta: dict[str, Any] = read_json(meta_path) if meta_path.exists() else {}
+        self.meta: JsonObject = read_json(meta_path) if meta_path.exists() else {}
         if not isinstance(self.meta, dict):
             raise DataError(meta_path, None, f"holds a JSON {type(self.meta).__name__}, not an object",
                             "regenerate the corpus, or restore corpus.json")
@@ -638,7 +639,7 @@ class CorpusWriter:
 
     def write_items(self, item_id: np.ndarray, embedding: np.ndarray, first_day: np.ndarray,
                     **extra: Any) -> None:
-        cols: dict[str, Any] = {
+        cols: dict[str, pa.Array] = {
             "item_id": pa.array(item_id, pa.int64()),
             "embedding": embedding_array(embedding),
             "first_day": pa.array(first_day, pa.int32()),
@@ -667,7 +668,7 @@ class CorpusWriter:
         pq.write_table(table, d / f"part-{part:04d}.parquet", row_group_size=65536)
         self.n_impressions += len(table)
 
-    def close(self, meta: dict[str, Any]) -> Path:
+    def close(self, meta: JsonObject) -> Path:
         self._items_writer.close()
         full = {
             "format_version": FORMAT_VERSION,

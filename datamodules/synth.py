@@ -32,8 +32,6 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
 
@@ -42,6 +40,7 @@ from semid.core.config import (ConfigFieldError, blame_overrides, from_dict, loa
                                require_positive, resolve_conf)
 from semid.core.errors import SemidError
 from semid.core.progress import bar
+from semid.core.records import JsonObject
 
 
 @dataclass
@@ -481,7 +480,7 @@ class _GroundTruth:
         self.rows: dict[str, list[np.ndarray]] = {k: [] for k in ("content", "item", "history", "full", "click", "new",
                                                                   "pop", "leaf")}
         self.n = 0
-        self.per_day: list[dict[str, Any]] = []
+        self.per_day: list[JsonObject] = []
 
     def add(self, out: dict[str, np.ndarray], new: np.ndarray, pop: np.ndarray, leaf: np.ndarray,
             rng: np.random.Generator) -> None:
@@ -490,10 +489,10 @@ class _GroundTruth:
                      ("full", out["full"]), ("click", out["click"]), ("new", new), ("pop", pop), ("leaf", leaf)):
             self.rows[k].append(v[keep])
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JsonObject:
         r = {k: np.concatenate(v) if v else np.zeros(0) for k, v in self.rows.items()}
         click = r["click"].astype(np.int64)
-        out: dict[str, Any] = {"sampled_impressions": int(len(click))}
+        out: JsonObject = {"sampled_impressions": int(len(click))}
         for name, score in (("oracle_full", r["full"]), ("oracle_content_only", r["content"]),
                             ("oracle_item_only", r["item"]), ("popularity_only", np.log(r["pop"] + 1e-30))):
             out[f"auc_{name}"] = _auc(score, click)
@@ -502,7 +501,7 @@ class _GroundTruth:
         out["share_impressions_on_new_items"] = float(r["new"].mean()) if len(r["new"]) else 0.0
         return out
 
-    def regime(self, world: _World) -> dict[str, Any]:
+    def regime(self, world: _World) -> JsonObject:
         """The regime knobs as set and as realised on the sampled impressions (issue 21)."""
         cfg = world.cfg
         r = {k: np.concatenate(v) if v else np.zeros(0) for k, v in self.rows.items()}

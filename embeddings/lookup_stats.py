@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -19,15 +19,16 @@ from embeddings.registry import RepresentationConfig
 from embeddings.spm import SpmConfig
 from embeddings.token_cache import TokenCache, build_token_cache
 from semid.core.progress import progress
+from semid.core.records import LookupReport, LookupStats
 from semid.rqvae import SidTable
 
 DEFAULT_VOCAB_SIZES = (512, 1024, 2048, 4096, 8192, 16384, 32768)
 
 
-def lookup_stats(cache: TokenCache, buckets: np.ndarray) -> dict[str, Any]:
+def lookup_stats(cache: TokenCache, buckets: np.ndarray) -> LookupStats:
     """Table size, mean lookups per item overall and per popularity bucket, and the <unk> share for SPM."""
     per_item = cache.lookups_per_item()
-    row: dict[str, Any] = {
+    row: LookupStats = {
         "name": cache.name, "kind": cache.kind, "table_rows": int(sum(t.num_rows for t in cache.tables)),
         "tables": len(cache.tables), "mean_lookups": {"all": float(per_item.mean()) if len(per_item) else 0.0},
         "items": {"all": len(per_item)},
@@ -44,7 +45,7 @@ def lookup_stats(cache: TokenCache, buckets: np.ndarray) -> dict[str, Any]:
 
 
 def lookup_report(sids: SidTable, item_ids: np.ndarray, impressions: np.ndarray,
-                  vocab_sizes: Sequence[int] = DEFAULT_VOCAB_SIZES, hash_rows: int = 8192) -> dict[str, Any]:
+                  vocab_sizes: Sequence[int] = DEFAULT_VOCAB_SIZES, hash_rows: int = 8192) -> LookupReport:
     """Figure 4's numbers: SPM at several vocabulary sizes vs unigram, bigram and hashing."""
     item_ids = np.asarray(item_ids, np.int64)
     buckets = np.asarray(BUCKETS)[popularity_buckets(impressions)]  # 'head' / 'torso' / 'tail' per item
@@ -67,7 +68,7 @@ def lookup_report(sids: SidTable, item_ids: np.ndarray, impressions: np.ndarray,
     }
 
 
-def render_report(report: dict[str, Any]) -> str:
+def render_report(report: LookupReport) -> str:
     from rich.console import Console
     from rich.table import Table
 
@@ -88,7 +89,7 @@ def render_report(report: dict[str, Any]) -> str:
     return console.export_text()
 
 
-def plot_report(report: dict[str, Any], path: str | Path) -> Path:
+def plot_report(report: LookupReport, path: str | Path) -> Path:
     """Figure 4: x = table size (log), y = mean lookups per item; SPM lines per bucket, N-gram points."""
     import matplotlib
 

@@ -10,7 +10,7 @@ Tables must train through FBGEMM's fused kernels (``fused_params`` below, given 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence, Union
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from embeddings.token_cache import TokenCache
 from embeddings.tokenizer import gather_csr
 from semid.core.config import require, require_positive
 from semid.core.errors import SemidError
+
+# keyword arguments of FBGEMM's TBE, given as ``EmbeddingBagCollectionSharder(fused_params=...)``
+FusedParams = dict[str, Union[EmbOptimType, WeightDecayMode, float]]
 
 
 def feature_keys(cache: TokenCache, role: str) -> list[str]:
@@ -145,10 +148,10 @@ class TableOptimizerConfig:
         require_positive(self.eps, "eps")
         require_positive(self.weight_decay, "weight_decay", allow_zero=True)
 
-    def fused_params(self) -> dict[str, Any]:
+    def fused_params(self) -> FusedParams:
         """Settings for ``EmbeddingBagCollectionSharder(fused_params=...)`` (FBGEMM TBE keyword arguments)."""
-        out: dict[str, Any] = {"optimizer": OPTIMIZERS[self.optimizer], "learning_rate": float(self.lr),
-                               "eps": float(self.eps)}
+        out: FusedParams = {"optimizer": OPTIMIZERS[self.optimizer], "learning_rate": float(self.lr),
+                            "eps": float(self.eps)}
         if self.weight_decay:  # FBGEMM ignores weight_decay unless a mode is named
             out["weight_decay"] = float(self.weight_decay)
             out["weight_decay_mode"] = WeightDecayMode.L2
@@ -156,6 +159,6 @@ class TableOptimizerConfig:
 
 
 def fused_params(optimizer: str = "rowwise_adagrad", lr: float = 0.05, eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> dict[str, Any]:
+                 weight_decay: float = 0.0) -> FusedParams:
     """``TableOptimizerConfig(...).fused_params()``: for callers holding loose values (benchmarks, planner)."""
     return TableOptimizerConfig(optimizer, lr, eps, weight_decay).fused_params()

@@ -57,6 +57,8 @@ if TYPE_CHECKING:  # types only: torchrec is imported inside the functions using
     from torchrec.distributed.types import ParameterSharding, ShardingEnv, ShardingPlan
     from torchrec.modules.mc_embedding_modules import ManagedCollisionEmbeddingBagCollection
 
+    from embeddings.torchrec_io import FusedParams
+
 _LOOP_STATE = "lightning_state.pt"
 _ROW_BLOCK = 4096
 
@@ -82,7 +84,7 @@ class ShardingConfig:
                 raise SemidError(f"sharding type '{t}' is not one of {', '.join(sorted(valid))}")
 
 
-def _sharders(fused_params: dict[str, Any], local_lookup: bool = False,
+def _sharders(fused_params: FusedParams, local_lookup: bool = False,
               table_seed: int = 0) -> list[EmbeddingBagCollectionSharder | ManagedCollisionEmbeddingBagCollectionSharder]:
     """[the EBC sharder, the managed-collision EBC sharder built around it]: DMP picks one per module type."""
     from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
@@ -132,7 +134,7 @@ def _sharders(fused_params: dict[str, Any], local_lookup: bool = False,
 class TorchRecStrategy(DDPStrategy):
     strategy_name = "torchrec"
 
-    def __init__(self, sharding: ShardingConfig | None = None, fused_params: dict[str, Any] | None = None,
+    def __init__(self, sharding: ShardingConfig | None = None, fused_params: FusedParams | None = None,
                  table_seed: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sharding = sharding or ShardingConfig()
@@ -230,14 +232,14 @@ class TorchRecStrategy(DDPStrategy):
         super().on_train_start()
 
     # -- checkpoints ---------------------------------------------------------------------------------------
-    def lightning_module_state_dict(self) -> dict[str, Any]:
+    def lightning_module_state_dict(self) -> dict[str, torch.Tensor]:
         return {}  # the model goes through DCP in save_checkpoint
 
-    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
         return {}
 
-    def _dcp_state(self, with_optimizer: bool, for_load: bool = False) -> dict[str, Any]:
-        state: dict[str, Any] = {"model": self.model.state_dict()}
+    def _dcp_state(self, with_optimizer: bool, for_load: bool = False) -> dict[str, dict[str, object]]:
+        state: dict[str, dict[str, object]] = {"model": self.model.state_dict()}
         if with_optimizer and self.optimizers:
             opt = self.optimizers[0]
             if for_load:
@@ -245,7 +247,8 @@ class TorchRecStrategy(DDPStrategy):
             state["optim"] = opt.state_dict()
         return state
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: str | Path, storage_options: Any = None) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, object], filepath: str | Path,
+                        storage_options: object = None) -> None:
         import torch.distributed.checkpoint as dcp
 
         final = Path(filepath)
@@ -275,7 +278,7 @@ class TorchRecStrategy(DDPStrategy):
             shutil.rmtree(old, ignore_errors=True)
         self.barrier("dcp_renamed")
 
-    def load_checkpoint(self, checkpoint_path: str | Path, weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(self, checkpoint_path: str | Path, weights_only: bool | None = None) -> dict[str, object]:
         import torch.distributed.checkpoint as dcp
 
         path = Path(checkpoint_path)
@@ -297,7 +300,7 @@ class TorchRecStrategy(DDPStrategy):
             self.optimizers[0].load_state_dict(state["optim"])
         return {**loop, "state_dict": {}, "optimizer_states": []}
 
-    def load_model_state_dict(self, checkpoint: Mapping[str, Any], strict: bool = True) -> None:
+    def load_model_state_dict(self, checkpoint: Mapping[str, object], strict: bool = True) -> None:
         pass  # already loaded into the sharded model by load_checkpoint
 
     def remove_checkpoint(self, filepath: str | Path) -> None:

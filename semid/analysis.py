@@ -10,12 +10,11 @@ rise from n to n+1 a paired difference.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from datamodules import Corpus, corpus_impressions
 from embeddings import lookup_report
+from semid.core.records import Stage1Analysis, Table1IntervalRow, Table1Rise, Table1WithIntervals
 from semid.rqvae import SidTable
 from semid.rqvae import sid_groups
 
@@ -29,13 +28,14 @@ def _group_sums(unit: np.ndarray, group: np.ndarray, n_groups: int) -> tuple[np.
 
 
 def table1_with_intervals(codes: np.ndarray, embedding: np.ndarray, num: int = 1000,
-                          seed: int = 0) -> dict[str, Any]:
+                          seed: int = 0) -> Table1WithIntervals:
     """Rows n = 1..L: similarity (with a 95% interval), sub-trie sizes, and the paired rise n -> n+1."""
     unit = embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)
     top, _ = sid_groups(codes[:, :1])
     n_top = int(top.max()) + 1 if len(top) else 0
     counts = np.random.default_rng([seed, 2]).multinomial(n_top, np.full(n_top, 1.0 / n_top), size=num)
-    rows, reps = [], []
+    rows: list[Table1IntervalRow] = []
+    reps = []
     for n in range(1, codes.shape[1] + 1):
         group, sizes = sid_groups(codes[:, :n])
         s, p = _group_sums(unit, group, len(sizes))
@@ -51,7 +51,7 @@ def table1_with_intervals(codes: np.ndarray, embedding: np.ndarray, num: int = 1
                      "ci_low": None if np.isnan(lo) else float(lo), "ci_high": None if np.isnan(hi) else float(hi),
                      "pairs": int(p.sum()), "prefixes": int(len(sizes)), "subtrie_size_p25": float(p25),
                      "subtrie_size_median": float(p50), "subtrie_size_p75": float(p75)})
-    rises = []
+    rises: list[Table1Rise] = []
     for n in range(1, len(reps)):
         d = reps[n] - reps[n - 1]
         d = d[~np.isnan(d)]
@@ -66,7 +66,7 @@ def table1_with_intervals(codes: np.ndarray, embedding: np.ndarray, num: int = 1
 
 
 def stage1_analysis(corpus: Corpus, sids: SidTable, train_days: list[int], vocab_sizes: list[int],
-                    num: int = 1000) -> dict[str, Any]:
+                    num: int = 1000) -> Stage1Analysis:
     """Table 1 (on the corpus's items) and Figure 4's lookup statistics (SPM trained on training days)."""
     items = corpus.read_items(columns=["item_id", "embedding", "first_day"])
     rows = sids.rows_of(items.item_id)

@@ -9,18 +9,18 @@ table's arm of the same representation, setting and seeds, on the same evaluatio
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 
 from semid.core.numbers import sig
+from semid.core.records import (EstimateDict, FitResults, QuantizerArm, QuantizerStudy, QuantizerSummary,
+                                QuantizerVariant, SidCollisions)
 from semid.findings import Study
 from semid.rqvae import read_sid_table
 
 REFERENCE = "rqvae"  # the main table's row
 
 
-def sid_collisions(sids: Path) -> dict[str, Any]:
+def sid_collisions(sids: Path) -> SidCollisions:
     """Unique-SID share and the largest group of items sharing one full SID, from the table itself (a
     collision suffix changes both, and the quantizer's health.json describes the table without it)."""
     codes = read_sid_table(sids).codes
@@ -29,7 +29,7 @@ def sid_collisions(sids: Path) -> dict[str, Any]:
             "largest_collision_group": int(counts.max()) if len(counts) else 0}
 
 
-def quantizer_summary(main_results: list[dict[str, Any]], study: dict[str, Any], bootstraps: int) -> dict[str, Any]:
+def quantizer_summary(main_results: list[FitResults], study: QuantizerStudy, bootstraps: int) -> QuantizerSummary:
     """variants (with health) and, per setting and representation, each variant's AUCs and its paired Δ%
     vs the main RQ-VAE's SIDs on CTR and CTR/1D."""
     reps = set(study["representations"])
@@ -37,7 +37,7 @@ def quantizer_summary(main_results: list[dict[str, Any]], study: dict[str, Any],
             if r.get("name") in reps and r.get("tag", "main") == "main"]
     runs += [dict(r, name=f"{r['name']}@{r['tag'].removeprefix('q-')}", tag="main") for r in study["results"]]
     s = Study(runs, num_bootstraps=bootstraps)
-    variants = []
+    variants: list[QuantizerVariant] = []
     for v in study["variants"]:
         h = v.get("health") or {}
         held, every = h.get("heldout") or {}, h.get("all_items") or {}
@@ -47,7 +47,7 @@ def quantizer_summary(main_results: list[dict[str, Any]], study: dict[str, Any],
                          "relative_error_all": every.get("relative_error"),
                          "utilisation_mean": float(np.mean(util)) if util else None,
                          **sid_collisions(Path(v["sids"]))})
-    table: dict[str, dict[str, dict[str, Any]]] = {}
+    table: dict[str, dict[str, dict[str, QuantizerArm]]] = {}
     for setting in s.settings():
         for rep in study["representations"]:
             ref = s.arms.get((setting, f"{rep}@{REFERENCE}"))
@@ -55,15 +55,15 @@ def quantizer_summary(main_results: list[dict[str, Any]], study: dict[str, Any],
                 arm = s.arms.get((setting, f"{rep}@{v['name']}"))
                 if arm is None:
                     continue
-                row: dict[str, Any] = {"seeds": sorted(arm.runs),
-                                       "auc": {sl: s.auc(arm, sl).as_dict() for sl in ("overall", "new")}}
+                row: QuantizerArm = {"seeds": sorted(arm.runs),
+                                     "auc": {sl: s.auc(arm, sl).as_dict() for sl in ("overall", "new")}}
                 if ref is not None and v["name"] != REFERENCE:
                     row["vs_rqvae_pct"] = {sl: s.compare(ref, arm, sl).as_dict() for sl in ("overall", "new")}
                 table.setdefault(setting, {}).setdefault(rep, {})[v["name"]] = row
     return {"reference": REFERENCE, "variants": variants, "ranking": table}
 
 
-def _cell(e: dict[str, Any] | None, pct: bool = False) -> str:
+def _cell(e: EstimateDict | None, pct: bool = False) -> str:
     if not e:
         return "reference"
     if e.get("estimate") is None:
@@ -73,7 +73,7 @@ def _cell(e: dict[str, Any] | None, pct: bool = False) -> str:
     return f"{sign}{sig(e['estimate'])}{unit} [{sig(e['ci_low'])}, {sig(e['ci_high'])}]"
 
 
-def quantizer_markdown(q: dict[str, Any]) -> list[str]:
+def quantizer_markdown(q: QuantizerSummary) -> list[str]:
     lines = ["## Quantizers: SID health -> ranker quality\n",
              "Each Stage-1 variant's SIDs drive the same representations; Δ% is paired with the same "
              f"representation, setting and seeds on the main RQ-VAE's SIDs (`{REFERENCE}`), on the same "

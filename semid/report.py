@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import matplotlib
 
@@ -23,7 +23,8 @@ from embeddings import plot_report  # noqa: E402
 from semid.core.artifacts import atomic_path, read_json, write_json  # noqa: E402
 from semid.core.fingerprint import ROOMS, code_fingerprint, fingerprint_of  # noqa: E402
 from semid.core.numbers import sig  # noqa: E402
-from semid.core.records import Finding, FitResults, JsonObject, SummaryRow  # noqa: E402
+from semid.core.records import (EstimateDict, Finding, FitResults, JsonObject, QuantizerStudy,  # noqa: E402
+                                QuantizerSummary, StabilityStudy, SummaryRow)
 from semid.quantizer_report import quantizer_markdown, quantizer_summary  # noqa: E402
 from semid.findings import (METRIC_NAMES, STATISTIC, Study, explain, lookup_findings, ranking_findings,  # noqa: E402
                             stability_findings, table1_findings)
@@ -45,7 +46,7 @@ class ReportSpec:
 REPORT_VERSION = 2  # bump when the report's content changes: an older report.json is recomputed
 
 
-def _interval(e: dict[str, Any], pct: bool = False) -> str:
+def _interval(e: EstimateDict, pct: bool = False) -> str:
     if e.get("estimate") is None:
         return f"undefined ({e.get('undefined') or e.get('reason') or 'no estimate'})"
     unit = "%" if pct else ""
@@ -106,20 +107,20 @@ def plot_improvements(summary: dict[str, dict[str, SummaryRow]], reference: str,
     return path
 
 
-def _inputs_fingerprint(results: list[FitResults], stability: dict[str, Any] | None,
-                        analysis_fp: str, settings: dict[str, Any], quantizers: dict[str, Any] | None = None) -> str:
-    def runs(rs: list[FitResults]) -> list[tuple[Any, ...]]:
+def _inputs_fingerprint(results: list[FitResults], stability: StabilityStudy | None,
+                        analysis_fp: str, settings: JsonObject, quantizers: QuantizerStudy | None = None) -> str:
+    def runs(rs: list[FitResults]) -> list[tuple[str | int | None, ...]]:
         return sorted((r.get("name"), r["setting"], r.get("seed"), r.get("tag"), r["fingerprint"]) for r in rs)
 
     stab = sorted((k, v["fingerprint"]) for k, v in (stability or {}).get("results", {}).items())
-    parts: list[Any] = [REPORT_VERSION, runs(results), stab, analysis_fp, settings, code_fingerprint(*ROOMS)]
+    parts: list[object] = [REPORT_VERSION, runs(results), stab, analysis_fp, settings, code_fingerprint(*ROOMS)]
     if quantizers:  # absent: the fingerprint of a report without a quantizer study is unchanged
         parts.append([runs(quantizers["results"]), [(v["name"], v["sids"]) for v in quantizers["variants"]]])
     return fingerprint_of(parts)
 
 
-def report_fingerprint(cfg: ReportSpec, results: list[FitResults], stability: dict[str, Any] | None,
-                       analysis_fp: str, quantizers: dict[str, Any] | None = None) -> str:
+def report_fingerprint(cfg: ReportSpec, results: list[FitResults], stability: StabilityStudy | None,
+                       analysis_fp: str, quantizers: QuantizerStudy | None = None) -> str:
     return _inputs_fingerprint(results, stability, analysis_fp, {k: v for k, v in asdict(cfg).items() if k != "name"},
                                quantizers)
 
@@ -131,8 +132,8 @@ def report_is_current(out: Path, fp: str) -> bool:
 
 
 def write_report(cfg: ReportSpec, out: Path, corpus: Path, model: Path, results: list[FitResults],
-                 stability: JsonObject | None, analysis: JsonObject, analysis_fp: str,
-                 timings: dict[str, float], quantizers: JsonObject | None = None) -> Path:
+                 stability: StabilityStudy | None, analysis: JsonObject, analysis_fp: str,
+                 timings: dict[str, float], quantizers: QuantizerStudy | None = None) -> Path:
     fp = report_fingerprint(cfg, results, stability, analysis_fp, quantizers)
     path, json_path = out / "report.md", out / "report.json"
     c = Corpus(corpus)
@@ -167,9 +168,9 @@ def write_report(cfg: ReportSpec, out: Path, corpus: Path, model: Path, results:
     return path
 
 
-def _markdown(cfg: ReportSpec, corpus: Path, c: Corpus, model: Path, n_items: int, gt: dict[str, Any],
-              summary: dict[str, Any], found: list[Finding], analysis: JsonObject,
-              stability: dict[str, Any] | None, timings: dict[str, float], quantizers: dict[str, Any] | None) -> str:
+def _markdown(cfg: ReportSpec, corpus: Path, c: Corpus, model: Path, n_items: int, gt: JsonObject,
+              summary: dict[str, dict[str, SummaryRow]], found: list[Finding], analysis: JsonObject,
+              stability: StabilityStudy | None, timings: dict[str, float], quantizers: QuantizerSummary | None) -> str:
     days = c.days()
     t1, lookups = analysis["table1"], analysis["lookups"]
     lines = [f"# semid experiment `{cfg.name}`\n",
@@ -255,7 +256,7 @@ def _markdown(cfg: ReportSpec, corpus: Path, c: Corpus, model: Path, n_items: in
     return "\n".join(lines) + "\n"
 
 
-def _age_md(summary: dict[str, Any], cfg: ReportSpec) -> list[str]:
+def _age_md(summary: dict[str, dict[str, SummaryRow]], cfg: ReportSpec) -> list[str]:
     """Cold-start slices for sparse real data: items introduced at most k days (periods) before evaluation."""
     ks = [f"age_le_{k}" for k in cfg.age_slices]
     lines = ["## Cold start by item age\n",
@@ -276,7 +277,7 @@ def _age_md(summary: dict[str, Any], cfg: ReportSpec) -> list[str]:
     return lines
 
 
-def _stability_md(stability: dict[str, Any]) -> list[str]:
+def _stability_md(stability: StabilityStudy) -> list[str]:
     lines = ["## Stability (Appendix A.2)\n",
              f"RQ-VAEs trained on impressions of days {stability['early_days']} and {stability['late_days']}, "
              f"each driving `{stability['representation']}` (without history); the verdict (h) is in the findings.\n",
@@ -298,7 +299,7 @@ def _stability_md(stability: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def _strip(stability: dict[str, Any] | None) -> dict[str, Any] | None:
+def _strip(stability: StabilityStudy | None) -> StabilityStudy | None:
     if not stability:
         return None
     return {**stability, "results": {k: {"metrics": v.get("metrics"), "run_dir": v.get("run_dir")}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from semid.core.artifacts import read_json, write_json
 from semid.core.config import require
@@ -74,7 +74,8 @@ def log_summary(out: Path, *, name: str, project: str, group: str | None,
                      # console off: the experiment's own progress lines stay on its terminal, not in the run
                      settings=wandb.Settings(silent=True, console="off", x_disable_stats=True))
     try:
-        logged: dict[str, Any] = {"ranking": ranking_table(report), "findings": findings_table(report)}
+        logged: dict[str, wandb.Table | wandb.Image] = {"ranking": ranking_table(report),
+                                                        "findings": findings_table(report)}
         if report.get("table1", {}).get("rows"):
             logged["table1"] = _table(TABLE1_COLUMNS, report["table1"]["rows"])
         for png in sorted((out / "figures").glob("*.png")):
@@ -89,15 +90,15 @@ def log_summary(out: Path, *, name: str, project: str, group: str | None,
     return run_dir
 
 
-def _number(x: Any) -> float | None:
+def _number(x: float | None) -> float | None:
     """A table cell of a numeric column: None for an undefined estimate (W&B tables refuse NaN mixed in)."""
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def _table(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> "wandb.Table":
+def _table(columns: tuple[str, ...], rows: Sequence[Mapping[str, object]]) -> "wandb.Table":
     import wandb
 
-    def cell(v: Any) -> Any:
+    def cell(v: object) -> str | float | bool | None:
         if isinstance(v, bool) or v is None or isinstance(v, str):
             return v
         if isinstance(v, (int, float)):
@@ -116,7 +117,7 @@ def _slices(report: JsonObject) -> list[str]:
     return list(seen)
 
 
-def ranking_rows(report: JsonObject) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
+def ranking_rows(report: JsonObject) -> tuple[tuple[str, ...], list[JsonObject]]:
     """One row per setting and representation: AUC with its 95% interval per slice, the paired Δ% to the
     reference on CTR and CTR/1D, table rows, depth, lookups per item, training throughput."""
     slices = _slices(report)
@@ -130,10 +131,10 @@ def ranking_rows(report: JsonObject) -> tuple[tuple[str, ...], list[dict[str, An
     rows = []
     for setting, arms in report["summary"].items():
         for rep, r in arms.items():
-            row: dict[str, Any] = {"setting": setting, "representation": rep, "kind": r.get("kind"),
-                                   "table_rows": r.get("table_rows"), "depth_multiplier": r.get("depth_multiplier"),
-                                   "seeds": ",".join(str(s) for s in r.get("seeds", [])),
-                                   "lookups_per_item": r.get("lookups_per_item"), "samples_per_s": r.get("samples_per_s")}
+            row: JsonObject = {"setting": setting, "representation": rep, "kind": r.get("kind"),
+                               "table_rows": r.get("table_rows"), "depth_multiplier": r.get("depth_multiplier"),
+                               "seeds": ",".join(str(s) for s in r.get("seeds", [])),
+                               "lookups_per_item": r.get("lookups_per_item"), "samples_per_s": r.get("samples_per_s")}
             for s in slices:
                 e = r["auc"].get(s) or {}
                 row.update({f"auc_{s}": e.get("estimate"), f"auc_{s}_ci_low": e.get("ci_low"),

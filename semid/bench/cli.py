@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Mapping
 
 from semid.core.errors import SemidError
 
@@ -180,7 +181,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_outputs(out: Path, stem: str, result: dict, markdown: str) -> None:
+def _write_outputs(out: Path, stem: str, result: Mapping[str, object], markdown: str) -> None:
     """``<stem>.json`` and ``<stem>.md`` in ``out`` (each written atomically), then the table on stdout."""
     from semid.core.artifacts import atomic_path, write_json
 

@@ -12,7 +12,6 @@ import time
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ import torch.multiprocessing as mp
 
 from semid.bench.timing import median
 from semid.bench.workloads import Batch, Layout, LookupBenchConfig, Step, build_torchrec, make_batches
+from semid.core.records import Dmp2Rounds
 
 WORLD = 2
 
@@ -63,7 +63,7 @@ def _half(b: Batch, rank: int, half: int) -> Batch:
 
 
 def run_dmp2_rounds(layout: Layout, dist_name: str, cfg: LookupBenchConfig, dmp1_train: Step,
-                    lookups: int) -> dict[str, Any]:
+                    lookups: int) -> Dmp2Rounds:
     """Per round: the parent's 1-process DMP train step, then the 2-process one; medians and ratio (JSON)."""
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="semid-dmp2-") as tmp:

@@ -21,10 +21,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from semid.bench.scale import run_child
 from semid.core.errors import SemidError
+from semid.core.records import GpuCheck, GpuDevice, JsonObject
 
 _MIN_CHECK_S = 60.0  # every check gets at least this long, even when an earlier one overran
 _LOOKUP_ARGS = ["--rows", "1048576", "--layouts", "hash,unigram,spm,history", "--distributions", "zipf",
@@ -40,7 +41,7 @@ class GpuCheckConfig:
     rqvae_steps: int = 300
 
 
-def require_cuda() -> dict[str, Any]:
+def require_cuda() -> GpuDevice:
     """The CUDA device this machine has, or a one-line refusal."""
     import torch
 
@@ -59,20 +60,20 @@ def _semid(*args: str) -> list[str]:
     return [sys.executable, "-m", "semid.cli", *args]
 
 
-def run_gpu_check(cfg: GpuCheckConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_gpu_check(cfg: GpuCheckConfig, log: Callable[[str], None] = print) -> GpuCheck:
     from semid.bench.timing import machine
 
     device = require_cuda()
     out = cfg.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    res: dict[str, Any] = {"benchmark": "gpu", "device": device, "machine": machine(), "checks": {}}
+    res: GpuCheck = {"benchmark": "gpu", "device": device, "machine": machine(), "checks": {}}
     t0 = time.perf_counter()
 
-    def check(name: str, cmd: list[str]) -> dict[str, Any]:
+    def check(name: str, cmd: list[str]) -> JsonObject:
         left = max(cfg.budget_s - (time.perf_counter() - t0), _MIN_CHECK_S)
         log(f"{name}: {' '.join(cmd[2:])} (limit {left:.0f} s)")
         r = run_child(cmd, out / "logs" / f"{name}.log", max_rss_bytes=1 << 62, timeout_s=left)
-        rec = {k: v for k, v in r.items() if k != "output"}
+        rec: JsonObject = {k: v for k, v in r.items() if k != "output"}
         rec["ok"] = r["rc"] == 0
         if not rec["ok"]:
             rec["failed"] = "timed out" if r["timed_out"] else f"exit {r['rc']}: {' | '.join(r['tail'])[:300]}"
@@ -118,9 +119,9 @@ def run_gpu_check(cfg: GpuCheckConfig, log: Callable[[str], None] = print) -> di
     return res
 
 
-def _lookup_rows(lookups: dict[str, Any]) -> list[dict[str, Any]]:
+def _lookup_rows(lookups: JsonObject) -> list[JsonObject]:
     """Per layout: training M lookups/s of each contender and TBE / nn.EmbeddingBag+Adagrad."""
-    rows = []
+    rows: list[JsonObject] = []
     for r in lookups.get("results", []):
         train = r.get("train", {})
         row = {"layout": r["layout"], "rows": r["rows"], "distribution": r["distribution"],
@@ -132,7 +133,7 @@ def _lookup_rows(lookups: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def render_markdown(res: dict[str, Any]) -> str:
+def render_markdown(res: GpuCheck) -> str:
     from semid.bench.timing import markdown_table
 
     d = res["device"]

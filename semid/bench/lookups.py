@@ -31,7 +31,7 @@ from __future__ import annotations
 import gc
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ from semid.bench.timing import interleaved, machine, markdown_table, median, rat
 from semid.bench.workloads import (CONTENDERS, DEFAULT_CONTENDERS, DISTRIBUTIONS, DMP, LAYOUTS, Batch, Built, Layout,
                                    LookupBenchConfig, build_torchrec, cycle, grads, make_batches, make_layout)
 from semid.core.errors import SemidError
+from semid.core.records import JsonObject, LookupBench, LookupTarget, Throughput
 
 # the config, layouts and batches live in workloads.py (shared with dmp2.py); re-exported here as part of
 # this benchmark's API (semid.bench.cli and the tests import them from here)
@@ -196,21 +197,21 @@ def _sync(device: torch.device) -> Callable[[], None]:
     return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
 
-def _figures(seconds: float, lookups: int, batch: int, dim: int, passes: int) -> dict[str, float]:
+def _figures(seconds: float, lookups: int, batch: int, dim: int, passes: int) -> Throughput:
     return {"ms_per_batch": seconds * 1e3, "lookups_per_s": lookups / seconds, "samples_per_s": batch / seconds,
             "gb_per_s": passes * 4 * dim * lookups / seconds / 1e9}
 
 
-def bench_config(layout: Layout, dist_name: str, cfg: LookupBenchConfig, device: torch.device) -> dict[str, Any]:
+def bench_config(layout: Layout, dist_name: str, cfg: LookupBenchConfig, device: torch.device) -> JsonObject:
     """All contenders on one (layout, rows, distribution), interleaved; figures are medians over rounds."""
     batches = make_batches(layout, dist_name, cfg)
     lookups = int(np.mean([b.lookups for b in batches]))
     built: dict[str, Built] = {}
     for name in cfg.contenders:
         built[name] = _build(name, layout, batches, cfg, device)
-    res: dict[str, Any] = {"layout": layout.name, "rows": layout.total_rows, "tables": len(layout.table_rows),
-                           "table_rows": layout.table_rows, "distribution": dist_name,
-                           "lookups_per_sample": lookups / cfg.batch, "lookups_per_batch": lookups}
+    res: JsonObject = {"layout": layout.name, "rows": layout.total_rows, "tables": len(layout.table_rows),
+                       "table_rows": layout.table_rows, "distribution": dist_name,
+                       "lookups_per_sample": lookups / cfg.batch, "lookups_per_batch": lookups}
     for b in built.values():
         res.update(b.info)
     for mode, passes in (("fwd", 1), ("train", 3)):
@@ -238,7 +239,7 @@ def stream_bandwidth(device: torch.device, mb: int = 256, rounds: int = 5) -> fl
     return 2 * n * 4 / median(times["copy"]) / 1e9
 
 
-def run_lookup_bench(cfg: LookupBenchConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_lookup_bench(cfg: LookupBenchConfig, *, log: Callable[[str], None] = print) -> LookupBench:
     threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -248,13 +249,13 @@ def run_lookup_bench(cfg: LookupBenchConfig, *, log: Callable[[str], None] = pri
         torch.set_num_threads(threads)  # the caller's process keeps its own setting (tests run in one)
 
 
-def _run(cfg: LookupBenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
+def _run(cfg: LookupBenchConfig, log: Callable[[str], None]) -> LookupBench:
     device = torch.device(cfg.device, 0) if cfg.device == "cuda" else torch.device("cpu")
-    out: dict[str, Any] = {"benchmark": "lookups", "machine": machine(),
-                           "config": {k: v for k, v in asdict(cfg).items() if k != "spm_lengths"},
-                           "spm_mean_lookups": float(np.mean(cfg.spm_lengths)) if cfg.spm_lengths
-                           else (cfg.levels + 1) / 2, "stream_copy_gb_per_s": stream_bandwidth(device),
-                           "results": []}
+    out: LookupBench = {"benchmark": "lookups", "machine": machine(),
+                        "config": {k: v for k, v in asdict(cfg).items() if k != "spm_lengths"},
+                        "spm_mean_lookups": float(np.mean(cfg.spm_lengths)) if cfg.spm_lengths
+                        else (cfg.levels + 1) / 2, "stream_copy_gb_per_s": stream_bandwidth(device),
+                        "results": []}
     with _OneProcessGroup(device):
         for rows in cfg.rows:
             for name in cfg.layouts:
@@ -269,7 +270,7 @@ def _run(cfg: LookupBenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
     return out
 
 
-def _one_line(r: dict[str, Any]) -> str:
+def _one_line(r: JsonObject) -> str:
     t = r["train"]
     parts = [f"{n} {v['lookups_per_s'] / 1e6:.2f}" for n, v in t.items()]
     return f"{r['layout']:8s} rows={r['rows']:>9,} {r['distribution']:7s} train M lookups/s: " + ", ".join(parts)
@@ -284,12 +285,12 @@ TARGETS = {
 }
 
 
-def check_targets(results: list[dict[str, Any]], ratios: str = "train_ratio_vs_ref") -> dict[str, Any]:
+def check_targets(results: list[JsonObject], ratios: str = "train_ratio_vs_ref") -> dict[str, LookupTarget]:
     """Each target over every measured configuration (train mode): how many met, and the worst case.
 
     ``ratios``: ``train_ratio_vs_ref`` checks the project's path (the fast path), ``train_ratio_dmp_vs``
     the plain DMP path measured in the same rounds."""
-    out: dict[str, Any] = {}
+    out: dict[str, LookupTarget] = {}
     checks = {
         "torchrec_within_1.2x_of_tbe": ("fbgemm_tbe", lambda x: x >= 1 / 1.2),
         "torchrec_5x_eb_adagrad": ("eb_adagrad", lambda x: x >= 5.0),
@@ -315,7 +316,7 @@ _LABEL = {"torchrec_fast": "TorchRec fast path", "torchrec_dmp": "TorchRec DMP",
 _SHORT = {"torchrec_fast": "fast", "torchrec_dmp": "DMP"}
 
 
-def render_markdown(res: dict[str, Any]) -> str:
+def render_markdown(res: LookupBench) -> str:
     out = []
     cfg = res["config"]
     names = [n for n in CONTENDERS if n in cfg["contenders"]]

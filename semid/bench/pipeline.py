@@ -25,12 +25,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable, NotRequired, TypedDict, Union
 
 import numpy as np
 
 from semid.bench.timing import machine, markdown_table, median
 from semid.core.errors import SemidError
+from semid.core.records import JsonObject
 
 STAGES = ("synth", "rqvae_encode", "tokens", "rank_fit")
 _MARK = "SEMID_BENCH_RESULT "
@@ -66,7 +67,45 @@ class PipelineBenchConfig:
 # -- stages (run inside the child) ---------------------------------------------------------------------
 
 
-def _stage_synth(a: dict[str, Any]) -> dict[str, Any]:
+class _SynthArgs(TypedDict):
+    preset: str
+    corpus: str
+
+
+class _EncodeArgs(TypedDict):
+    corpus: str
+    rqvae: str | None  # a trained model, else one is trained briefly
+    rqvae_config: str
+    rqvae_train_steps: int
+    rqvae_out: str
+    sids_out: str
+
+
+class _TokensArgs(TypedDict):
+    corpus: str
+    sids: str
+    representation: str
+    train_days: list[int]
+    kjt_batch: int
+
+
+class _RankFitArgs(TypedDict):
+    representation: str
+    corpus: str
+    sids: str | None
+    threads: int
+    devices: int
+    train_days: list[int]
+    overrides: list[str]
+    run_dir: str
+    env: NotRequired[dict[str, str]]
+
+
+# what a stage's child receives as JSON: exactly the dict the driver built
+_StageArgs = Union[_SynthArgs, _EncodeArgs, _TokensArgs, _RankFitArgs]
+
+
+def _stage_synth(a: _SynthArgs) -> JsonObject:
     from datamodules import generate, load_synth_config
 
     cfg = load_synth_config(a["preset"])
@@ -78,7 +117,7 @@ def _stage_synth(a: dict[str, Any]) -> dict[str, Any]:
             "items_per_s": cfg.n_items / s, "corpus": str(path)}
 
 
-def _stage_rqvae_encode(a: dict[str, Any]) -> dict[str, Any]:
+def _stage_rqvae_encode(a: _EncodeArgs) -> JsonObject:
     from datamodules import open_corpus
     from semid.rqvae import assign_sids
     from semid.rqvae import load_frozen
@@ -103,9 +142,9 @@ def _stage_rqvae_encode(a: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         model.encode(x)
         times.append(time.perf_counter() - t0)
-    out: dict[str, Any] = {"items": len(x), "dim": int(x.shape[1]), "levels": model.levels,
-                           "codebook_size": model.codebook_size, "encode_items_per_s": len(x) / median(times),
-                           "model": str(model_path), "briefly_trained": trained}
+    out: JsonObject = {"items": len(x), "dim": int(x.shape[1]), "levels": model.levels,
+                       "codebook_size": model.codebook_size, "encode_items_per_s": len(x) / median(times),
+                       "model": str(model_path), "briefly_trained": trained}
     if a.get("sids_out"):
         t0 = time.perf_counter()
         assign_sids(model_path, a["corpus"], a["sids_out"], overwrite=True)
@@ -114,7 +153,7 @@ def _stage_rqvae_encode(a: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _stage_tokens(a: dict[str, Any]) -> dict[str, Any]:
+def _stage_tokens(a: _TokensArgs) -> JsonObject:
     from datamodules import open_corpus, to_int64
     from embeddings import build_kjt, build_token_cache, load_representation_config
     from embeddings import build_tokenizer
@@ -173,7 +212,7 @@ def _stage_tokens(a: dict[str, Any]) -> dict[str, Any]:
             "kjt_samples_per_s_without_history": b / median(kjt_nh)}
 
 
-def _stage_rank_fit(a: dict[str, Any]) -> dict[str, Any]:
+def _stage_rank_fit(a: _RankFitArgs) -> JsonObject:
     out = Path(a["run_dir"])
     shutil.rmtree(out, ignore_errors=True)
     days = a["train_days"]
@@ -214,7 +253,7 @@ def _child_main(stage: str, args_json: str) -> None:
     print(_MARK + json.dumps(res), flush=True)
 
 
-def run_stage(stage: str, args: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_stage(stage: str, args: _StageArgs, env: dict[str, str] | None = None) -> JsonObject:
     """Run one stage in a fresh Python process; its result plus the child's peak RSS."""
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "semid.bench.pipeline", stage, json.dumps(args)],
@@ -232,16 +271,16 @@ def run_stage(stage: str, args: dict[str, Any], env: dict[str, str] | None = Non
 # -- driver --------------------------------------------------------------------------------------------
 
 
-def run_pipeline_bench(cfg: PipelineBenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_pipeline_bench(cfg: PipelineBenchConfig, log: Callable[[str], None] = print) -> JsonObject:
     stages = cfg.stages or list(STAGES)
     out = cfg.out.resolve()
     work = out / "pipeline-work"
     work.mkdir(parents=True, exist_ok=True)
     corpus = cfg.corpus.resolve() if cfg.corpus else work / f"corpus-{cfg.preset}"
     sids = cfg.sids.resolve() if cfg.sids else None
-    res: dict[str, Any] = {"benchmark": "pipeline", "machine": machine(),
-                           "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-                           "stages": {}}
+    res: JsonObject = {"benchmark": "pipeline", "machine": machine(),
+                       "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+                       "stages": {}}
     if "synth" in stages:
         r = run_stage("synth", {"preset": cfg.preset, "corpus": str(work / f"corpus-{cfg.preset}")})
         res["stages"]["synth"] = r
@@ -290,7 +329,7 @@ def run_pipeline_bench(cfg: PipelineBenchConfig, log: Callable[[str], None] = pr
     return res
 
 
-def render_markdown(res: dict[str, Any]) -> str:
+def render_markdown(res: JsonObject) -> str:
     st = res["stages"]
     rows: list[list[object]] = []
     if "synth" in st:

@@ -43,12 +43,12 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
 from semid.core.errors import SemidError
-from semid.core.records import JsonObject, ScaleHealth, ScaleRanker
+from semid.core.records import ChildRun, JsonObject, ScaleHealth, ScaleRanker
 
 _MARK = "SEMID_BENCH_RESULT "
 _UNITS = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
@@ -143,7 +143,7 @@ def scaled_overrides(preset: str, overrides: list[str], n_items: int) -> list[st
     return out
 
 
-def _same_corpus(path: Path, params: dict[str, Any]) -> bool:
+def _same_corpus(path: Path, params: JsonObject) -> bool:
     try:
         meta = json.loads((path / "corpus.json").read_text())
     except (OSError, ValueError):
@@ -174,7 +174,7 @@ def _tree_rss(pid: int) -> int:
 
 
 def run_child(cmd: list[str], log: Path, max_rss_bytes: int, env: dict[str, str] | None = None,
-              timeout_s: float | None = None) -> dict[str, Any]:
+              timeout_s: float | None = None) -> ChildRun:
     """Run ``cmd`` to completion; its wall time, peak RSS (``os.wait4``), exit code and output tail. A watchdog
     kills its process group past ``max_rss_bytes`` of the tree's resident memory or after ``timeout_s``."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -225,7 +225,7 @@ def _semid(*args: str) -> list[str]:
 # -- the spm_fit stage, inside its child ---------------------------------------------------------------------
 
 
-def _child_spm_fit(a: dict[str, Any]) -> dict[str, Any]:
+def _child_spm_fit(a: JsonObject) -> JsonObject:
     import warnings
 
     from datamodules import corpus_impressions, open_corpus
@@ -275,7 +275,7 @@ class _Run:
         settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
                     if k not in ("out", "max_rss_gb", "delete_corpora", "fresh", "stages", "items", "reference",
                                  "representations")}  # what a measured stage depends on; stages are keyed by name
-        self.res: dict[str, Any] = {"benchmark": "scale", "settings": settings, "machine": machine(), "sizes": {}}
+        self.res: JsonObject = {"benchmark": "scale", "settings": settings, "machine": machine(), "sizes": {}}
         if not cfg.fresh and self.json_path.exists():
             try:
                 prev = json.loads(self.json_path.read_text())
@@ -294,7 +294,7 @@ class _Run:
         write_json(self.json_path, self.res)
 
     def stage(self, key: str, name: str, cmd: list[str], n_items: int,
-              extract: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any] | None:
+              extract: Callable[[ChildRun], Mapping[str, object]] | None = None) -> JsonObject | None:
         entry = self.res["sizes"][key]
         done = entry["stages"].get(name)
         if done and done.get("ok"):
@@ -305,7 +305,7 @@ class _Run:
                       env={"SEMID_PROGRESS": "0", "OMP_WAIT_POLICY": "PASSIVE"})
         load = _loadavg()
         self.res["machine"]["load_avg_during"].append(load)
-        rec = {k: v for k, v in r.items() if k != "output"}
+        rec: JsonObject = {k: v for k, v in r.items() if k != "output"}
         rec["ok"] = r["rc"] == 0
         rec["load_avg"] = load
         if rec["ok"] and extract is not None:
@@ -355,7 +355,7 @@ class _Run:
                 shutil.rmtree(corpus, ignore_errors=True)
                 self.log(f"[{key}] deleted {corpus}")
 
-    def _stages(self, key: str, entry: dict[str, Any], corpus: Path, work: Path, n: int, ranker_only: bool) -> None:
+    def _stages(self, key: str, entry: JsonObject, corpus: Path, work: Path, n: int, ranker_only: bool) -> None:
         cfg = self.cfg
         days = cfg.train_days
         day_arg = ",".join(map(str, days))
@@ -424,7 +424,7 @@ def growth_exponent(items: list[int], values: list[float]) -> float | None:
     return float(np.polyfit(x, y, 1)[0])
 
 
-def _stage_names(entries: list[dict[str, Any]]) -> list[str]:
+def _stage_names(entries: list[JsonObject]) -> list[str]:
     """The stages of ``entries`` in pipeline order (scale.json's keys come back sorted)."""
     names = {s for e in entries for s in e["stages"]}
     return sorted(names, key=lambda s: (next(i for i, k in enumerate(STAGE_KINDS) if s.startswith(k)), s))
@@ -442,7 +442,7 @@ def summarise(res: JsonObject, items: list[int], reference: str | None) -> JsonO
         exponents[name] = {"time": growth_exponent([n for n, _ in ok], [s["wall_s"] for _, s in ok]),
                            "memory": growth_exponent([n for n, _ in ok], [s["peak_rss_mb"] for _, s in ok]),
                            "sizes": [size_label(n) for n, _ in ok]}
-    targets: dict[str, Any] = {}
+    targets: JsonObject = {}
     if sizes:
         top_key = max(sizes, key=lambda k: sizes[k]["items"])
         top = sizes[top_key]["stages"]
@@ -538,7 +538,7 @@ def render_markdown(res: JsonObject) -> str:
     return "\n".join(lines)
 
 
-def _cell(s: dict[str, Any] | None) -> str:
+def _cell(s: JsonObject | None) -> str:
     if not s:
         return ""
     if not s.get("ok"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
@@ -157,7 +157,7 @@ class Built:
 
     fwd: Step
     train: Step
-    info: dict[str, Any] = field(default_factory=dict)  # JSON: merged into the result record
+    info: dict[str, str] = field(default_factory=dict)  # JSON: merged into the result record
 
 
 def cycle(items: list[T]) -> Callable[[], T]:

@@ -40,7 +40,7 @@ class TablePlan(TypedDict):
 
 class FitResults(TypedDict, total=False):
     """A ranker fit's ``results.json`` (``rankers.fit.fit``); readers add ``run_dir``, a skipped rerun
-    ``skipped``."""
+    ``skipped``, the experiment the row's ``name``, ``seed`` and ``tag``."""
 
     representation: str
     representation_kind: str
@@ -70,6 +70,9 @@ class FitResults(TypedDict, total=False):
     sharding_plan: dict[str, TablePlan]
     skipped: bool
     run_dir: str
+    name: str
+    seed: int
+    tag: str
 
 
 class EvalResults(TypedDict):
@@ -189,3 +192,451 @@ class ScaleRanker(TypedDict):
     fit_wall_s: float
     ctr_auc: float | None
     lookups_per_item: float | None
+
+
+# -- Stage 1: SID tables, quantizer health, Table 1, lookups ---------------------------------------------------
+
+
+class Uniqueness(TypedDict):
+    """How unique the full SIDs of a table are (``semid.rqvae.health.uniqueness``)."""
+
+    items: int
+    unique_sids: int
+    unique_sid_fraction: float
+    largest_collision_group: int
+    items_sharing_a_sid: int
+
+
+class CodesSummary(Uniqueness):
+    """Code usage of a set of SIDs (``semid.rqvae.health.codes_summary``): utilisation and perplexity per level
+    plus ``Uniqueness``."""
+
+    utilisation_per_level: list[float]
+    perplexity_per_level: list[float]
+
+
+class _OptionalCodes(TypedDict, total=False):
+    """``CodesSummary``'s keys, each optional: records that carry them only when there were items to measure."""
+
+    utilisation_per_level: list[float]
+    perplexity_per_level: list[float]
+    items: int
+    unique_sids: int
+    unique_sid_fraction: float
+    largest_collision_group: int
+    items_sharing_a_sid: int
+
+
+class SidHealth(_OptionalCodes, total=False):
+    """Reconstruction and SID statistics on a set of items (``semid.rqvae.train.sid_health``; health.json's
+    ``heldout`` and ``all_items``): ``CodesSummary``'s keys and the reconstruction errors; on no items only
+    ``items`` (0)."""
+
+    recon_loss: float
+    relative_error: float
+
+
+class CodebookAgreementResult(TypedDict):
+    """Whether every rank trained the same codebooks (``semid.rqvae.callbacks.CodebookAgreement.result``)."""
+
+    world_size: int
+    codebooks_identical_across_ranks: bool
+    max_abs_codebook_difference: float
+
+
+class QuantizerHealth(TypedDict, total=False):
+    """A quantizer run's ``health.json`` (``semid.rqvae.train._health``); ``quantizer`` and ``train`` say what ran
+    (their keys depend on the quantizer kind)."""
+
+    fingerprint: str
+    corpus_fingerprint: str
+    corpus: str
+    semid_version: str
+    code_fingerprint: str
+    code_rooms: str
+    levels: int
+    codebook_size: int
+    quantizer: JsonObject
+    train: JsonObject
+    heldout: SidHealth
+    all_items: SidHealth
+    warnings: list[str]
+
+
+class Table1Row(TypedDict):
+    """One prefix length of the paper's Table 1 (``semid.rqvae.report.table1``); the similarity is None without
+    pairs."""
+
+    n: int
+    avg_cosine_similarity: float | None
+    pairs: int
+    prefixes: int
+    subtrie_size_p25: float
+    subtrie_size_median: float
+    subtrie_size_p75: float
+
+
+class Table1(TypedDict):
+    rows: list[Table1Row]
+    random_pair_baseline: float | None
+    random_pairs: int
+
+
+class Table1IntervalRow(Table1Row):
+    """A ``Table1Row`` with its 95% interval (``semid.analysis.table1_with_intervals``)."""
+
+    ci_low: float | None
+    ci_high: float | None
+
+
+class Table1Rise(TypedDict):
+    """The paired rise of the similarity from prefix length ``from_n`` to ``to_n``."""
+
+    from_n: int
+    to_n: int
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+class Table1WithIntervals(TypedDict):
+    """Table 1 with intervals, as the report uses it (``semid.analysis.table1_with_intervals``)."""
+
+    rows: list[Table1IntervalRow]
+    rises: list[Table1Rise]
+    random_pair_baseline: float | None
+    random_pairs: int
+    clusters: int
+    bootstraps: int
+    interval: str
+
+
+class LookupStats(TypedDict, total=False):
+    """One representation of Figure 4 (``embeddings.lookup_stats.lookup_stats``); bucket -> value maps
+    (``all``, ``head``, ``torso``, ``tail``); ``unk_token_share`` and ``requested_vocab_size`` for SPM only."""
+
+    name: str
+    kind: str
+    table_rows: int
+    tables: int
+    mean_lookups: dict[str, float | None]
+    items: dict[str, int]
+    unk_token_share: float
+    requested_vocab_size: int
+
+
+class LookupReport(TypedDict):
+    """Figure 4's numbers (``embeddings.lookup_stats.lookup_report``)."""
+
+    sid_levels: int
+    codebook_size: int
+    sid_space: str
+    sid_table: str
+    items: int
+    impressions: int
+    bucket_definition: str
+    representations: list[LookupStats]
+    warnings: list[str]
+
+
+class Stage1Analysis(TypedDict):
+    """``semid.analysis.stage1_analysis``: Table 1 with intervals and Figure 4's lookup statistics."""
+
+    table1: Table1WithIntervals
+    lookups: LookupReport
+
+
+class SubtrieNode(TypedDict, total=False):
+    """A node of a SID sub-trie (``semid.rqvae.report.subtrie``): a leaf has ``titles``, an inner node
+    ``children``; ``code`` on children, ``prefix`` on the root."""
+
+    prefix: list[int]
+    code: int
+    items: int
+    titles: list[str]
+    more_items: int
+    children: list[SubtrieNode]
+    more_children: int
+    more_children_items: int
+
+
+class SidReport(TypedDict, total=False):
+    """``semid sids report`` (``semid.rqvae.report.sid_report``); ``subtrie`` when a prefix was asked for."""
+
+    items: int
+    missing_from_corpus: int
+    levels: int
+    codebook_size: int
+    collision_suffix: bool
+    rqvae_fingerprint: str
+    table_fingerprint: str
+    table1: Table1
+    utilisation_per_level: list[float]
+    perplexity_per_level: list[float]
+    uniqueness: Uniqueness
+    collision_histogram: dict[int, int]
+    subtrie: SubtrieNode
+
+
+class LevelAgreement(TypedDict):
+    level: int
+    agreement: float
+    raw_agreement: float
+
+
+class PrefixStability(TypedDict):
+    """Item pairs sharing a prefix of length n in table A, in B, in both (``semid.rqvae.compare``)."""
+
+    n: int
+    pairs_a: int
+    pairs_b: int
+    pairs_both: int
+    a_pairs_kept_in_b: float | None
+    b_pairs_kept_in_a: float | None
+
+
+class SidComparison(TypedDict):
+    """``semid sids compare`` (``semid.rqvae.compare.compare_tables``)."""
+
+    items_a: int
+    items_b: int
+    common_items: int
+    levels_compared: int
+    matching: str
+    same_rqvae: bool
+    identical_sids: float
+    per_level: list[LevelAgreement]
+    prefix_stability: list[PrefixStability]
+
+
+class QuantizerBenchRow(_OptionalCodes, total=False):
+    """One quantizer of ``semid sids bench`` (``semid.rqvae.bench._measure``): ``method`` and either
+    ``skipped`` or the measurements (with ``CodesSummary``'s keys)."""
+
+    method: str
+    skipped: str
+    relative_error: float
+    fit_seconds: float
+    encode_items_per_s: int
+    note: str
+
+
+class QuantizerBench(TypedDict):
+    """``semid sids bench`` (``semid.rqvae.bench.bench_peers``)."""
+
+    corpus: str
+    corpus_fingerprint: str
+    items: int
+    dim: int
+    levels: int
+    codebook_size: int
+    torch_threads: int
+    rows: list[QuantizerBenchRow]
+
+
+# -- the report's quantizer table (semid.quantizer_report) ----------------------------------------------------
+
+
+class SidCollisions(TypedDict):
+    items: int
+    unique_sid_fraction: float
+    largest_collision_group: int
+
+
+class QuantizerVariant(TypedDict):
+    """One Stage-1 variant of the quantizer table, with its health."""
+
+    name: str
+    quantizer: str
+    collision_suffix: bool
+    levels: int
+    sids: str
+    relative_error_heldout: float | None
+    relative_error_all: float | None
+    utilisation_mean: float | None
+    items: int
+    unique_sid_fraction: float
+    largest_collision_group: int
+
+
+class QuantizerArm(TypedDict, total=False):
+    """A variant's arm in one setting and representation: AUCs and the paired Δ% vs the main RQ-VAE's SIDs."""
+
+    seeds: list[int]
+    auc: dict[str, EstimateDict]
+    vs_rqvae_pct: dict[str, EstimateDict]
+
+
+class QuantizerSummary(TypedDict):
+    """report.json's ``quantizers`` (``semid.quantizer_report.quantizer_summary``); ``ranking``: setting ->
+    representation -> variant -> arm."""
+
+    reference: str
+    variants: list[QuantizerVariant]
+    ranking: dict[str, dict[str, dict[str, QuantizerArm]]]
+
+
+
+class StudyVariant(TypedDict):
+    """One Stage-1 variant of the quantizer study (``semid.experiment``'s ``quantizer_study``): its model and SID
+    table, and the health of its quantizer (``all_items``, ``heldout``; None where health.json lacks it)."""
+
+    name: str
+    model: str
+    sids: str
+    quantizer: str
+    collision_suffix: bool
+    levels: int
+    health: dict[str, SidHealth | None]
+
+
+class QuantizerStudy(TypedDict):
+    """The quantizer study as the experiment hands it to the report: every variant and its fits."""
+
+    representations: list[str]
+    variants: list[StudyVariant]
+    results: list[FitResults]
+
+
+class StabilityStudy(TypedDict):
+    """Appendix A.2 as the experiment hands it to the report (``semid.experiment``'s ``stability``): the fits
+    driven by the early and the late RQ-VAE (tag -> results) and the agreement of their SID tables."""
+
+    representation: str
+    early_days: list[int]
+    late_days: list[int]
+    results: dict[str, FitResults]
+    agreement: SidComparison
+
+
+# -- benchmarks and serving --------------------------------------------------------------------------------
+
+
+class ChildRun(TypedDict):
+    """A benchmark child process run to completion (``semid.bench.scale.run_child``)."""
+
+    rc: int
+    wall_s: float
+    peak_rss_mb: float
+    tree_peak_rss_mb: float
+    killed_over_max_rss: bool
+    timed_out: bool
+    tail: list[str]
+    output: str
+    command: str
+
+
+class GpuDevice(TypedDict):
+    """The CUDA device ``semid bench gpu`` ran on (``semid.bench.gpu.require_cuda``)."""
+
+    name: str
+    count: int
+    memory_gb: float
+    capability: str
+    torch: str
+    cuda: str | None
+    nccl: str | None
+
+
+
+class GpuCheck(TypedDict, total=False):
+    """``semid bench gpu`` (``semid.bench.gpu.run_gpu_check``): each check's child run (``ChildRun`` without its
+    output, with ``ok`` and what the check measured), the device and the machine."""
+
+    benchmark: str
+    device: GpuDevice
+    machine: dict[str, object]
+    checks: dict[str, JsonObject]
+    wall_s: float
+    ok: bool
+
+
+class LookupTarget(TypedDict):
+    """One target of the lookup benchmark over every measured configuration (``semid.bench.lookups``)."""
+
+    description: str
+    met: int
+    of: int
+    worst_ratio: float
+    worst_case: str
+    median_ratio: float
+
+
+
+class LookupBench(TypedDict, total=False):
+    """``semid bench lookups`` (``semid.bench.lookups.run_lookup_bench``); ``results``: one record per (layout,
+    rows, distribution) with per-mode figures and ratios (keys named after the mode: JSON objects)."""
+
+    benchmark: str
+    machine: dict[str, object]
+    config: JsonObject
+    spm_mean_lookups: float
+    stream_copy_gb_per_s: float
+    results: list[JsonObject]
+    targets: dict[str, LookupTarget]
+    targets_dmp: dict[str, LookupTarget]
+
+
+class Throughput(TypedDict):
+    """One contender's speed in one mode of the lookup benchmark."""
+
+    ms_per_batch: float
+    lookups_per_s: float
+    samples_per_s: float
+    gb_per_s: float
+
+
+class Dmp2Train(TypedDict):
+    ms_per_batch: float
+    lookups_per_s: float
+    samples_per_s: float
+
+
+class Dmp2Rounds(TypedDict):
+    """DMP on 2 processes against the 1-process DMP train step (``semid.bench.dmp2.run_dmp2_rounds``)."""
+
+    sharding_type: str | None
+    train: Dmp2Train
+    dmp1_train_lookups_per_s: float
+    train_ratio_vs_dmp1: float
+
+
+class TableDict(TypedDict):
+    """A ranker table config as ``ranker.pt`` records it (``semid.serve.artifact.table_dicts``)."""
+
+    name: str
+    num_embeddings: int
+    embedding_dim: int
+    feature_names: list[str]
+
+
+class ServeBenchRow(TypedDict):
+    """One (artifact, batch size, path) of ``semid bench serve`` (``semid.serve.bench.run_bench``)."""
+
+    model: str
+    representation: str
+    quantization: str
+    path: str
+    batch: int
+    calls: int
+    p50_ms: float
+    p99_ms: float
+    requests_per_s: float
+
+
+class ServeBench(TypedDict):
+    rows: list[ServeBenchRow]
+    machine: dict[str, object]
+    seconds_per_cell: float
+    min_calls: int
+    rounds: int
+
+
+class RqkmeansLevel(TypedDict):
+    """One level's fit statistics of residual k-means (``semid.rqvae.rqkmeans.fit_rqkmeans``)."""
+
+    level: int
+    utilisation: float
+    largest_code: int
+    cap: int | None
+    residual_sq: float

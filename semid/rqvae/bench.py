@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ import torch
 from datamodules import open_corpus
 from semid.rqvae.data import impression_counts, split_items
 from semid.core.errors import SemidError
+from semid.core.records import QuantizerBench, QuantizerBenchRow
 from semid.rqvae.config import RqvaeConfig, cpu_threads
 from semid.rqvae.health import codes_summary, relative_error
 
@@ -33,7 +34,7 @@ _PEER_FIT_ITEMS = 65536  # faiss trains each level's k-means on at most 256 poin
 
 
 def _measure(name: str, encode: Callable[[np.ndarray], np.ndarray], decode: Callable[[np.ndarray], np.ndarray],
-             x: np.ndarray, k: int, fit_seconds: float, note: str) -> dict[str, Any]:
+             x: np.ndarray, k: int, fit_seconds: float, note: str) -> QuantizerBenchRow:
     encode(x[: min(len(x), 1024)])  # warm-up: first calls pay for allocation and thread start
     t0 = time.perf_counter()
     codes = encode(x)
@@ -44,7 +45,7 @@ def _measure(name: str, encode: Callable[[np.ndarray], np.ndarray], decode: Call
             **codes_summary(np.asarray(codes, np.int64), k)}
 
 
-def _bench_semid(corpus: Path, cfg: RqvaeConfig, x: np.ndarray) -> dict[str, Any]:
+def _bench_semid(corpus: Path, cfg: RqvaeConfig, x: np.ndarray) -> QuantizerBenchRow:
     """A quantizer trained by ``semid sids train`` (either kind), measured through its frozen export."""
     from semid.rqvae.train import train_quantizer
 
@@ -65,7 +66,7 @@ def _bench_semid(corpus: Path, cfg: RqvaeConfig, x: np.ndarray) -> dict[str, Any
                         r.fit_seconds, note + ", float64 encode")
 
 
-def _bench_faiss(fit: np.ndarray, x: np.ndarray, levels: int, k: int) -> dict[str, Any]:
+def _bench_faiss(fit: np.ndarray, x: np.ndarray, levels: int, k: int) -> QuantizerBenchRow:
     import faiss
 
     nbits = int(math.log2(k))
@@ -100,7 +101,7 @@ def _pack(codes: np.ndarray, nbits: int, code_size: int) -> np.ndarray:
     return np.packbits(bits, axis=1, bitorder="little")
 
 
-def _bench_residual_vq(cfg: RqvaeConfig, sampler: Callable[[int], np.ndarray], x: np.ndarray) -> dict[str, Any]:
+def _bench_residual_vq(cfg: RqvaeConfig, sampler: Callable[[int], np.ndarray], x: np.ndarray) -> QuantizerBenchRow:
     from vector_quantize_pytorch import ResidualVQ
 
     levels, k = cfg.model.levels, cfg.model.codebook_size
@@ -130,7 +131,7 @@ def _bench_residual_vq(cfg: RqvaeConfig, sampler: Callable[[int], np.ndarray], x
                     f"EMA decay 0.99, k-means init, dead-code expiry (threshold 2), {cfg.train.steps} steps")
 
 
-def bench_peers(corpus_path: str | Path, cfg: RqvaeConfig) -> dict[str, Any]:
+def bench_peers(corpus_path: str | Path, cfg: RqvaeConfig) -> QuantizerBench:
     for module in ("faiss", "vector_quantize_pytorch"):
         # imported before cpu_threads so that the thread setting reaches faiss too
         try:
@@ -142,7 +143,7 @@ def bench_peers(corpus_path: str | Path, cfg: RqvaeConfig) -> dict[str, Any]:
         return _bench(corpus_path, cfg)
 
 
-def _bench(corpus_path: str | Path, cfg: RqvaeConfig) -> dict[str, Any]:
+def _bench(corpus_path: str | Path, cfg: RqvaeConfig) -> QuantizerBench:
     corpus = open_corpus(corpus_path)
     items = corpus.read_items(columns=["item_id", "embedding", "first_day"])
     x = items.embedding
@@ -166,7 +167,7 @@ def _bench(corpus_path: str | Path, cfg: RqvaeConfig) -> dict[str, Any]:
             "torch_threads": torch.get_num_threads(), "rows": rows}
 
 
-def render_bench(result: dict[str, Any]) -> None:
+def render_bench(result: QuantizerBench) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -185,7 +186,7 @@ def render_bench(result: dict[str, Any]) -> None:
     Console().print(t)
 
 
-def markdown_table(result: dict[str, Any]) -> str:
+def markdown_table(result: QuantizerBench) -> str:
     lines = ["| method | rel. error ‖x−x̂‖/‖x‖ | utilisation per level | unique SIDs | largest collision | "
              "fit s | encode items/s |", "|---|---|---|---|---|---|---|"]
     for r in result["rows"]:

@@ -13,13 +13,14 @@ hold them (a sum in which every other rank adds zeros, exact in floating point).
 """
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
 import lightning as L
 import torch
 import torch.distributed as dist
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
+from semid.core.records import CodebookAgreementResult
 from semid.rqvae.health import CodeUsage
 from semid.rqvae.module import RqvaeModule
 
@@ -217,8 +218,8 @@ class CodebookAgreement(L.Callback):
     all ranks' codebooks are gathered and compared with rank 0's. One process: trivially identical."""
 
     def __init__(self) -> None:
-        self.result: dict[str, Any] = {"world_size": 1, "codebooks_identical_across_ranks": True,
-                                       "max_abs_codebook_difference": 0.0}
+        self.result: CodebookAgreementResult = {"world_size": 1, "codebooks_identical_across_ranks": True,
+                                                       "max_abs_codebook_difference": 0.0}
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert isinstance(pl_module, RqvaeModule)

@@ -9,11 +9,10 @@
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from semid.core.errors import SemidError
+from semid.core.records import LevelAgreement, PrefixStability, SidComparison
 from semid.rqvae.health import sid_groups
 from semid.rqvae.sid_table import SidTable
 
@@ -50,7 +49,7 @@ def _pairs(sizes: np.ndarray) -> int:
     return int((s * (s - 1) // 2).sum())
 
 
-def prefix_pair_stability(a: np.ndarray, b: np.ndarray, n: int) -> dict[str, Any]:
+def prefix_pair_stability(a: np.ndarray, b: np.ndarray, n: int) -> PrefixStability:
     """Pairs sharing a prefix of length n in A, in B, in both; shares of each kept by the other."""
     ga, sa = sid_groups(a[:, :n])
     gb, sb = sid_groups(b[:, :n])
@@ -60,13 +59,13 @@ def prefix_pair_stability(a: np.ndarray, b: np.ndarray, n: int) -> dict[str, Any
             "a_pairs_kept_in_b": both / pa if pa else None, "b_pairs_kept_in_a": both / pb if pb else None}
 
 
-def compare_tables(a: SidTable, b: SidTable) -> dict[str, Any]:
+def compare_tables(a: SidTable, b: SidTable) -> SidComparison:
     common, ia, ib = np.intersect1d(a.item_id, b.item_id, assume_unique=True, return_indices=True)
     if len(common) == 0:
         raise SemidError("the two SID tables have no item in common; compare tables of the same corpus")
     ca, cb = a.codes[ia], b.codes[ib]
     levels = min(a.levels, b.levels)
-    per_level = []
+    per_level: list[LevelAgreement] = []
     method = "identity"
     for level in range(levels):
         matched, method = match_codes(ca[:, level], cb[:, level], a.codebook_size, b.codebook_size)
@@ -82,7 +81,7 @@ def compare_tables(a: SidTable, b: SidTable) -> dict[str, Any]:
     }
 
 
-def render_compare(result: dict[str, Any]) -> None:
+def render_compare(result: SidComparison) -> None:
     from rich.console import Console
     from rich.table import Table
 

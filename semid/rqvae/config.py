@@ -16,10 +16,11 @@ import importlib.util
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from semid.core.config import apply_overrides, from_dict, load_layered, to_dict
 from semid.core.fingerprint import fingerprint_of
+from semid.core.records import JsonObject
 
 LOGGERS = ("csv", "wandb")
 LR_SCHEDULES = ("cosine", "constant")
@@ -165,7 +166,7 @@ def load_rqvae_config(name_or_path: str | Path, overrides: list[str] | None = No
     return from_dict(RqvaeConfig, apply_overrides(data, overrides or []), where=str(path))
 
 
-def config_from_dict(data: dict[str, Any], where: str = "rqvae config") -> RqvaeConfig:
+def config_from_dict(data: JsonObject, where: str = "rqvae config") -> RqvaeConfig:
     return from_dict(RqvaeConfig, data, where=where)
 
 
@@ -176,7 +177,7 @@ def kmeans_backend(requested: str) -> str:
     return "faiss" if importlib.util.find_spec("faiss") is not None else "torch"
 
 
-def learned_part(cfg: RqvaeConfig) -> dict[str, Any]:
+def learned_part(cfg: RqvaeConfig) -> JsonObject:
     """The part of the config that decides the learned model, without ``model.input_dim``, which the corpus
     fixes (so a config with it unset or set to the corpus dimension names the same model).
 

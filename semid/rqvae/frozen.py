@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ import torch
 from semid.core.artifacts import atomic_path
 from semid.core.config import to_dict
 from semid.core.errors import SemidError
+from semid.core.records import JsonObject
 from semid.rqvae.config import RqvaeConfig, config_from_dict, rqvae_fingerprint
 from semid.rqvae.model import Rqvae
 from semid.rqvae.rqkmeans import RqkmeansModel
@@ -90,11 +91,24 @@ class FrozenRqvae:
         return out
 
 
+
+class FrozenExport(TypedDict):
+    """What an export file holds (``torch.save``d; read back with ``weights_only=True``)."""
+
+    format: str
+    version: int
+    state_dict: dict[str, torch.Tensor]
+    config: JsonObject  # ``to_dict`` of the RqvaeConfig
+    fingerprint: str
+    corpus_fingerprint: str
+    dead_code_resets: list[int]
+
+
 def export_frozen(path: str | Path, model: Rqvae | RqkmeansModel, cfg: RqvaeConfig, corpus_fingerprint: str,
                   dead_code_resets: list[int]) -> Path:
     """Write the export atomically; the fingerprint is recomputed here so it always matches ``cfg``."""
     path = Path(path)
-    payload: dict[str, Any] = {
+    payload: FrozenExport = {
         "format": _FORMAT, "version": _VERSION,
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "config": to_dict(cfg),

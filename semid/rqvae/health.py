@@ -12,6 +12,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from semid.core.records import CodesSummary, Uniqueness
+
 
 def code_counts(codes: np.ndarray, codebook_size: int) -> np.ndarray:
     """How often each code is used per level: codes [N, L] -> counts [L, K]."""
@@ -42,7 +44,7 @@ def sid_groups(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inverse.reshape(-1).astype(np.int64), sizes.astype(np.int64)
 
 
-def uniqueness(codes: np.ndarray) -> dict[str, float | int]:
+def uniqueness(codes: np.ndarray) -> Uniqueness:
     """Unique-SID fraction and the largest collision group of full SIDs [N, L]."""
     if len(codes) == 0:
         return {"items": 0, "unique_sids": 0, "unique_sid_fraction": 0.0, "largest_collision_group": 0,
@@ -67,16 +69,20 @@ def relative_error(x: np.ndarray | Tensor, x_hat: np.ndarray | Tensor) -> float:
     return total / n if n else 0.0
 
 
+def _float64(a: np.ndarray | Tensor) -> Tensor:
+    # a copy: torch.as_tensor of a read-only array (a memory-mapped chunk) warns on every run
+    return torch.from_numpy(np.array(a, dtype=np.float64)) if isinstance(a, np.ndarray) else a.to(torch.float64)
+
+
 def relative_error_sum(x: np.ndarray | Tensor, x_hat: np.ndarray | Tensor) -> tuple[float, int]:
     """(sum over items of ||x - x̂|| / ||x||, number of items with ||x|| > 0): the mean, a chunk at a time."""
-    x = torch.as_tensor(x, dtype=torch.float64)
-    x_hat = torch.as_tensor(x_hat, dtype=torch.float64)
+    x, x_hat = _float64(x), _float64(x_hat)
     norm = x.norm(dim=1)
     ok = norm > 0
     return float(((x - x_hat).norm(dim=1)[ok] / norm[ok]).sum()), int(ok.sum())
 
 
-def codes_summary(codes: np.ndarray, codebook_size: int) -> dict[str, object]:
+def codes_summary(codes: np.ndarray, codebook_size: int) -> CodesSummary:
     """Utilisation, perplexity and uniqueness of a set of SIDs [N, L]."""
     util, ppl = usage_stats(code_counts(codes, codebook_size))
     return {"utilisation_per_level": [round(float(u), 4) for u in util],

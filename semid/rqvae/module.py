@@ -1,14 +1,13 @@
 """The LightningModule that trains ``Rqvae``: loss, optimizer, k-means initialisation, held-out health."""
 from __future__ import annotations
 
-from typing import Any
-
 import lightning as L
 import torch
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor
 from torchmetrics import CatMetric, MeanMetric
 
+from semid.core.records import JsonObject
 from semid.rqvae.config import ModelConfig, TrainConfig
 from semid.rqvae.health import CodeUsage, uniqueness
 from semid.rqvae.model import Rqvae, rqvae_loss
@@ -20,7 +19,7 @@ _FINAL_METRICS = ("train/loss", "train/recon", "train/rel_error")
 class RqvaeModule(L.LightningModule):
     """Training of ``Rqvae``. Dead-code resets and train-time code usage live in callbacks."""
 
-    def __init__(self, model: dict[str, Any], train: dict[str, Any]) -> None:
+    def __init__(self, model: JsonObject, train: JsonObject) -> None:
         """``model``/``train``: ``to_dict`` of a ``ModelConfig``/``TrainConfig`` (plain dicts, so that
         ``save_hyperparameters`` stores them in checkpoints)."""
         super().__init__()

@@ -14,10 +14,11 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from semid.core.artifacts import write_json
 from semid.core.errors import SemidError
+from semid.core.records import JsonObject
 
 MARKER = "partial.json"
 
@@ -41,7 +42,7 @@ class Partial:
 
 
 @contextlib.contextmanager
-def claim_partial(out: str | Path, fingerprint: str, info: dict[str, Any], *, keep: bool, discard_other: bool,
+def claim_partial(out: str | Path, fingerprint: str, info: JsonObject, *, keep: bool, discard_other: bool,
                   command: str) -> Iterator[Partial]:
     """Lock ``<out>.partial/`` and return it, resumable if it holds work for ``fingerprint``.
 

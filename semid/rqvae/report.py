@@ -11,13 +11,14 @@ the whole corpus.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from datamodules import Items
 from semid.core.errors import SemidError
+from semid.core.records import SidReport, SubtrieNode, Table1, Table1Row
 from semid.rqvae.health import code_counts, collision_histogram, sid_groups, uniqueness, usage_stats
 from semid.rqvae.sid_table import SidTable
 
@@ -65,10 +66,10 @@ def pair_similarity(unit: torch.Tensor, group: np.ndarray) -> tuple[float | None
     return total / pairs, int(pairs)
 
 
-def table1(codes: np.ndarray, embedding: np.ndarray) -> dict[str, Any]:
+def table1(codes: np.ndarray, embedding: np.ndarray) -> Table1:
     """Rows n = 1..L of the paper's Table 1, plus the random-pair baseline."""
     unit = _unit(embedding)
-    rows = []
+    rows: list[Table1Row] = []
     for n in range(1, codes.shape[1] + 1):
         group, sizes = sid_groups(codes[:, :n])
         sim, pairs = pair_similarity(unit, group)
@@ -80,7 +81,7 @@ def table1(codes: np.ndarray, embedding: np.ndarray) -> dict[str, Any]:
     return {"rows": rows, "random_pair_baseline": baseline, "random_pairs": pairs}
 
 
-def subtrie(joined: Joined, prefix: tuple[int, ...], max_children: int = 8, max_items: int = 5) -> dict[str, Any]:
+def subtrie(joined: Joined, prefix: tuple[int, ...], max_children: int = 8, max_items: int = 5) -> SubtrieNode:
     """The tree under ``prefix``: nested {code, items, children | titles}, largest branches first."""
     levels = joined.codes.shape[1]
     if len(prefix) > levels:
@@ -95,8 +96,8 @@ def subtrie(joined: Joined, prefix: tuple[int, ...], max_children: int = 8, max_
         t = joined.titles[r] if joined.titles is not None else None
         return f"{int(joined.item_id[r])}: {t}" if t else f"item {int(joined.item_id[r])}"
 
-    def node(rows: np.ndarray, depth: int) -> dict[str, Any]:
-        out: dict[str, Any] = {"items": int(len(rows))}
+    def node(rows: np.ndarray, depth: int) -> SubtrieNode:
+        out: SubtrieNode = {"items": int(len(rows))}
         if depth == levels:
             out["titles"] = [label(r) for r in rows[:max_items]]
             out["more_items"] = int(max(0, len(rows) - max_items))
@@ -114,10 +115,10 @@ def subtrie(joined: Joined, prefix: tuple[int, ...], max_children: int = 8, max_
 
 
 def sid_report(table: SidTable, items: Items, prefix: tuple[int, ...] | None = None,
-               max_children: int = 8, max_items: int = 5) -> dict[str, Any]:
+               max_children: int = 8, max_items: int = 5) -> SidReport:
     joined = join(table, items)
     util, ppl = usage_stats(code_counts(joined.codes, table.codebook_size))
-    report: dict[str, Any] = {
+    report: SidReport = {
         "items": int(len(joined.item_id)), "missing_from_corpus": joined.missing_from_corpus,
         "levels": table.levels, "codebook_size": table.codebook_size, "collision_suffix": table.collision_suffix,
         "rqvae_fingerprint": table.rqvae_fingerprint, "table_fingerprint": table.fingerprint,
@@ -153,7 +154,7 @@ def _bucket(sizes: dict[int, int]) -> list[tuple[str, int, int]]:
     return out
 
 
-def render_report(report: dict[str, Any]) -> None:
+def render_report(report: SidReport) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.tree import Tree
@@ -198,7 +199,7 @@ def render_report(report: dict[str, Any]) -> None:
         console.print(tree)
 
 
-def _add_tree(parent: Tree, node: dict[str, Any]) -> None:
+def _add_tree(parent: Tree, node: SubtrieNode) -> None:
     for title in node.get("titles", []):
         parent.add(title)
     if node.get("more_items"):

@@ -39,13 +39,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from semid.core.records import RqkmeansLevel
 from semid.rqvae.config import RqkmeansConfig, kmeans_backend
 from semid.rqvae.quantizer import CHUNK_ROWS, code_costs, kmeans, nearest_code, residual_encode
 
@@ -86,7 +86,7 @@ class RqkmeansFit:
     prices: Tensor  # [L, K] float64
     backend: str  # "faiss" | "torch"
     backend_detail: str  # what ran, with its version
-    levels: list[dict[str, Any]] = field(default_factory=list)  # per-level fit statistics
+    levels: list[RqkmeansLevel] = field(default_factory=list)  # per-level fit statistics
 
     def model(self) -> RqkmeansModel:
         levels, k, d = self.codebooks.shape

@@ -36,7 +36,7 @@ import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import lightning as L
 import numpy as np
@@ -58,6 +58,7 @@ from semid.core.loggers import build_loggers
 from semid.core.kill_hook import kill_hooks
 from semid.core.progress import enabled as progress_enabled
 from semid.core.quiet import quiet_libraries
+from semid.core.records import JsonObject, QuantizerHealth, SidHealth
 from semid.rqvae.callbacks import CodebookAgreement, DeadCodeReset, TrainCodeUsage
 from semid.rqvae.config import RqvaeConfig, cpu_threads, kmeans_backend, rqvae_fingerprint
 from semid.rqvae.data import impression_counts, impression_draws, split_items
@@ -74,7 +75,7 @@ HEALTH_FILE = "health.json"
 class TrainResult:
     out: Path
     model: FrozenRqvae
-    health: dict[str, Any]
+    health: QuantizerHealth
     fit_seconds: float  # over every attempt of the run
     resumed_from_step: int | None = None  # the checkpoint an interrupted run continued from
     up_to_date: bool = False  # nothing to do: ``out`` already held this run, complete
@@ -114,7 +115,7 @@ class _RunRecord(L.Callback):
         self._started = time.perf_counter()
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
+                           checkpoint: dict[str, object]) -> None:
         for lg in trainer.loggers:
             if isinstance(lg, CSVLogger):
                 lg.save()  # the rows logged so far are on disk with the checkpoint
@@ -131,8 +132,8 @@ class _AtomicCheckpointIO(TorchCheckpointIO):
     (Lightning's own transaction stages the file in the system temp dir, possibly another file system, and
     copies it over)."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path,
-                        storage_options: Any | None = None) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, object], path: str | Path,
+                        storage_options: object = None) -> None:
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
 
@@ -147,7 +148,7 @@ def _loggers(cfg: RqvaeConfig, run_dir: Path, fingerprint: str, out: Path) -> li
 HEALTH_CHUNK_ROWS = 65536  # items per pass of the health statistics: float64 temporaries of ~0.5 GB at dim 256
 
 
-def sid_health(model: FrozenRqvae, embedding: np.ndarray | Iterable[np.ndarray], batch_size: int) -> dict[str, Any]:
+def sid_health(model: FrozenRqvae, embedding: np.ndarray | Iterable[np.ndarray], batch_size: int) -> SidHealth:
     """Reconstruction and SID statistics of ``model`` on ``embedding`` [N, D], or on chunks of it (an iterator
     of [n, D] arrays, e.g. items.parquet a record batch at a time): either way only ``HEALTH_CHUNK_ROWS`` rows
     are encoded, decoded and compared at once, so the all-items health of a 10M-item corpus holds its SIDs
@@ -187,9 +188,9 @@ def train_quantizer(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, 
 train_rqvae = train_quantizer
 
 
-def _health(fingerprint: str, corpus_fp: str, corpus: Corpus, cfg: RqvaeConfig, train: dict[str, Any],
-            quantizer: dict[str, Any], frozen: FrozenRqvae, emb: np.ndarray | None,
-            heldout: np.ndarray) -> dict[str, Any]:
+def _health(fingerprint: str, corpus_fp: str, corpus: Corpus, cfg: RqvaeConfig, train: JsonObject,
+            quantizer: JsonObject, frozen: FrozenRqvae, emb: np.ndarray | None,
+            heldout: np.ndarray) -> QuantizerHealth:
     """``health.json``: the same keys for every quantizer (``quantizer`` and ``train`` say what ran). ``emb``:
     every item's embedding, or None to stream them from the corpus; ``heldout``: the hold-out's embeddings."""
     bs = cfg.run.encode_batch_size
@@ -210,7 +211,7 @@ MIN_UTILISATION = 0.25  # share of a level's codes in use
 MIN_DISTINCT = 0.10  # distinct SIDs, as a share of what the items and the codebook allow (min(N, K^L))
 
 
-def collapse_warnings(health: dict[str, Any], levels: int, k: int) -> list[str]:
+def collapse_warnings(health: SidHealth, levels: int, k: int) -> list[str]:
     """Warnings for a codebook that collapsed (few codes in use, few distinct SIDs), printed and recorded
     in health.json: such SIDs carry little of the content whatever the ranker does with them."""
     out = []
@@ -394,8 +395,8 @@ def _train_rqkmeans(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, 
                  "impressed_items": int(len(sample.train_rows)), "dead_code_resets_per_level": resets,
                  "final_metrics": final, "fit_draws": rk.fit_items, "fit_items": int(len(rows)),
                  "distributed": CodebookAgreement().result}  # one process
-        quantizer: dict[str, Any] = {"kind": "rqkmeans", "backend": fit.backend, "kmeans": fit.backend_detail,
-                                     "balanced": rk.balanced, "levels": fit.levels}
+        quantizer: JsonObject = {"kind": "rqkmeans", "backend": fit.backend, "kmeans": fit.backend_detail,
+                                 "balanced": rk.balanced, "levels": fit.levels}
         if rk.balanced:
             all_sizes = code_counts(frozen.encode(emb, cfg.run.encode_batch_size), k).max(axis=1)
             quantizer["balance"] = {
@@ -444,7 +445,7 @@ def _resume_point(last: Path, fingerprint: str) -> tuple[int, int]:
     return step, int(ckpt["semid"].get("csv_rows", 0))
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
+def _flatten(d: Mapping[str, object], prefix: str = "") -> dict[str, float]:
     """Numbers of a nested dict as ``a/b/c`` keys; lists become ``..._l<i>`` (one per level)."""
     out: dict[str, float] = {}
     for k, v in d.items():

@@ -26,7 +26,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ import torch
 from semid.core.config import from_dict
 from semid.core.errors import DataError, FingerprintMismatch, SemidError
 from semid.core.fingerprint import fingerprint_bytes, fingerprint_file, fingerprint_of
-from semid.core.records import JsonObject
+from semid.core.records import JsonObject, TableDict
 
 if TYPE_CHECKING:
     from torchrec import EmbeddingBagConfig
@@ -105,7 +105,7 @@ class KnownItems:
 @dataclass
 class Artifact:
     path: Path
-    manifest: dict[str, Any]
+    manifest: JsonObject
     schema: FeatureSchema
     model: "MultitaskRanker"  # eval mode, no gradients, CPU
     cache: "TokenCache | None"  # None for Dense Input
@@ -245,7 +245,23 @@ def load_artifact(model_dir: str | Path) -> Artifact:
     return Artifact(model_dir, manifest, schema, model, cache, items, encoder)
 
 
-def _read_ranker(path: Path) -> dict[str, Any]:
+
+class RankerPayload(TypedDict):
+    """``ranker.pt`` (``semid export``; read back with ``weights_only=True``)."""
+
+    format: str
+    version: int
+    ranker: JsonObject  # the RankerConfig as a dict
+    context_dim: int
+    content_dim: int | None  # Dense Input only
+    tables: list[TableDict]
+    quantization: str  # fp32 | int8
+    state_dict: dict[str, torch.Tensor]
+    run_fingerprint: str
+    token_cache_fingerprint: str | None
+
+
+def _read_ranker(path: Path) -> RankerPayload:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for a damaged or foreign file
@@ -256,7 +272,7 @@ def _read_ranker(path: Path) -> dict[str, Any]:
     return payload
 
 
-def build_model(payload: dict[str, Any], tables: "list[EmbeddingBagConfig] | None", where: str) -> "MultitaskRanker":
+def build_model(payload: RankerPayload, tables: "list[EmbeddingBagConfig] | None", where: str) -> "MultitaskRanker":
     """The ranker of ``ranker.pt`` on the CPU, in eval mode: float tables (TorchRec ``EmbeddingBagCollection``) or
     int8 row-wise ones (``torchrec.quant.EmbeddingBagCollection``)."""
     from rankers import MultitaskRanker, RankerConfig
@@ -283,11 +299,11 @@ def build_model(payload: dict[str, Any], tables: "list[EmbeddingBagConfig] | Non
     return model.eval().requires_grad_(False)
 
 
-def table_dicts(tables: "list[EmbeddingBagConfig]") -> list[dict[str, Any]]:
+def table_dicts(tables: "list[EmbeddingBagConfig]") -> list[TableDict]:
     """JSON-able table configs recorded in ``ranker.pt`` (checked against the token cache on load)."""
     return [{"name": t.name, "num_embeddings": t.num_embeddings, "embedding_dim": t.embedding_dim,
              "feature_names": list(t.feature_names)} for t in tables]
 
 
-def schema_dict(schema: FeatureSchema) -> dict[str, Any]:
+def schema_dict(schema: FeatureSchema) -> JsonObject:
     return dataclasses.asdict(schema)

@@ -19,12 +19,11 @@ import platform
 import random
 import time
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 import torch
 
 from semid.core.artifacts import write_json
+from semid.core.records import ServeBench, ServeBenchRow
 from semid.serve.artifact import Artifact, load_artifact
 from semid.serve.requests import Requests
 from semid.serve.scorer import Scorer
@@ -117,7 +116,7 @@ def _cell(contenders: list[_Contender], path: str, batch: int, seconds: float, m
 
 def run_bench(model_dirs: list[Path], batch_sizes: list[int], *, seconds: float = 2.0, min_calls: int = 20,
               rounds: int = 5, paths: tuple[str, ...] = PATHS, threads: int | None = None, out: Path | None = None,
-              seed: int = 0) -> dict[str, Any]:
+              seed: int = 0) -> ServeBench:
     """One row per (artifact, batch size, path): calls, p50 / p99 ms, requests/s (``seconds`` of timed calls per
     artifact and cell, at least ``min_calls``)."""
     if threads:
@@ -125,7 +124,7 @@ def run_bench(model_dirs: list[Path], batch_sizes: list[int], *, seconds: float 
     load_before = os.getloadavg()
     contenders = [_Contender(load_artifact(d), batch_sizes, paths, seed) for d in model_dirs]
     rng = random.Random(seed)
-    rows = []
+    rows: list[ServeBenchRow] = []
     try:
         for b in batch_sizes:
             for path in paths:
@@ -140,10 +139,11 @@ def run_bench(model_dirs: list[Path], batch_sizes: list[int], *, seconds: float 
         for c in contenders:
             c.close()
     rows.sort(key=lambda r: (r["representation"], r["quantization"], r["batch"], PATHS.index(r["path"])))
-    result = {"rows": rows, "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                                        "torch": torch.__version__, "python": platform.python_version(),
-                                        "load_before": load_before, "load_after": os.getloadavg()},
-              "seconds_per_cell": seconds, "min_calls": min_calls, "rounds": rounds}
+    result: ServeBench = {
+        "rows": rows, "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                                  "torch": torch.__version__, "python": platform.python_version(),
+                                  "load_before": load_before, "load_after": os.getloadavg()},
+        "seconds_per_cell": seconds, "min_calls": min_calls, "rounds": rounds}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "serve.json", result)
@@ -151,7 +151,7 @@ def run_bench(model_dirs: list[Path], batch_sizes: list[int], *, seconds: float 
     return result
 
 
-def render_markdown(result: dict[str, Any]) -> str:
+def render_markdown(result: ServeBench) -> str:
     m = result["machine"]
     lines = [f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads); load average "
              f"{m['load_before'][0]:.1f} before, {m['load_after'][0]:.1f} after", "",

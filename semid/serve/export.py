@@ -15,7 +15,7 @@ import shutil
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,8 +23,8 @@ import torch
 from semid.core.artifacts import atomic_path
 from semid.core.errors import FingerprintMismatch, SemidError
 from semid.core.ids import locate
-from semid.serve.artifact import (PART_FILES, RANKER_FORMAT, CONTEXT_FEATURES, FeatureSchema, KnownItems, build_model,
-                                  load_artifact, schema_dict, seal_manifest, table_dicts)
+from semid.serve.artifact import (PART_FILES, RANKER_FORMAT, CONTEXT_FEATURES, FeatureSchema, KnownItems, RankerPayload,
+                                  build_model, load_artifact, schema_dict, seal_manifest, table_dicts)
 from semid.serve.quant import FP32, INT8, quantize
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, int8: bool = False, rqva
     state = read_ranker_state(run_dir / "checkpoints" / "last.ckpt", prev["fingerprint"])
     tables = embedding_bag_configs(cache, cfg.ranker.embedding_dim, cfg.roles) if cache is not None else None
     items = corpus.read_items(columns=["item_id", "embedding", "first_day"])
-    payload: dict[str, Any] = {
+    payload: RankerPayload = {
         "format": RANKER_FORMAT, "version": 1, "ranker": dataclasses.asdict(cfg.ranker), "context_dim": CONTEXT_DIM,
         "content_dim": items.dim if cache is None else None, "tables": table_dicts(tables) if tables else [],
         "quantization": INT8 if int8 else FP32, "state_dict": state, "run_fingerprint": prev["fingerprint"],

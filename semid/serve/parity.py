@@ -16,6 +16,7 @@ import pyarrow as pa
 import torch
 
 from semid.core.errors import SemidError
+from semid.core.records import EvalResults, JsonObject
 from semid.serve.artifact import Artifact, load_artifact
 from semid.serve.requests import requests_from_arrow
 from semid.serve.scorer import Scorer
@@ -49,14 +50,14 @@ def day_requests(corpus_path: str | Path, day: int, history_length: int = 50) ->
                      "click": pa.array(f.labels[:, 0].astype(np.int8)), "engaged": pa.array(f.labels[:, 1].astype(np.int8))})
 
 
-def reference_logits(run_dir: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+def reference_logits(run_dir: str | Path) -> tuple[np.ndarray, EvalResults]:
     """The training code's logits [n, T] on the run's evaluation day (in the day's order) and its metrics."""
     from rankers import MultitaskRanker, evaluate
     from semid.core.quiet import quiet_libraries
 
     captured: list[np.ndarray] = []
 
-    def hook(module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
+    def hook(module: torch.nn.Module, args: tuple[object, ...], output: Any) -> None:
         if isinstance(module, MultitaskRanker):
             captured.append(output.detach().float().cpu().numpy())
 
@@ -89,7 +90,7 @@ def auc(probs: np.ndarray, labels: np.ndarray) -> float | None:
 
 
 def check_parity(run_dir: str | Path, model_dir: str | Path | Artifact,
-                 reference: tuple[np.ndarray, dict[str, Any]] | None = None) -> dict[str, Any]:
+                 reference: tuple[np.ndarray, EvalResults] | None = None) -> JsonObject:
     """Export vs training code on the run's evaluation day: max |Δ logit| per task and CTR AUCs (overall, new).
     ``reference``: ``reference_logits(run_dir)`` if already computed (e.g. for an fp32 and an int8 export)."""
     from rankers import read_results
@@ -107,8 +108,8 @@ def check_parity(run_dir: str | Path, model_dir: str | Path | Artifact,
     logits, is_new = score_table(artifact, table)
     click = table["click"].to_numpy()
     sig = lambda x: torch.sigmoid(torch.from_numpy(x[:, 0].copy())).numpy()  # noqa: E731
-    out: dict[str, Any] = {"impressions": len(table), "eval_day": prev["eval_day"], "model": artifact.name,
-                           "max_abs_logit_diff": {t: float(np.abs(logits[:, i] - ref[:, i]).max())
+    out: JsonObject = {"impressions": len(table), "eval_day": prev["eval_day"], "model": artifact.name,
+                       "max_abs_logit_diff": {t: float(np.abs(logits[:, i] - ref[:, i]).max())
                                                   for i, t in enumerate(artifact.schema.tasks)}}
     for name, mask in (("overall", np.ones(len(click), bool)), ("new", is_new)):
         out[f"ctr_auc_{name}"] = {"run": prev["metrics"]["ctr"][name].get("auc"),

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from semid.core.errors import DataError, SemidError
+from semid.core.records import JsonValue
 from semid.serve.artifact import FeatureSchema
 
 COLUMNS = ("item_id", "watch_item_id", "history_item_ids", "embedding", "day", "first_day")
@@ -155,7 +154,7 @@ def _embedding_matrix(has: np.ndarray, lengths: np.ndarray, values: np.ndarray, 
 MAX_JSON_REQUESTS = 65536
 
 
-def requests_from_json(body: Any, schema: FeatureSchema) -> Requests:
+def requests_from_json(body: JsonValue, schema: FeatureSchema) -> Requests:
     """Requests from a decoded JSON body ``{"requests": [{"item_id": 1, ...}, ...]}``; ``RequestError`` names the
     first bad field (``requests[3].history_item_ids``)."""
     if not isinstance(body, dict) or "requests" not in body:
@@ -221,7 +220,7 @@ def requests_from_json(body: Any, schema: FeatureSchema) -> Requests:
 _INT64_MAX = 2 ** 63 - 1
 
 
-def _json_id(x: Any, at: str) -> int:
+def _json_id(x: JsonValue, at: str) -> int:
     if isinstance(x, bool) or not isinstance(x, int):
         raise RequestError(f"{at} must be a non-negative integer, not {json_type(x)}")
     if x < 0 or x > _INT64_MAX:
@@ -229,7 +228,7 @@ def _json_id(x: Any, at: str) -> int:
     return x
 
 
-def _json_ids(xs: list[Any], at: str) -> list[int]:
+def _json_ids(xs: list[JsonValue], at: str) -> list[int]:
     """A list of ids, checked in bulk, element by element only to name a bad one (histories of up to 50 items:
     one ``_json_id`` per element took 110 ms per 1024-request batch, the bulk check 13 ms)."""
     if all(type(x) is int for x in xs) and (not xs or (min(xs) >= 0 and max(xs) <= _INT64_MAX)):  # bool is not int
@@ -237,6 +236,6 @@ def _json_ids(xs: list[Any], at: str) -> list[int]:
     return [_json_id(x, f"{at}[{j}]") for j, x in enumerate(xs)]
 
 
-def json_type(x: Any) -> str:
+def json_type(x: object) -> str:
     return {type(None): "null", bool: "a boolean", str: "a string", float: "a float", list: "a list",
             dict: "an object"}.get(type(x), type(x).__name__)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,6 +17,7 @@ import pyarrow.parquet as pq
 from semid.core.artifacts import atomic_path
 from semid.core.errors import DataError
 from semid.core.progress import bar
+from semid.core.records import JsonObject
 from semid.serve.artifact import Artifact, FeatureSchema, load_artifact
 from semid.serve.requests import requests_from_arrow
 from semid.serve.scorer import STATUS, Scorer, Scores
@@ -41,7 +40,7 @@ def output_table(batch: pa.RecordBatch | pa.Table, scores: Scores, schema: Featu
 
 
 def score_file(model: str | Path | Artifact, requests: str | Path, out: str | Path, *, batch_size: int = DEFAULT_BATCH,
-               allow_unknown: bool = False) -> dict[str, Any]:
+               allow_unknown: bool = False) -> JsonObject:
     """Score every row of ``requests`` into ``out``; returns a summary (rows, new / unknown candidates, AUCs)."""
     from torchmetrics.functional.classification import binary_auroc
     import torch
@@ -88,8 +87,8 @@ def score_file(model: str | Path | Artifact, requests: str | Path, out: str | Pa
             if writer is not None:
                 writer.close()
     seconds = time.perf_counter() - t0
-    summary: dict[str, Any] = {"rows": n, "out": str(out), "seconds": seconds, "model": artifact.fingerprint,
-                               **{STATUS[i]: int(c) for i, c in enumerate(counts)}}
+    summary: JsonObject = {"rows": n, "out": str(out), "seconds": seconds, "model": artifact.fingerprint,
+                           **{STATUS[i]: int(c) for i, c in enumerate(counts)}}
     if clicks:
         y, p, is_new = np.concatenate(clicks), np.concatenate(ctr), np.concatenate(new)
         for name, mask in (("overall", np.ones(len(y), bool)), ("new", is_new)):
@@ -99,7 +98,7 @@ def score_file(model: str | Path | Artifact, requests: str | Path, out: str | Pa
     return summary
 
 
-def summary_line(s: dict[str, Any]) -> str:
+def summary_line(s: JsonObject) -> str:
     rate = s["rows"] / s["seconds"] if s["seconds"] > 0 else float("nan")
     line = (f"scored {s['rows']:,} requests in {s['seconds']:.2f} s ({rate:,.0f}/s): {s['known']:,} known, {s['new']:,} "
             f"new (represented on the fly), {s['unknown']:,} unknown candidates -> {s['out']}")

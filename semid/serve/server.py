@@ -28,11 +28,12 @@ import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
 from semid.core.errors import SemidError
+from semid.core.records import JsonObject, JsonValue
 from semid.serve.artifact import Artifact, load_artifact, schema_dict
 from semid.serve.requests import RequestError, UnknownItemError, json_type, requests_from_json
 from semid.serve.scorer import STATUS, Scorer
@@ -100,7 +101,7 @@ class ModelServer:
 
     # -- what the handler calls ---------------------------------------------------------------------------
 
-    def readiness(self) -> tuple[int, dict[str, Any]]:
+    def readiness(self) -> tuple[int, JsonObject]:
         if self.scorer is not None:
             a = self.scorer.artifact
             return 200, {"status": "ready", "model": a.fingerprint, "representation": a.schema.representation,
@@ -109,7 +110,7 @@ class ModelServer:
             return 503, {"status": "failed", "error": self.load_error}
         return 503, {"status": "loading"}
 
-    def score(self, body: Any) -> tuple[int, dict[str, Any]]:
+    def score(self, body: JsonValue) -> tuple[int, JsonObject]:
         scorer = self.scorer
         if scorer is None:
             return 503, {"error": self.load_error or "the model is still loading (poll /readyz)"}
@@ -123,7 +124,7 @@ class ModelServer:
         s = scorer.score(req, where="request", allow_unknown=allow)
         probs = s.probabilities
         tasks = scorer.schema.tasks
-        rows: list[dict[str, Any]] = [
+        rows: list[JsonObject] = [
             {**{t: float(p) for t, p in zip(tasks, pr)}, **{f"{t}_logit": float(x) for t, x in zip(tasks, lr)},
              "status": STATUS[st]} for pr, lr, st in zip(probs.tolist(), s.logits.tolist(), s.status.tolist())]
         if s.sid is not None:
@@ -205,7 +206,7 @@ def _handler(app: ModelServer) -> type[BaseHTTPRequestHandler]:
 
         do_PUT = do_DELETE = do_PATCH = _method_not_allowed  # noqa: N815
 
-        def _body(self) -> Any:
+        def _body(self) -> JsonValue:
             """The decoded JSON body, or None after answering why there is none."""
             length = self.headers.get("Content-Length")
             if length is None:
@@ -237,7 +238,7 @@ def _handler(app: ModelServer) -> type[BaseHTTPRequestHandler]:
         def _not_found(self, path: str) -> None:
             self._send(404, {"error": f"no endpoint {path} (POST /score; GET /healthz, /readyz, /schema)"})
 
-        def _send(self, code: int, obj: dict[str, Any], allow: str | None = None) -> None:
+        def _send(self, code: int, obj: JsonObject, allow: str | None = None) -> None:
             data = (json.dumps(obj) + "\n").encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
@@ -254,7 +255,7 @@ def _handler(app: ModelServer) -> type[BaseHTTPRequestHandler]:
             self.close_connection = True
             self._send(code, {"error": message or HTTPStatus(code).phrase})
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             pass  # one line per scored batch is logged in do_POST (when a log is given)
 
     return Handler

@@ -12,30 +12,29 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
-
 import pytest
 
 from semid.core.loggers import wandb_mode, wandb_run_id
+from semid.core.records import JsonObject
 from tests.rankers.conftest import FAST
 
 WANDB = str(Path(sys.executable).parent / "wandb")
 
 
-def wandb_records(run_dir: Path) -> list[dict[str, Any]]:
+def wandb_records(run_dir: Path) -> list[JsonObject]:
     """Every record of an offline run's ``.wandb`` log, as wandb's reader prints them (one JSON per line)."""
     out = subprocess.run([WANDB, "leet", "inspect", "--json", str(run_dir)], capture_output=True, text=True,
                          check=True, timeout=120).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def wandb_history(run_dir: Path) -> list[dict[str, Any]]:
+def wandb_history(run_dir: Path) -> list[JsonObject]:
     """The run's history rows in order, each with wandb's own ``_step``."""
     return [{**r["history"]["item"], "_step": r["history"]["step"].get("num", 0)}
             for r in wandb_records(run_dir) if r["type"] == "history"]
 
 
-def _metrics(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _metrics(rows: list[JsonObject]) -> list[JsonObject]:
     """Rows without wandb's bookkeeping (wall-clock times, its own step counter)."""
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
 

@@ -6,18 +6,17 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
-
 import pytest
 
 from semid.core.artifacts import write_json
 from semid.core.config import ConfigFieldError
 from semid.core.loggers import wandb_run_id
+from semid.core.records import EstimateDict, JsonObject
 from semid.wandb_summary import FINDING_COLUMNS, MARKER, check_setting, is_logged, log_summary, wanted
 from tests.rankers.test_wandb_resume import wandb_records
 
 
-def _auc(estimate: float | None, items: int, undefined: str | None = None) -> dict[str, Any]:
+def _auc(estimate: float | None, items: int, undefined: str | None = None) -> EstimateDict:
     if estimate is None:
         return {"estimate": None, "ci_low": None, "ci_high": None, "items": items, "impressions": 0,
                 "n_seeds": 1, "n_periods": 1, "undefined": undefined}
@@ -25,7 +24,7 @@ def _auc(estimate: float | None, items: int, undefined: str | None = None) -> di
             "impressions": 10 * items, "n_seeds": 1, "n_periods": 1, "undefined": None}
 
 
-def _report(fingerprint: str) -> dict[str, Any]:
+def _report(fingerprint: str) -> JsonObject:
     """A report.json as semid.report writes it: two settings, a reference and a candidate with an undefined
     slice, findings of every verdict kind, Table 1."""
     summary = {}
@@ -74,19 +73,19 @@ def _experiment_dir(tmp_path: Path, fingerprint: str = "fp-1") -> Path:
     return out
 
 
-def _logged(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def _logged(run_dir: Path) -> tuple[JsonObject, JsonObject, JsonObject]:
     """(the run record, the one history row, the final summary) of an offline run."""
     records = wandb_records(run_dir)
     (run,) = [r["run"] for r in records if r["type"] == "run"]
     (row,) = [r["history"]["item"] for r in records if r["type"] == "history"]
-    summary: dict[str, Any] = {}
+    summary: JsonObject = {}
     for r in records:
         if r["type"] == "summary":
             summary.update(r["summary"].get("update", {}))
     return run, row, summary
 
 
-def _table(run_dir: Path, row: dict[str, Any], key: str) -> list[dict[str, Any]]:
+def _table(run_dir: Path, row: JsonObject, key: str) -> list[JsonObject]:
     assert row[f"{key}._type"] == "table-file"
     t = json.loads((run_dir / "files" / row[f"{key}.path"]).read_text())
     return [dict(zip(t["columns"], r)) for r in t["data"]]
