@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypedDict, TypeVar
 
 from datamodules import Corpus, generate, load_synth_config, open_corpus
 from rankers import DEFAULT_RANKER, load_rank_config
@@ -27,7 +27,8 @@ from semid.core.errors import SemidError
 from semid.core.fingerprint import ROOMS, code_fingerprint, fingerprint_of
 from semid.core.numbers import sig
 from semid.core.progress import bar
-from semid.core.records import FitResults, SliceMetrics
+from semid.core.records import (FitResults, JsonObject, QuantizerStudy, SliceMetrics, StabilityStudy,
+                                StudyVariant)
 from semid.core.run_lock import exclusive
 from semid.analysis import stage1_analysis
 from semid.core.artifacts import read_json, write_json
@@ -147,6 +148,15 @@ def _failure(log: str) -> str:
     """The line of a job's log that says why it failed: its ``semid: error`` line, else its last line."""
     lines = log.strip().splitlines()
     return next((l for l in reversed(lines) if l.startswith("semid: error")), lines[-1] if lines else "")
+
+
+class _Variant(TypedDict):
+    """A Stage-1 variant of the quantizer study while it trains: its model and SID table directories."""
+
+    name: str
+    model: Path
+    sids: Path
+    collision_suffix: bool
 
 
 @dataclass
@@ -381,7 +391,7 @@ class Experiment:
             config=asdict(self.cfg)))
         self.log(f"wandb summary: {run_dir} (group {fit.trainer.wandb_group})")
 
-    def analysis(self, corpus: Path, sids: Path) -> tuple[dict[str, Any], str]:
+    def analysis(self, corpus: Path, sids: Path) -> tuple[JsonObject, str]:
         """Table 1 with intervals and Figure 4's lookups, once per (SID table, corpus, training days)."""
         c = open_corpus(corpus)
         train_days = c.days()[:-1]
@@ -396,7 +406,7 @@ class Experiment:
         write_json(path, result)
         return result, fp
 
-    def stability(self, corpus: Path) -> dict[str, Any]:
+    def stability(self, corpus: Path) -> StabilityStudy:
         """Appendix A.2: RQ-VAEs trained on early vs late days, each driving the same ranker."""
 
 
@@ -412,23 +422,23 @@ class Experiment:
         return {"representation": st.representation, "early_days": st.early_days, "late_days": st.late_days,
                 "results": {r["tag"]: r for r in results}, "agreement": agreement}
 
-    def quantizer_study(self, corpus: Path, model: Path, sids: Path) -> dict[str, Any]:
+    def quantizer_study(self, corpus: Path, model: Path, sids: Path) -> QuantizerStudy:
         """Issue 18: each Stage-1 variant's SID table drives ``quantizer_representations`` in every setting and
         seed; the report pairs each run with the same representation on the main RQ-VAE's table."""
-        variants: list[dict[str, Any]] = [{"name": "rqvae", "model": model, "sids": sids, "collision_suffix": False}]
+        variants = [_Variant(name="rqvae", model=model, sids=sids, collision_suffix=False)]
         for q in self.cfg.quantizers:
             # the suffix is an assignment option: a variant that only adds it reuses the main model
             q_model = model if (q.rqvae in (None, self.cfg.rqvae) and not q.overrides) else \
                 self.rqvae(corpus, tag=q.name, quantizer=q)
-            variants.append({"name": q.name, "model": q_model, "collision_suffix": q.collision_suffix,
-                             "sids": self.sids(q_model, corpus, q.collision_suffix) if q.collision_suffix or
-                             q_model != model else sids})
+            variants.append(_Variant(name=q.name, model=q_model, collision_suffix=q.collision_suffix,
+                                     sids=self.sids(q_model, corpus, q.collision_suffix) if q.collision_suffix or
+                                     q_model != model else sids))
         jobs = [FitJob(rep, DEFAULT_RANKER, rep, setting, seed, v["sids"],
                        self.out / "quantizers" / v["name"] / rep / setting / f"seed{seed}", tag=f"q-{v['name']}")
                 for v in variants[1:] for rep in self.cfg.quantizer_representations
                 for setting in self.cfg.settings for seed in self.cfg.seeds]
         results = self.run_fits(jobs, corpus)
-        out = []
+        out: list[StudyVariant] = []
         for v in variants:
             health = read_json(v["model"] / "health.json")
             table = read_sid_table(v["sids"])

@@ -34,7 +34,7 @@ from semid.core.config import (ConfigFieldError, apply_overrides, blame_override
                                require, resolve_conf)
 from semid.core.errors import SemidError  # noqa: E402
 from semid.core.numbers import sig  # noqa: E402
-from semid.core.records import CellEntry, Finding, RegimeCell, RegimeRow  # noqa: E402
+from semid.core.records import Calibration, CellEntry, Finding, Flip, KnobEffect, RegimeCell, RegimeRow  # noqa: E402
 from semid.experiment import Experiment, ExperimentConfig  # noqa: E402
 from semid.findings import METRIC_NAMES  # noqa: E402
 
@@ -236,14 +236,14 @@ def _score(entry: CellEntry | None) -> int | None:
     return VERDICT_SCORE.get(entry["verdict"]) if entry else None
 
 
-def knob_effects(row: RegimeRow, grid: list[RegimeCell], knobs: list[str]) -> dict[str, dict[str, Any]]:
+def knob_effects(row: RegimeRow, grid: list[RegimeCell], knobs: list[str]) -> dict[str, KnobEffect]:
     """Per knob: how the row's verdict score (reproduces +1, inconclusive 0, contradicted -1) and estimate move
     from the knob's lowest to its highest value, averaged over the other knob's values (a line = the other
     knob held fixed), and whether the verdict changes along some line at all."""
-    out = {}
+    out: dict[str, KnobEffect] = {}
     for k in knobs:
         others = [o for o in knobs if o != k]
-        lines: dict[tuple[float, ...], list[dict[str, Any]]] = {}
+        lines: dict[tuple[float, ...], list[RegimeCell]] = {}
         for c in grid:
             lines.setdefault(tuple(c["knobs"][o] for o in others), []).append(c)
         d_score, d_est, changes, monotone = [], [], 0, True
@@ -269,7 +269,7 @@ def knob_effects(row: RegimeRow, grid: list[RegimeCell], knobs: list[str]) -> di
     return out
 
 
-def flip_of(row: RegimeRow, grid: list[RegimeCell], knobs: list[str]) -> dict[str, Any]:
+def flip_of(row: RegimeRow, grid: list[RegimeCell], knobs: list[str]) -> Flip:
     """What the grid says about one findings row: where it reproduces / is contradicted, and the knob that
     moves its verdict most (largest mean verdict shift, then largest estimate shift)."""
     verdicts = {c["name"]: (row["cells"].get(c["name"]) or {}).get("verdict", "not run") for c in grid}
@@ -292,7 +292,7 @@ def _where(row: RegimeRow, grid: list[RegimeCell], verdict: str) -> str:
     return "; ".join(f"({n})" for n in names)
 
 
-def _row_text(f: dict[str, Any], r: dict[str, Any], grid: list[dict[str, Any]], knobs: list[str]) -> str:
+def _row_text(f: Flip, r: RegimeRow, grid: list[RegimeCell], knobs: list[str]) -> str:
     what = f"{r['label']} — {str(r['setting']).replace('_', ' ')}, {METRIC_NAMES.get(r['metric'], r['metric'])}"
     n, c = f["cells"], f["counts"]
     if f["knob"] is None:
@@ -316,8 +316,7 @@ def _row_text(f: dict[str, Any], r: dict[str, Any], grid: list[dict[str, Any]], 
             f"Reproduces at: {_where(r, grid, 'reproduces') or 'no cell'}")
 
 
-def paragraph(table: list[dict[str, Any]], flips: list[dict[str, Any]], grid: list[dict[str, Any]],
-              knobs: list[str]) -> list[str]:
+def paragraph(table: list[RegimeRow], flips: list[Flip], grid: list[RegimeCell], knobs: list[str]) -> list[str]:
     """Per finding id, from the verdicts: a summary line (which knob flips how many of its rows), then one
     line per row: where it reproduces and which knob moves its verdict, in which direction."""
     by_key = {r["key"]: r for r in table}
@@ -348,9 +347,9 @@ def paragraph(table: list[dict[str, Any]], flips: list[dict[str, Any]], grid: li
     return lines
 
 
-def calibration_of(cell: RegimeCell, target: dict[str, float]) -> dict[str, Any]:
+def calibration_of(cell: RegimeCell, target: dict[str, float]) -> Calibration:
     """Measured vs targeted Δ% (the cell's own findings rows) and the residuals."""
-    out: dict[str, Any] = {"target": target, "measured": {}, "residual": {}}
+    out = Calibration(target=target, measured={}, residual={}, rms_residual=None)
     for name, want in target.items():
         fid, setting, metric, fragment = TARGETS[name]
         row = next((f for f in cell["findings"] if f["id"] == fid and f.get("setting") == setting
@@ -451,7 +450,7 @@ def _entry_md(e: CellEntry | None) -> str:
 
 
 def markdown(cfg: RegimesConfig, cells: list[RegimeCell], table: list[RegimeRow],
-             flips: list[dict[str, Any]], para: list[str], wall_s: float) -> str:
+             flips: list[Flip], para: list[str], wall_s: float) -> str:
     knobs = cfg.knobs
     lines = [f"# Regime map `{cfg.name}`: when do Semantic IDs help?\n",
              f"Each cell is the ordinary experiment on the `{cfg.experiment['corpus']['synth']}` synthetic corpus with "

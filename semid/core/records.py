@@ -153,7 +153,47 @@ class RegimeCell(TypedDict, total=False):
     oracle: JsonObject
     findings: list[Finding]
     note: str
-    calibration: JsonObject
+    calibration: Calibration
+
+
+class KnobEffect(TypedDict):
+    """How one knob moves a findings row over the grid (``semid.regimes.knob_effects``): from its lowest to its
+    highest value, averaged over the lines that hold the other knobs fixed."""
+
+    low: float
+    high: float
+    lines: int
+    lines_with_change: int
+    monotone: bool
+    verdict_shift: float | None
+    estimate_shift: float | None
+
+
+class Flip(TypedDict):
+    """What the grid says about one findings row (``semid.regimes.flip_of``)."""
+
+    key: str
+    id: str
+    kind: str  # flips | partial | reproduces | contradicted | inconclusive | unjudged
+    counts: dict[str, int]
+    cells: int
+    knob: str | None
+    effects: dict[str, KnobEffect]
+
+
+class MeasuredGap(TypedDict):
+    estimate: float
+    ci_low: float | None
+    ci_high: float | None
+
+
+class Calibration(TypedDict):
+    """A calibrated cell's fit (``semid.regimes.calibration_of``): targeted vs measured Δ% and the residuals."""
+
+    target: dict[str, float]
+    measured: dict[str, MeasuredGap | None]
+    residual: dict[str, float | None]
+    rms_residual: float | None
 
 
 # one statistic as ``semid.paired.Estimate.as_dict()`` returns it (estimate, ci_low, ci_high, n_seeds, ...);
