@@ -169,45 +169,37 @@ def test_stop_ends_the_running_tasks_and_starts_no_more(tmp_path: Path, monkeypa
     assert not (tmp_path / "b.log").exists()
 
 
-def _descendants(pid: int) -> list[int]:
-    kids = [int(c) for t in Path(f"/proc/{pid}/task").glob("*") if (t / "children").exists()
-            for c in (t / "children").read_text().split()]
-    return kids + [g for k in kids for g in _descendants(k)]
+def test_an_interrupted_experiment_stops_its_fits_and_starts_no_more(tmp_path: Path, tiny_corpus: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The experiment's side of a SIGTERM (the CLI turns it into KeyboardInterrupt, tests/rankers/test_interrupt):
+    the running fit ends and the queued one never starts, instead of the pool waiting for both."""
+    import signal
+    import threading
 
+    import semid.launchers as launchers
+    from semid.experiment import Experiment, load_experiment_config
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
+    monkeypatch.setattr(launchers, "_command", lambda task: [sys.executable, "-c", "import time; time.sleep(60)"])
+    cfg = load_experiment_config("tiny", ["representations=[hash_8k,hash_large]", "ranker_variants=[]",
+                                          "settings=[without_history]", "parallel=1"])
+    exp = Experiment(cfg, tmp_path / "exp", log=lambda m: None)
+    jobs = exp.jobs(tmp_path / "no-sids")  # hash arms read no SID table
+    running = exp.launcher._running
 
+    def interrupt_once_a_fit_runs() -> None:
+        for _ in range(600):
+            if running._procs:
+                os.kill(os.getpid(), signal.SIGINT)  # a real signal wakes the waiting main thread, as SIGTERM would
+                return
+            time.sleep(0.05)
 
-@pytest.mark.slow  # the tiny corpus, a 40-step RQ-VAE and the start of one fit (~1 min)
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_sigterm_stops_the_experiment_and_its_fits(tmp_path: Path) -> None:
-    out = tmp_path / "exp"
-    cmd = [sys.executable, "-m", "semid.cli", "experiment", "--preset", "tiny", "--out", str(out),
-           *[x for s in GRID + ["parallel=1"] for x in ("--set", s)]]
-    env = {**os.environ, "SEMID_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    fits: list[int] = []
-    deadline = time.monotonic() + 600
-    while not fits and proc.poll() is None and time.monotonic() < deadline:
-        fits = [p for p in _descendants(proc.pid) if "rank fit" in _cmdline(p)]
-        time.sleep(0.2)
-    assert fits, f"no fit started: {proc.communicate()[0][-2000:]}"
-    proc.terminate()  # as `kill <pid>` or a scheduler's preemption would
-    said = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 143, said[-2000:]
-    assert "stopped by SIGTERM" in said
-    for _ in range(50):
-        alive = [p for p in fits if Path(f"/proc/{p}").exists() and "rank fit" in _cmdline(p)]
-        if not alive:
-            break
-        time.sleep(0.1)
-    assert not alive, "a fit outlived the stopped experiment"
-    started = [d for d in (out / "runs").glob("*/*/seed0") if (d / "fit.log").exists()]
-    assert len(started) == 1, started  # parallel=1: the queued fit never started
+    threading.Thread(target=interrupt_once_a_fit_runs, daemon=True).start()
+    t = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        exp.run_fits(jobs, tiny_corpus)
+    assert time.perf_counter() - t < 30  # not the fit's 60 s
+    assert not running._procs
+    assert [(j.out / "fit.log").exists() for j in jobs] == [True, False]  # parallel=1: the second never started
 
 
 def test_a_second_process_in_a_run_directory_is_one_line(tmp_path: Path, tiny_corpus: Path) -> None:
