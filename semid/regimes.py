@@ -371,7 +371,8 @@ def plot_table(table: list[RegimeRow], cells: list[RegimeCell], path: Path) -> P
     """Every findings row x cell: colour = verdict, text = estimate."""
     names = [c["name"] for c in cells]
     m = np.full((len(table), len(names)), np.nan)
-    fig, ax = plt.subplots(figsize=(2.0 + 1.15 * len(names), 1.0 + 0.28 * len(table)))
+    # wide enough for the row labels even with one cell (tight_layout warns otherwise)
+    fig, ax = plt.subplots(figsize=(max(7.0, 2.0 + 1.15 * len(names)), 1.0 + 0.28 * len(table)))
     for i, r in enumerate(table):
         for j, n in enumerate(names):
             e = r["cells"].get(n)
@@ -471,8 +472,11 @@ def markdown(cfg: RegimesConfig, cells: list[RegimeCell], table: list[RegimeRow]
              "| oracle content | oracle item | fit minutes | run minutes |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [_cell_md(c) for c in cells]
-    lines += ["", "![regime map](figures/regime_map.png)\n", "## Which corpus property flips which finding\n"]
-    lines += para + [""]
+    if flips:
+        lines += ["", "![regime map](figures/regime_map.png)\n", "## Which corpus property flips which finding\n"]
+        lines += para + [""]
+    else:
+        lines += ["", "No cell of the grid ran, so no knob is judged (run the grid into the same --out for the map).\n"]
     lines += ["## Regime table\n", "| id | claim | setting | metric | " + " | ".join(c["label"] for c in cells) + " |",
               "|---|---|---|---|" + "---|" * len(cells)]
     for r in table:
@@ -559,11 +563,13 @@ def _cell_record(cell: Cell, cell_out: Path, wall_s: float) -> RegimeCell:
 def write_regimes_report(cfg: RegimesConfig, out: Path, cells: list[RegimeCell], wall_s: float) -> Path:
     grid = [c for c in cells if c["in_grid"]]
     table = regime_table(cells)
-    flips = [flip_of(r, grid, cfg.knobs) for r in table]
+    # a part of the map with no grid cell (e.g. only=[movielens-1m]) has no knob to move: the table alone
+    flips = [flip_of(r, grid, cfg.knobs) for r in table] if grid else []
     para = paragraph(table, flips, grid, cfg.knobs)
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
-    plot_map(table, grid, cfg.knobs, figs / "regime_map.png")
+    if grid:
+        plot_map(table, grid, cfg.knobs, figs / "regime_map.png")
     plot_table(table, cells, figs / "regime_table.png")
     md = out / "regimes.md"
     with atomic_path(md) as tmp:

@@ -9,7 +9,7 @@ import pytest
 from semid.core.errors import SemidError
 from semid.cli import main
 from semid.regimes import (calibration_of, flip_of, is_regimes_config, load_regimes_config, paragraph, plan_cells,
-                           regime_table, run_regimes)
+                           regime_table, run_regimes, write_regimes_report)
 
 CLAIM = "Dense Input (1x depth) is worse than random hashing with 8K rows"
 
@@ -57,6 +57,19 @@ def test_the_knob_that_flips_a_finding_is_named_and_the_other_is_not():
     assert "Reproduces at: (memorization_share=0.8, items_per_row=1); (memorization_share=0.8, items_per_row=8)" in text
     assert "- **(i)** 1 row reproduces in every judged cell." in text
     assert "Bigram-SID beats random hashing (hash-8K) on CTR/1D — without history, CTR AUC: reproduces in every cell" in text
+
+
+def test_a_part_of_the_map_without_grid_cells_writes_its_table(tmp_path):
+    """`--set only=[movielens-1m]` runs no grid cell: the report has the cell's table and no knob paragraph (it
+    used to fail on the empty grid after the cell had run)."""
+    cell = dict(_cell(0.9, 0.45, [_finding("reproduces", -6.0)]), in_grid=False, name="movielens-1m",
+                seeds=[0], regime={"items": 3678}, oracle={}, fit_s=60.0, wall_s=90.0)
+    md = write_regimes_report(load_regimes_config("regimes", [])[1], tmp_path, [cell], 90.0)
+    text = md.read_text()
+    assert "No cell of the grid ran" in text and "regime_map.png" not in text
+    assert "| a | Dense Input (1x depth) is worse than random hashing with 8K rows |" in text
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["flips"] == [] and [c["name"] for c in report["cells"]] == ["movielens-1m"]
 
 
 def test_calibration_residual_is_measured_minus_target():
