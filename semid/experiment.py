@@ -205,7 +205,9 @@ class Experiment:
         return path
 
     def rqvae(self, corpus: Path, days: list[int] | None = None, tag: str = "main",
-              quantizer: QuantizerSpec | None = None) -> Path:
+              quantizer: QuantizerSpec | None = None, as_job: bool = False) -> Path:
+        """Train (or reuse) an RQ-VAE; ``as_job``: through the launcher even where quantizers train in-process
+        (one that trains beside the fits runs as its own process, stopped with them)."""
         preset, overrides = self.cfg.rqvae, list(self.cfg.rqvae_overrides)
         if quantizer is not None:
             preset, overrides = quantizer.rqvae or preset, overrides + list(quantizer.overrides)
@@ -218,7 +220,7 @@ class Experiment:
         if (out / "rqvae.pt").exists():
             self.log(f"rqvae ({tag}): reusing {out}")
             return out
-        if self.launcher.in_process_quantizers:
+        if self.launcher.in_process_quantizers and not as_job:
             res = self._stage(f"rqvae ({tag})", lambda: train_rqvae(corpus, cfg, out, overwrite=True, quiet=True))
             resumed = res.resumed_from_step
         else:  # a job like a fit: `semid sids train` loads the same config from the same preset and overrides
@@ -357,14 +359,26 @@ class Experiment:
             return self._run(corpus, t0)
 
     def _run(self, corpus: Path, t0: float) -> Path:
-        model = self.rqvae(corpus)
-        sids = self.sids(model, corpus)
-        results = self.run_fits(self.jobs(sids), corpus)
-        stability = None
-        if self.cfg.stability.enabled:
-            stability = self.stability(corpus)
+        # Stage-1 work the main fits do not need (the stability study's RQ-VAEs and SIDs, Table 1 and lookups)
+        # runs beside the main RQ-VAE and the fits: each RQ-VAE trains on one core, and the serial stages left
+        # the other idle for minutes of the main job (issue 19). The side RQ-VAEs train as launcher jobs, so
+        # they are stopped with the fits on an interrupt.
+        with ThreadPoolExecutor(1) as side:
+            early = side.submit(self.stability_tables, corpus, beside_fits=True) if self.cfg.stability.enabled \
+                else None
+            try:
+                model = self.rqvae(corpus)
+                sids = self.sids(model, corpus)
+                side_analysis = side.submit(self.analysis, corpus, sids)
+                results = self.run_fits(self.jobs(sids), corpus)
+            except BaseException:
+                self.launcher.stop()  # the side RQ-VAE job ends with the experiment
+                side.shutdown(wait=True, cancel_futures=True)  # a queued side stage never starts
+                raise
+            tables = early.result() if early is not None else None
+            analysis, analysis_fp = side_analysis.result()
+        stability = self.stability(corpus, tables) if tables is not None else None
         quantizers = self.quantizer_study(corpus, model, sids) if self.cfg.quantizers else None
-        analysis, analysis_fp = self.analysis(corpus, sids)
         self.timings["total"] = time.perf_counter() - t0
         spec = ReportSpec(self.cfg.name, self.cfg.reference, self.cfg.settings,
                           self.cfg.representations + self.cfg.ranker_variants, tuple(self.cfg.age_slices),
@@ -406,15 +420,18 @@ class Experiment:
         write_json(path, result)
         return result, fp
 
-    def stability(self, corpus: Path) -> StabilityStudy:
-        """Appendix A.2: RQ-VAEs trained on early vs late days, each driving the same ranker."""
-
-
+    def stability_tables(self, corpus: Path, beside_fits: bool = False) -> dict[str, Path]:
+        """The stability study's SID tables: RQ-VAEs trained on the early and on the late days."""
         st = self.cfg.stability
-        tables, jobs = {}, []
-        for tag, days in (("early", st.early_days), ("late", st.late_days)):
-            model = self.rqvae(corpus, days, tag)
-            tables[tag] = self.sids(model, corpus)
+        return {tag: self.sids(self.rqvae(corpus, days, tag, as_job=beside_fits), corpus)
+                for tag, days in (("early", st.early_days), ("late", st.late_days))}
+
+    def stability(self, corpus: Path, tables: dict[str, Path] | None = None) -> StabilityStudy:
+        """Appendix A.2: RQ-VAEs trained on early vs late days, each driving the same ranker."""
+        st = self.cfg.stability
+        tables = tables if tables is not None else self.stability_tables(corpus)
+        jobs = []
+        for tag in ("early", "late"):
             jobs.append(FitJob(st.representation, DEFAULT_RANKER, st.representation, "without_history",
                                self.cfg.seeds[0], tables[tag], self.out / "stability" / tag, tag=tag))
         results = self.run_fits(jobs, corpus)

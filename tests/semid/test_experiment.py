@@ -27,6 +27,13 @@ def test_tiny_study_end_to_end(tiny_study: TinyStudy) -> None:  # noqa: F811  (t
         assert len(re.findall(rf"^\| {re.escape(rep)} \|", quality, flags=re.M)) == 2, rep  # one row per setting
     for section in ("Figure 4", "Table 1", "Stability", "Findings"):
         assert section in report
+    # the stability study's RQ-VAEs train as launcher jobs beside the main fits (issue 19): each has its job
+    # log, and the early one started before the last main fit ended
+    assert len(list(out.glob("rqvae-early-*.log"))) == 1 and len(list(out.glob("rqvae-late-*.log"))) == 1
+    lines = tiny_study.printed.splitlines()
+    main_fits = [i for i, ln in enumerate(lines) if re.search(r"fit \S+/(without|with)_history", ln)]
+    started = [i for i, ln in enumerate(lines) if "rqvae (early): running" in ln]
+    assert started and main_fits and started[0] < main_fits[-1], tiny_study.printed
     assert (out / "figures" / "improvement.png").stat().st_size > 10_000
     assert (out / "figures" / "lookups_per_item.png").stat().st_size > 10_000
     data = json.loads((out / "report.json").read_text())
