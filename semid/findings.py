@@ -28,7 +28,7 @@ import numpy as np
 
 from rankers import read_predictions
 from semid.core.records import Finding, FitResults, JsonObject
-from semid.paired import Estimate, PairedRun, paired_difference, pooled_auc
+from semid.paired import Estimate, PairedRun, ReplicateCache, paired_difference, pooled_auc
 
 HASH_REFERENCE_ROWS = 8192  # the paper's reference table: random hashing into 8K rows
 SLICE_OF_METRIC = {"ctr": "overall", "ctr_1d": "new"}
@@ -93,6 +93,7 @@ class Study:
         self.first_day = first_day
         self._preds: dict[tuple[str, int], dict[str, np.ndarray]] = {}
         self._memo: dict[tuple[str, ...], Estimate] = {}
+        self._replicates = ReplicateCache()  # each run's bootstrap AUCs per slice, shared by its comparisons
 
     def settings(self) -> list[str]:
         return list(dict.fromkeys(s for s, _ in self.arms))
@@ -139,20 +140,23 @@ class Study:
                 label = pc["click" if task == "ctr" else "engaged"][m].astype(np.int64)
                 col = f"{task}_logit"
                 out.append(PairedRun(seed, day, pr[col][m].astype(np.float64), pc[col][m].astype(np.float64),
-                                     label, pc["item_id"][m]))
+                                     label, pc["item_id"][m],
+                                     reference_key=((ref or cand).runs[seed]["run_dir"], day, slice_, task),
+                                     candidate_key=(cand.runs[seed]["run_dir"], day, slice_, task)))
         return out
 
     def compare(self, ref: Arm, cand: Arm, slice_: str) -> Estimate:
         """Paired Δ% of ``cand`` vs ``ref`` (computed once per pair and slice: findings reuse the table's)."""
         key = ("compare", ref.setting, ref.name, cand.setting, cand.name, slice_)
         if key not in self._memo:
-            self._memo[key] = paired_difference(self._paired_runs(ref, cand, slice_), num=self.num)
+            self._memo[key] = paired_difference(self._paired_runs(ref, cand, slice_), num=self.num,
+                                                cache=self._replicates)
         return self._memo[key]
 
     def auc(self, arm: Arm, slice_: str) -> Estimate:
         key = ("auc", arm.setting, arm.name, slice_)
         if key not in self._memo:
-            self._memo[key] = pooled_auc(self._paired_runs(None, arm, slice_), num=self.num)
+            self._memo[key] = pooled_auc(self._paired_runs(None, arm, slice_), num=self.num, cache=self._replicates)
         return self._memo[key]
 
     def history_gain(self) -> Estimate | None:

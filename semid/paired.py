@@ -20,8 +20,8 @@ vector of weights (checked equal to torchmetrics' BinaryAUROC on unit weights in
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable
 
 import numpy as np
 
@@ -29,40 +29,54 @@ from rankers.metrics import MIN_SLICE_ITEMS
 from semid.core.records import EstimateDict
 
 MIN_ITEMS = MIN_SLICE_ITEMS  # fewer items than this in a slice: no interval (an AUC over 3 items says nothing)
-_CELLS = 4_000_000  # replicate x impression weights held at once (~32 MB of float64)
+_CELLS = 1_000_000  # replicate x impression weights held at once (~4 MB of float32; faster than 4M here)
 
 
 @dataclass
 class _Sorted:
-    """One run's scores sorted once: tie-group starts, labels and each impression's cluster in that order."""
+    """One run's scores sorted once, split by label: where each positive falls among the negatives.
 
-    starts: np.ndarray
-    labels: np.ndarray  # float32 0/1, sorted by score
-    cluster: np.ndarray  # cluster index (into the draw counts' columns), sorted by score
+    The AUC's numerator is the sum over positives i of w_i times the weight of the negatives scored below i
+    (ties count one half): with the negatives' weights cumulated in score order (``below`` [b, n_neg + 1],
+    a zero first), that is ``w_i * (below[lo_i] + below[hi_i]) / 2``, where ``lo_i`` / ``hi_i`` count the
+    negatives scored strictly below / at most ``s_i``. Weights are small integers, so every sum is exact:
+    the same numbers, bit for bit, as a per-tie-group sum over all impressions at a fraction of its passes
+    (issue 19: ~2/3 of the report's 140 s went to that per-group ``np.add.reduceat``)."""
+
+    pos_cluster: np.ndarray  # [n_pos] cluster of each positive
+    neg_slot: np.ndarray  # [n_neg + 1] 0, then 1 + cluster of each negative in ascending score order
+    lo: np.ndarray  # [n_pos] negatives scored strictly below each positive
+    hi: np.ndarray  # [n_pos] negatives scored at or below it
+    ties: bool  # some positive ties with a negative (lo != hi somewhere)
 
     @classmethod
     def of(cls, scores: np.ndarray, labels: np.ndarray, cluster: np.ndarray) -> "_Sorted":
-        order = np.argsort(scores, kind="stable")
-        s = scores[order]
-        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]]) if len(s) else np.zeros(0, np.int64)
-        return cls(starts, labels[order].astype(np.float32), cluster[order])
+        pos = labels == 1
+        order = np.argsort(scores[~pos], kind="stable")
+        neg_scores, pos_scores = scores[~pos][order], scores[pos]
+        lo, hi = np.searchsorted(neg_scores, pos_scores, "left"), np.searchsorted(neg_scores, pos_scores, "right")
+        return cls(cluster[pos], np.r_[0, cluster[~pos][order] + 1], lo, hi, not np.array_equal(lo, hi))
 
     def auc(self, counts: np.ndarray) -> np.ndarray:
         """[b] AUCs under per-cluster weights ``counts`` [b, K] (ties count one half): the sum over
         (positive i, negative j) of w_i w_j [s_i > s_j] / (sum w_pos * sum w_neg); NaN where a class weighs 0."""
-        if len(self.labels) == 0:
-            return np.full(counts.shape[0], np.nan)
-        # float32 weights (draw counts are small integers, exact in float32) halve the memory traffic of the
-        # O(replicates x impressions) passes below, which are the report's whole cost; sums are float64
-        w = counts[:, self.cluster]
-        if len(self.starts) == len(self.labels):  # no tied scores (the usual case): no per-group sums needed
-            pos, neg = w * self.labels, w * (1 - self.labels)
+        b, n_neg = counts.shape[0], len(self.neg_slot) - 1
+        if len(self.pos_cluster) == 0 or n_neg == 0:
+            return np.full(b, np.nan)
+        padded = np.concatenate([np.zeros((b, 1), counts.dtype), counts], axis=1)  # column 0: weight 0
+        below = np.take(padded, self.neg_slot, axis=1)  # [b, n_neg + 1]
+        # cumulated in place in float32 where every partial sum is an integer below 2^24 (exact): half the
+        # memory traffic of float64, which the larger corpora get
+        if counts.dtype == np.float32 and float(counts.max()) * n_neg < 2 ** 24:
+            np.cumsum(below, axis=1, out=below)
         else:
-            pos = np.add.reduceat(w * self.labels, self.starts, axis=1)  # [b, tie groups], ascending score
-            neg = np.add.reduceat(w, self.starts, axis=1) - pos
-        below = np.cumsum(neg, 1, dtype=np.float64) - neg  # negatives strictly below each group
-        num = np.einsum("ij,ij->i", pos, below + 0.5 * neg, dtype=np.float64)
-        den = pos.sum(1, dtype=np.float64) * neg.sum(1, dtype=np.float64)
+            below = np.cumsum(below, axis=1, dtype=np.float64)
+        at = np.take(below, self.lo, axis=1)  # [b, n_pos]
+        if self.ties:
+            at = 0.5 * (at.astype(np.float64) + np.take(below, self.hi, axis=1))
+        w_pos = np.take(counts, self.pos_cluster, axis=1)  # [b, n_pos]
+        num = np.einsum("ij,ij->i", w_pos, at, dtype=np.float64)
+        den = w_pos.sum(1, dtype=np.float64) * below[:, -1].astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
@@ -84,7 +98,9 @@ def cluster_counts(n_clusters: int, num: int, rng: np.random.Generator) -> np.nd
 
 @dataclass
 class PairedRun:
-    """One (seed, period) comparison: both runs' scores of the same impressions."""
+    """One (seed, period) comparison: both runs' scores of the same impressions. ``reference_key`` /
+    ``candidate_key`` name the scores (e.g. run, day, slice, task) for a ``ReplicateCache``: runs with a key
+    are bootstrapped once per item draw however many comparisons they enter."""
 
     seed: int
     period: int
@@ -92,6 +108,23 @@ class PairedRun:
     candidate: np.ndarray  # scores [n]
     labels: np.ndarray  # [n] 0/1
     items: np.ndarray  # cluster of each impression [n]
+    reference_key: Hashable | None = None
+    candidate_key: Hashable | None = None
+
+
+@dataclass
+class ReplicateCache:
+    """Bootstrap replicates already computed, for a report that compares many pairs of runs.
+
+    Every comparison on the same slice draws the same items (the draws depend only on the bootstrap seed,
+    the replicate count and each period's item and impression counts), so a run's replicate AUCs on a slice
+    are the same in every comparison it enters: the report's hash-8K entered ~15 of them, each recomputing
+    its AUCs. ``aucs``: (run key, draw key, period) -> (replicate AUCs [num], point AUC); ``rng_after``: draw
+    key -> the generator's state after the item draws (where the seed resampling continues), so a comparison
+    whose runs are all cached draws nothing and gets the same numbers as one computed afresh."""
+
+    aucs: dict[tuple[Hashable, ...], tuple[np.ndarray, float]] = field(default_factory=dict)
+    rng_after: dict[tuple[Hashable, ...], dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -122,10 +155,10 @@ def _undefined(runs: list[PairedRun]) -> str | None:
     return None
 
 
-def _pooled(runs: list[PairedRun], stat: Callable[[list[_Sorted], np.ndarray], np.ndarray], num: int, seed: int,
-            empty: str) -> Estimate:
-    """``stat(both runs' sorted scores, cluster counts [b, K]) -> [b]`` pooled over (seed, period) as the
-    module docstring says."""
+def _pooled(runs: list[PairedRun], stat: Callable[[np.ndarray, np.ndarray], np.ndarray], num: int, seed: int,
+            empty: str, cache: ReplicateCache | None = None, need_reference: bool = True) -> Estimate:
+    """``stat(reference AUCs, candidate AUCs) -> statistic``, elementwise over replicates, pooled over (seed,
+    period) as the module docstring says."""
     seeds = sorted({r.seed for r in runs})
     periods = sorted({r.period for r in runs})
     firsts = [next(r for r in runs if r.period == p) for p in periods]
@@ -134,22 +167,42 @@ def _pooled(runs: list[PairedRun], stat: Callable[[list[_Sorted], np.ndarray], n
     why = _undefined(runs) if runs else empty
     if why:
         return Estimate(None, None, None, len(seeds), len(periods), n_items, n_imp, why)
+    cache = cache if cache is not None else ReplicateCache()
+    clusters = [np.unique(first.items, return_inverse=True) for first in firsts]
+    draw_key = (seed, num, tuple((p, len(ids), len(first.labels)) for p, first, (ids, _) in
+                                 zip(periods, firsts, clusters)))
+    roles = ("reference", "candidate") if need_reference else ("candidate",)
+
+    def key(r: PairedRun, role: str) -> tuple[Hashable, ...] | None:
+        k = getattr(r, f"{role}_key")
+        return None if k is None else (k, draw_key, r.period)
+
+    groups = [{r.seed: r for r in runs if r.period == p} for p in periods]
+    todo = {(id(r), role) for g in groups for r in g.values() for role in roles if key(r, role) not in cache.aucs}
     rng = np.random.default_rng([seed, 7919])
+    if todo or draw_key not in cache.rng_after:
+        fresh = _replicates(groups, firsts, clusters, todo, roles, num, rng)
+        for g in groups:
+            for r in g.values():
+                for role in roles:
+                    if key(r, role) is not None and (id(r), role) in fresh:
+                        cache.aucs[key(r, role)] = fresh[(id(r), role)]  # type: ignore[index]
+        cache.rng_after[draw_key] = rng.bit_generator.state
+    else:  # every run is cached: continue the generator where its item draws left it
+        fresh = {}
+        rng.bit_generator.state = cache.rng_after[draw_key]
+
+    def aucs(r: PairedRun, role: str) -> tuple[np.ndarray, float]:
+        k = key(r, role)
+        return fresh[(id(r), role)] if k is None or (id(r), role) in fresh else cache.aucs[k]
+
     draws = np.zeros((len(periods), len(seeds), num))
     point = []
-    for pi, (p, first) in enumerate(zip(periods, firsts)):
-        group = {r.seed: r for r in runs if r.period == p}
-        if any(not np.array_equal(r.items, first.items) for r in group.values()):
-            raise ValueError(f"day {p}: the seeds' runs did not score the same impressions")
-        ids, cluster = np.unique(first.items, return_inverse=True)
-        prepared = {s: [_Sorted.of(x, r.labels, cluster) for x in (r.reference, r.candidate)]
-                    for s, r in group.items()}
-        chunk = max(1, _CELLS // max(len(first.labels), 1))
-        for start in range(0, num, chunk):  # one item draw per replicate, shared by every seed of the period
-            counts = cluster_counts(len(ids), min(chunk, num - start), rng)
-            for si, s in enumerate(seeds):
-                draws[pi, si, start:start + len(counts)] = stat(prepared[s], counts)
-        point += [float(stat(prepared[s], np.ones((1, len(ids)), np.float32))[0]) for s in group]
+    for pi, group in enumerate(groups):
+        for s, r in group.items():
+            (cand, cand_point), (ref, ref_point) = aucs(r, "candidate"), aucs(r, roles[0])
+            draws[pi, seeds.index(s)] = stat(ref, cand)
+            point.append(float(stat(np.array([ref_point]), np.array([cand_point]))[0]))
     if len(seeds) > 1:  # seed variance: each replicate averages a resample (with replacement) of the seeds
         pick = rng.integers(0, len(seeds), size=(num, len(seeds)))
         per_rep = np.take_along_axis(draws, pick.T[None, :, :], axis=1).mean(1)  # [periods, num]
@@ -161,20 +214,42 @@ def _pooled(runs: list[PairedRun], stat: Callable[[list[_Sorted], np.ndarray], n
     return Estimate(float(np.mean(point)), float(lo), float(hi), len(seeds), len(periods), n_items, n_imp)
 
 
+def _replicates(groups: list[dict[int, PairedRun]], firsts: list[PairedRun],
+                clusters: list[tuple[np.ndarray, np.ndarray]], todo: set[tuple[int, str]], roles: tuple[str, ...],
+                num: int, rng: np.random.Generator) -> dict[tuple[int, str], tuple[np.ndarray, float]]:
+    """(id(run), role) -> (replicate AUCs [num], point AUC) for each pair in ``todo``, under one item draw per
+    period and replicate shared by every seed of the period. The draws consume ``rng`` whatever ``todo`` is."""
+    out: dict[tuple[int, str], tuple[np.ndarray, float]] = {}
+    for group, first, (ids, cluster) in zip(groups, firsts, clusters):
+        if any(not np.array_equal(r.items, first.items) for r in group.values()):
+            raise ValueError(f"day {first.period}: the seeds' runs did not score the same impressions")
+        prepared = {(id(r), role): _Sorted.of(getattr(r, role), r.labels, cluster)
+                    for r in group.values() for role in roles if (id(r), role) in todo}
+        reps = {k: np.zeros(num) for k in prepared}
+        chunk = max(1, _CELLS // max(len(first.labels), 1))
+        for start in range(0, num, chunk):  # one item draw per replicate, shared by every seed of the period
+            counts = cluster_counts(len(ids), min(chunk, num - start), rng)
+            for k, sorted_ in prepared.items():
+                reps[k][start:start + len(counts)] = sorted_.auc(counts)
+        unit = np.ones((1, len(ids)), np.float32)
+        out.update({k: (reps[k], float(sorted_.auc(unit)[0])) for k, sorted_ in prepared.items()})
+    return out
+
+
 def paired_difference(runs: list[PairedRun], *, relative: bool = True, num: int = 1000,
-                      seed: int = 0) -> Estimate:
+                      seed: int = 0, cache: ReplicateCache | None = None) -> Estimate:
     """Candidate minus reference AUC (in % of the reference's AUC when ``relative``), pooled over the
     (seed, period) pairs in ``runs``; 95% percentile interval."""
-    def stat(pair: list[_Sorted], counts: np.ndarray) -> np.ndarray:
-        ref, cand = pair[0].auc(counts), pair[1].auc(counts)
+    def stat(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
         return 100.0 * (cand - ref) / ref if relative else cand - ref
 
-    return _pooled(runs, stat, num, seed, "no runs to compare")
+    return _pooled(runs, stat, num, seed, "no runs to compare", cache)
 
 
-def pooled_auc(runs: list[PairedRun], *, num: int = 1000, seed: int = 0) -> Estimate:
+def pooled_auc(runs: list[PairedRun], *, num: int = 1000, seed: int = 0,
+               cache: ReplicateCache | None = None) -> Estimate:
     """One arm's AUC (the runs' ``candidate`` scores), pooled and item-clustered the same way."""
-    return _pooled(runs, lambda pair, counts: pair[1].auc(counts), num, seed, "no runs")
+    return _pooled(runs, lambda ref, cand: cand, num, seed, "no runs", cache, need_reference=False)
 
 
 def impression_bootstrap(scores: np.ndarray, labels: np.ndarray, num: int = 1000,

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
-from semid.paired import (MIN_ITEMS, PairedRun, auc, cluster_counts, impression_bootstrap, paired_difference,
-                          pooled_auc, weighted_auc)
+from semid.paired import (MIN_ITEMS, PairedRun, ReplicateCache, auc, cluster_counts, impression_bootstrap,
+                          paired_difference, pooled_auc, weighted_auc)
 
 
 def _brute_auc(s: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
@@ -76,3 +76,41 @@ def test_seeds_add_their_variance_and_small_slices_are_undefined() -> None:
     assert small.estimate is None and f"need >= {MIN_ITEMS}" in small.undefined
     none = paired_difference([PairedRun(0, 3, ref, ref, np.zeros(len(items), int), items)])
     assert none.undefined.startswith("no positives among 400 impressions")
+
+
+def test_float32_weights_with_ties_equal_the_pair_count_by_hand() -> None:
+    """The report's path: float32 draw counts, cumulated in float32 (exact for integer weights), with tied
+    scores between positives and negatives."""
+    rng = np.random.default_rng(4)
+    s = np.round(rng.random(40), 1)  # many ties
+    y = rng.integers(0, 2, 40)
+    w = cluster_counts(40, 5, rng)
+    assert w.dtype == np.float32
+    got = weighted_auc(s, y, w)
+    assert np.allclose(got, [_brute_auc(s, y, row.astype(np.float64)) for row in w], rtol=0, atol=1e-12)
+
+
+def test_a_replicate_cache_gives_the_same_numbers_without_recomputing() -> None:
+    """A report compares many pairs of runs on one slice: each run's replicate AUCs are computed once, and a
+    comparison whose runs are all cached (seed resampling included) equals one computed afresh."""
+    rng = np.random.default_rng(2)
+    items = np.repeat(np.arange(50), 6)
+    y = rng.integers(0, 2, len(items))
+    scores = {name: {s: rng.random(len(items)) + shift * y for s in range(3)}
+              for name, shift in (("hash", 0.1), ("spm", 0.3), ("dense", 0.2))}
+
+    def runs(ref: str, cand: str, keyed: bool) -> list[PairedRun]:
+        return [PairedRun(s, 9, scores[ref][s], scores[cand][s], y, items,
+                          (ref, s) if keyed else None, (cand, s) if keyed else None) for s in range(3)]
+
+    cache = ReplicateCache()
+    fresh = [paired_difference(runs("hash", c, False), num=120) for c in ("spm", "dense")]
+    auc_fresh = pooled_auc(runs("spm", "spm", False), num=120)
+    assert pooled_auc(runs("spm", "spm", True), num=120, cache=cache) == auc_fresh
+    assert len(cache.aucs) == 3  # spm's three seeds
+    assert paired_difference(runs("hash", "spm", True), num=120, cache=cache) == fresh[0]
+    assert len(cache.aucs) == 6  # hash's seeds added; spm's reused
+    assert paired_difference(runs("hash", "dense", True), num=120, cache=cache) == fresh[1]
+    cache.aucs = {k: (np.full_like(v[0], np.nan), v[1]) if k[0] == ("spm", 0) else v for k, v in cache.aucs.items()}
+    poisoned = paired_difference(runs("hash", "spm", True), num=120, cache=cache)
+    assert poisoned != fresh[0]  # the cached replicates are what it used: nothing was recomputed
