@@ -224,17 +224,20 @@ class Experiment:
             res = self._stage(f"rqvae ({tag})", lambda: train_rqvae(corpus, cfg, out, overwrite=True, quiet=True))
             resumed = res.resumed_from_step
         else:  # a job like a fit: `semid sids train` loads the same config from the same preset and overrides
-            resumed = self._stage(f"rqvae ({tag})", lambda: self._rqvae_job(tag, corpus, preset, overrides, out))
+            resumed = self._stage(f"rqvae ({tag})", lambda: self._rqvae_job(tag, corpus, preset, overrides, out,
+                                                                             forkable=cfg.run.devices == 1))
         if resumed is not None:
             self.log(f"rqvae ({tag}): resumed an interrupted training at step {resumed}")
         return out
 
-    def _rqvae_job(self, tag: str, corpus: Path, preset: str, overrides: list[str], out: Path) -> int | None:
+    def _rqvae_job(self, tag: str, corpus: Path, preset: str, overrides: list[str], out: Path,
+                   forkable: bool) -> int | None:
         """Train through the launcher; the step an interrupted training resumed from, if it did."""
         log = self.out / f"{out.name}.log"
         argv = ["sids", "train", "--corpus", str(corpus), "--config", preset, "--out", str(out), "--overwrite",
                 *[x for o in overrides for x in ("--set", o)]]
-        rc = self.launcher.run(Task(f"rqvae ({tag})", argv, log, set_env=self._job_env(), unset_env=DIST_ENV))
+        rc = self.launcher.run(Task(f"rqvae ({tag})", argv, log, set_env=self._job_env(), unset_env=DIST_ENV,
+                                    threads=self.cfg.threads_per_fit, forkable=forkable))
         said = log.read_text() if log.exists() else ""
         if rc != 0:
             raise SemidError(f"rqvae ({tag}): exit {rc}: {_failure(said)} (see {log})")
@@ -342,7 +345,8 @@ class Experiment:
         # Lightning set in this process) would make parallel fits bind the same port
         rc = self.launcher.run(Task(f"fit {job.label}", argv, job.out / "fit.log", set_env=self._job_env(),
                                     unset_env=DIST_ENV, threads=self.cfg.threads_per_fit,
-                                    gpus=self.cfg.launcher.gpus_per_job))
+                                    gpus=self.cfg.launcher.gpus_per_job,
+                                    forkable=cfg.trainer.devices * cfg.trainer.num_nodes == 1))
         log = job.out / "fit.log"
         return rc, (_failure(log.read_text()) if log.exists() else "no fit.log") if rc != 0 else ""
 
@@ -364,8 +368,7 @@ class Experiment:
         # the other idle for minutes of the main job (issue 19). The side RQ-VAEs train as launcher jobs, so
         # they are stopped with the fits on an interrupt.
         with ThreadPoolExecutor(1) as side:
-            early = side.submit(self.stability_tables, corpus, beside_fits=True) if self.cfg.stability.enabled \
-                else None
+            side_tables = side.submit(self.stability_tables, corpus) if self.cfg.stability.enabled else None
             try:
                 model = self.rqvae(corpus)
                 sids = self.sids(model, corpus)
@@ -375,7 +378,7 @@ class Experiment:
                 self.launcher.stop()  # the side RQ-VAE job ends with the experiment
                 side.shutdown(wait=True, cancel_futures=True)  # a queued side stage never starts
                 raise
-            tables = early.result() if early is not None else None
+            tables = side_tables.result() if side_tables is not None else None
             analysis, analysis_fp = side_analysis.result()
         stability = self.stability(corpus, tables) if tables is not None else None
         quantizers = self.quantizer_study(corpus, model, sids) if self.cfg.quantizers else None
@@ -420,20 +423,19 @@ class Experiment:
         write_json(path, result)
         return result, fp
 
-    def stability_tables(self, corpus: Path, beside_fits: bool = False) -> dict[str, Path]:
-        """The stability study's SID tables: RQ-VAEs trained on the early and on the late days."""
+    def stability_tables(self, corpus: Path) -> dict[str, Path]:
+        """The stability study's SID tables: RQ-VAEs trained on the early and on the late days, as launcher jobs
+        (they train beside the main fits)."""
         st = self.cfg.stability
-        return {tag: self.sids(self.rqvae(corpus, days, tag, as_job=beside_fits), corpus)
+        return {tag: self.sids(self.rqvae(corpus, days, tag, as_job=True), corpus)
                 for tag, days in (("early", st.early_days), ("late", st.late_days))}
 
-    def stability(self, corpus: Path, tables: dict[str, Path] | None = None) -> StabilityStudy:
-        """Appendix A.2: RQ-VAEs trained on early vs late days, each driving the same ranker."""
+    def stability(self, corpus: Path, tables: dict[str, Path]) -> StabilityStudy:
+        """Appendix A.2: the early and the late RQ-VAE's SID tables (``stability_tables``) each drive the same
+        ranker."""
         st = self.cfg.stability
-        tables = tables if tables is not None else self.stability_tables(corpus)
-        jobs = []
-        for tag in ("early", "late"):
-            jobs.append(FitJob(st.representation, DEFAULT_RANKER, st.representation, "without_history",
-                               self.cfg.seeds[0], tables[tag], self.out / "stability" / tag, tag=tag))
+        jobs = [FitJob(st.representation, DEFAULT_RANKER, st.representation, "without_history", self.cfg.seeds[0],
+                       tables[tag], self.out / "stability" / tag, tag=tag) for tag in ("early", "late")]
         results = self.run_fits(jobs, corpus)
         agreement = compare_tables(read_sid_table(tables["early"]), read_sid_table(tables["late"]))
         return {"representation": st.representation, "early_days": st.early_days, "late_days": st.late_days,

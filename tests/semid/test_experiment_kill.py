@@ -48,6 +48,12 @@ def _children_of(pid: int) -> list[int]:
     return kids
 
 
+def _descendants_of(pid: int) -> list[int]:
+    """Children and their children: forked fits are children of the launcher's forkserver (semid.warm_start)."""
+    kids = _children_of(pid)
+    return kids + [d for k in kids for d in _descendants_of(k)]
+
+
 def test_kill_9_at_a_random_moment_then_rerun_gives_the_same_report(tmp_path):
     t0 = time.perf_counter()
     ref = subprocess.run(_cmd(tmp_path / "ref"), capture_output=True, text=True, env=_ENV, timeout=900)
@@ -62,7 +68,7 @@ def test_kill_9_at_a_random_moment_then_rerun_gives_the_same_report(tmp_path):
     try:
         proc.wait(timeout=moment)
     except subprocess.TimeoutExpired:
-        kids = _children_of(proc.pid) if sys.platform.startswith("linux") else []
+        kids = _descendants_of(proc.pid) if sys.platform.startswith("linux") else []
         os.kill(proc.pid, signal.SIGKILL)  # the parent only: its fit processes must die with it
         proc.wait()
         for _ in range(100):  # they get SIGKILL from the kernel; give it a moment to be delivered

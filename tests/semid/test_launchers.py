@@ -179,9 +179,10 @@ def test_an_interrupted_experiment_stops_its_fits_and_starts_no_more(tmp_path: P
     import semid.launchers as launchers
     from semid.experiment import Experiment, load_experiment_config
 
+    # fresh interpreters (the stand-in command replaces theirs; forked fits run `semid` itself: test_warm_start)
     monkeypatch.setattr(launchers, "_command", lambda task: [sys.executable, "-c", "import time; time.sleep(60)"])
     cfg = load_experiment_config("tiny", ["representations=[hash_8k,hash_large]", "ranker_variants=[]",
-                                          "settings=[without_history]", "parallel=1"])
+                                          "settings=[without_history]", "parallel=1", "launcher.warm_start=false"])
     exp = Experiment(cfg, tmp_path / "exp", log=lambda m: None)
     jobs = exp.jobs(tmp_path / "no-sids")  # hash arms read no SID table
     running = exp.launcher._running
