@@ -16,7 +16,7 @@ import pytest
 
 from semid.cli import main
 from semid.core.config import ConfigFieldError
-from semid.launchers import STOPPED, LauncherSpec, SubmititLauncher, Task, _Command
+from semid.launchers import STOPPED, LauncherSpec, LocalLauncher, SubmititLauncher, Task, _Command
 from semid.wandb_summary import MARKER
 from tests.semid.test_wandb_summary import _logged, _table
 
@@ -145,28 +145,33 @@ def test_submitit_missing_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_stop_ends_the_running_tasks_and_starts_no_more(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import threading
-
     import semid.launchers as launchers
 
     # a command that would run for a minute: stop() must end it, not wait for it
     monkeypatch.setattr(launchers, "_command", lambda task: [sys.executable, "-c", "import time; time.sleep(60)"])
     launcher = launchers.LocalLauncher(2)
+    assert stop_while_running(launcher, Task("a", [], tmp_path / "a.log")) != 0
+    assert launcher.run(Task("b", [], tmp_path / "b.log")) == STOPPED  # queued after the stop: never started
+    assert not (tmp_path / "b.log").exists()
+
+
+def stop_while_running(launcher: LocalLauncher, task: Task, within_s: float = 20) -> int:
+    """``task``'s exit status when ``launcher.stop()`` comes while it runs (it must end it, not wait for it)."""
+    import threading
+
     rcs: list[int] = []
-    worker = threading.Thread(target=lambda: rcs.append(launcher.run(Task("a", [], tmp_path / "a.log"))))
+    worker = threading.Thread(target=lambda: rcs.append(launcher.run(task)))
     worker.start()
-    for _ in range(200):
+    for _ in range(1200):
         if launcher._running._procs:
             break
         time.sleep(0.05)
     assert launcher._running._procs, "the task's process never started"
     t = time.perf_counter()
     launcher.stop()
-    worker.join(timeout=30)
-    assert not worker.is_alive() and time.perf_counter() - t < 20
-    assert rcs and rcs[0] != 0
-    assert launcher.run(Task("b", [], tmp_path / "b.log")) == STOPPED  # queued after the stop: never started
-    assert not (tmp_path / "b.log").exists()
+    worker.join(timeout=2 * within_s)
+    assert not worker.is_alive() and time.perf_counter() - t < within_s and rcs
+    return rcs[0]
 
 
 def test_an_interrupted_experiment_stops_its_fits_and_starts_no_more(tmp_path: Path, tiny_corpus: Path,

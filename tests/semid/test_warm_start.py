@@ -7,8 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ import pytest
 from datamodules import Corpus
 from semid.launchers import STOPPED, LocalLauncher, Task
 from tests.rankers.conftest import FAST
+from tests.semid.test_launchers import stop_while_running
 
 ENV = {"OMP_NUM_THREADS": "1", "SEMID_PROGRESS": "0", "PYTHONWARNINGS": "ignore"}
 
@@ -71,18 +70,6 @@ def test_a_forked_commands_error_is_its_own(tmp_path: Path) -> None:
 
 def test_stop_ends_a_forked_job(signal_corpus: Path, tmp_path: Path) -> None:
     launcher = LocalLauncher(2)
-    rcs: list[int] = []
-    worker = threading.Thread(target=lambda: rcs.append(launcher.run(_task(signal_corpus, tmp_path / "a"))))
-    worker.start()
-    for _ in range(1200):
-        if launcher._running._procs:
-            break
-        time.sleep(0.05)
-    assert launcher._running._procs, "the forked job never started"
-    t = time.perf_counter()
-    launcher.stop()
-    worker.join(timeout=60)
-    assert not worker.is_alive() and time.perf_counter() - t < 45
-    assert rcs == [143]  # SIGTERM, as for a subprocess
+    assert stop_while_running(launcher, _task(signal_corpus, tmp_path / "a"), within_s=45) == 143  # as a subprocess
     assert launcher.run(_task(signal_corpus, tmp_path / "b")) == STOPPED
     assert not (tmp_path / "b.log").exists()
