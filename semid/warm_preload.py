@@ -25,6 +25,11 @@ with warnings.catch_warnings():
     for _name in MODULES:
         __import__(_name)
 
+# multiprocessing prepares each child by running the experiment's main module again; under `python -m semid.cli`
+# runpy warns (on the experiment's stderr, before the job's log takes over) that semid.cli is already loaded
+# here. It is, on purpose: this filter, inherited by every child, keeps that one warning out.
+warnings.filterwarnings("ignore", message=r".*found in sys.modules after import of package.*", category=RuntimeWarning)
+
 
 def _other_threads() -> list[str]:
     me = str(threading.get_native_id())

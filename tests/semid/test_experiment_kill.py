@@ -58,6 +58,9 @@ def test_kill_9_at_a_random_moment_then_rerun_gives_the_same_report(tmp_path):
     t0 = time.perf_counter()
     ref = subprocess.run(_cmd(tmp_path / "ref"), capture_output=True, text=True, env=_ENV, timeout=900)
     assert ref.returncode == 0, ref.stderr[-3000:]
+    # nothing of the jobs' start-up reaches the experiment's stderr (forked jobs run `python -m semid.cli` again
+    # as multiprocessing's main module, which runpy used to warn about)
+    assert not ref.stderr.strip(), ref.stderr[-3000:]
     duration = time.perf_counter() - t0
 
     seed = int(os.environ.get("SEMID_KILL_SEED", random.randrange(1_000_000)))
