@@ -173,28 +173,25 @@ def _pooled(runs: list[PairedRun], stat: Callable[[np.ndarray, np.ndarray], np.n
                                  zip(periods, firsts, clusters)))
     roles = ("reference", "candidate") if need_reference else ("candidate",)
 
-    def key(r: PairedRun, role: str) -> tuple[Hashable, ...] | None:
-        k = getattr(r, f"{role}_key")
-        return None if k is None else (k, draw_key, r.period)
+    def cache_key(r: PairedRun, role: str) -> tuple[Hashable, ...] | None:
+        name = getattr(r, f"{role}_key")
+        return None if name is None else (name, draw_key, r.period)
 
     groups = [{r.seed: r for r in runs if r.period == p} for p in periods]
-    todo = {(id(r), role) for g in groups for r in g.values() for role in roles if key(r, role) not in cache.aucs}
+    # (id(run), role) -> its cache key; None for scores without a name (computed here, never cached)
+    keys = {(id(r), role): cache_key(r, role) for g in groups for r in g.values() for role in roles}
+    todo = {k for k, cache_key in keys.items() if cache_key not in cache.aucs}
     rng = np.random.default_rng([seed, 7919])
     if todo or draw_key not in cache.rng_after:
         fresh = _replicates(groups, firsts, clusters, todo, roles, num, rng)
-        for g in groups:
-            for r in g.values():
-                for role in roles:
-                    if key(r, role) is not None and (id(r), role) in fresh:
-                        cache.aucs[key(r, role)] = fresh[(id(r), role)]  # type: ignore[index]
+        cache.aucs.update({keys[k]: v for k, v in fresh.items() if keys[k] is not None})
         cache.rng_after[draw_key] = rng.bit_generator.state
     else:  # every run is cached: continue the generator where its item draws left it
         fresh = {}
         rng.bit_generator.state = cache.rng_after[draw_key]
 
     def aucs(r: PairedRun, role: str) -> tuple[np.ndarray, float]:
-        k = key(r, role)
-        return fresh[(id(r), role)] if k is None or (id(r), role) in fresh else cache.aucs[k]
+        return fresh.get((id(r), role)) or cache.aucs[keys[(id(r), role)]]  # type: ignore[index]
 
     draws = np.zeros((len(periods), len(seeds), num))
     point = []

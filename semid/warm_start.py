@@ -65,7 +65,6 @@ class ForkedJob:
             except (EOFError, ConnectionError) as e:  # the forkserver died: its preload printed why
                 raise SemidError(f"launcher: the warm process for local jobs did not start ({type(e).__name__}; "
                                  "its error is above) (set launcher.warm_start=false to start each job afresh)") from e
-        self.pid = self._proc.pid
         self._status_lock = threading.Lock()
 
     def terminate(self) -> None:
