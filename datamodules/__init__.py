@@ -9,17 +9,17 @@ from __future__ import annotations
 from semid.core.lazy import lazy_getattr
 
 _EXPORTS = {
-    "Corpus": "datamodules.corpus", "CorpusWriter": "datamodules.corpus", "Items": "datamodules.corpus",
-    "to_int64": "datamodules.corpus",
-    "validate_corpus": "datamodules.validate", "ValidationReport": "datamodules.validate",
-    "open_corpus": "datamodules.gate", "check_corpus": "datamodules.gate",
-    "generate": "datamodules.synth", "load_synth_config": "datamodules.synth",
-    "BUCKETS": "datamodules.stats", "HEAD": "datamodules.stats", "TORSO": "datamodules.stats",
-    "TAIL": "datamodules.stats", "corpus_impressions": "datamodules.stats", "popularity_buckets": "datamodules.stats",
-    "ROLES": "datamodules.batch", "RankingBatch": "datamodules.batch", "SparseFeatures": "datamodules.batch",
-    "feature_key": "datamodules.batch",
-    "CONTEXT_DIM": "datamodules.ranking", "RankingDataConfig": "datamodules.ranking",
-    "RankingDataModule": "datamodules.ranking", "resolve_days": "datamodules.ranking",
+    "Corpus": "semid.datamodules.corpus", "CorpusWriter": "semid.datamodules.corpus", "Items": "semid.datamodules.corpus",
+    "to_int64": "semid.datamodules.corpus",
+    "validate_corpus": "semid.datamodules.validate", "ValidationReport": "semid.datamodules.validate",
+    "open_corpus": "semid.datamodules.gate", "check_corpus": "semid.datamodules.gate",
+    "generate": "semid.datamodules.synth", "load_synth_config": "semid.datamodules.synth",
+    "BUCKETS": "semid.datamodules.stats", "HEAD": "semid.datamodules.stats", "TORSO": "semid.datamodules.stats",
+    "TAIL": "semid.datamodules.stats", "corpus_impressions": "semid.datamodules.stats", "popularity_buckets": "semid.datamodules.stats",
+    "ROLES": "semid.datamodules.batch", "RankingBatch": "semid.datamodules.batch", "SparseFeatures": "semid.datamodules.batch",
+    "feature_key": "semid.datamodules.batch",
+    "CONTEXT_DIM": "semid.datamodules.ranking", "RankingDataConfig": "semid.datamodules.ranking",
+    "RankingDataModule": "semid.datamodules.ranking", "resolve_days": "semid.datamodules.ranking",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

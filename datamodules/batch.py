@@ -24,7 +24,7 @@ def feature_key(role: str, table: str) -> str:
 
 class SparseFeatures(Protocol):
     """How a batch's items become its KeyedJaggedTensor. embeddings implements it over a token cache
-    (``embeddings.CacheFeatures``); rankers passes it in, since datamodules sits below embeddings."""
+    (``semid.embeddings.CacheFeatures``); rankers passes it in, since datamodules sits below embeddings."""
 
     def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
         """Rows [N] of the features' item table for corpus item ids [N]."""

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_synth)
 
     p = dsub.add_parser("movielens", help="import MovieLens (100k, 1m, latest/20m/25m/32m) into the corpus format")
-    from datamodules.movielens_cli import add_movielens_arguments, run_movielens  # argparse only: cheap
+    from semid.datamodules.movielens_cli import add_movielens_arguments, run_movielens  # argparse only: cheap
 
     add_movielens_arguments(p)
     p.set_defaults(func=run_movielens)
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from datamodules.synth import generate, load_synth_config
+    from semid.datamodules.synth import generate, load_synth_config
 
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
     cfg = load_synth_config(args.preset, overrides)
@@ -48,7 +48,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _print_summary(path: Path) -> None:
-    from datamodules.corpus import Corpus
+    from semid.datamodules.corpus import Corpus
 
     meta = Corpus(path).meta
     print(f"wrote {path}: {meta['n_items']:,} items, {meta['n_impressions']:,} impressions over "
@@ -61,7 +61,7 @@ def _print_summary(path: Path) -> None:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from datamodules.stats import corpus_stats, render_stats
+    from semid.datamodules.stats import corpus_stats, render_stats
     from semid.core.artifacts import write_json
 
     s = corpus_stats(args.corpus)
@@ -72,7 +72,7 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from datamodules.gate import check_corpus
+    from semid.datamodules.gate import check_corpus
 
     # every check, always (the stamp is not trusted, only refreshed, so later commands need not scan again)
     _, r = check_corpus(args.corpus, deep=args.deep, rescan=True)

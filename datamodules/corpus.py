@@ -331,7 +331,7 @@ class ItemOrder:
 
 class Corpus:
     """A corpus directory, unchecked beyond its existence and format version. Commands open one with
-    ``datamodules.open_corpus`` (the checked reader: the data contract's checks, remembered in a stamp)."""
+    ``semid.datamodules.open_corpus`` (the checked reader: the data contract's checks, remembered in a stamp)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

@@ -37,8 +37,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from datamodules.corpus import META_FILE, Corpus, compute_fingerprint
-from datamodules.validate import ValidationReport, check_content, check_fingerprint, check_layout
+from semid.datamodules.corpus import META_FILE, Corpus, compute_fingerprint
+from semid.datamodules.validate import ValidationReport, check_content, check_fingerprint, check_layout
 from semid.core.artifacts import read_json, write_json
 from semid.core.errors import SemidError
 from semid.core.fingerprint import code_fingerprint

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from datamodules.corpus import CorpusWriter, to_embedding_matrix, to_int64
+from semid.datamodules.corpus import CorpusWriter, to_embedding_matrix, to_int64
 from semid.core.errors import DataError, SemidError
 from semid.core.fingerprint import fingerprint_file
 
@@ -418,7 +418,7 @@ def import_movielens(path: Path, out: Path | None = None, *, embeddings: Path | 
                      log: Callable[[str], None] | None = None) -> Path:
     """Import the MovieLens folder ``path`` as a corpus at ``out``; corpus.json's ``import`` records what was kept
     and dropped (``import_summary`` renders it). ``text_model``: ``minilm`` or a local sentence-transformers
-    directory, whose embeddings are cached in ``cache_dir`` (see ``datamodules.text_embeddings``)."""
+    directory, whose embeddings are cached in ``cache_dir`` (see ``semid.datamodules.text_embeddings``)."""
     say = log or (lambda _: None)
     if period_days < 1:
         raise SemidError(f"--period-days must be an integer >= 1 (got {period_days})")
@@ -431,7 +431,7 @@ def import_movielens(path: Path, out: Path | None = None, *, embeddings: Path | 
         raise SemidError("give --embeddings FILE or --text-model, not both")
     model = None
     if text_model is not None:  # a missing extra or a wrong model name is said before the files are read
-        from datamodules.text_embeddings import resolve_text_model
+        from semid.datamodules.text_embeddings import resolve_text_model
 
         model = resolve_text_model(str(text_model))
     src, r, movies = read_movielens(Path(path))
@@ -497,7 +497,7 @@ def import_movielens(path: Path, out: Path | None = None, *, embeddings: Path | 
         r = Ratings(r.user[keep], r.item[keep], r.rating[keep], r.ts[keep])
         rated = rated[have]
     if emb is None:  # embed only the movies the corpus keeps, in item order
-        from datamodules.text_embeddings import embed_texts
+        from semid.datamodules.text_embeddings import embed_texts
 
         assert model is not None
         text_of = dict(zip(movies.item.tolist(), movies.text))

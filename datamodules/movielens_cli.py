@@ -1,4 +1,4 @@
-"""``semid data movielens``: its arguments and what it prints. Kept apart from ``datamodules.movielens`` so that
+"""``semid data movielens``: its arguments and what it prints. Kept apart from ``semid.datamodules.movielens`` so that
 building the ``semid`` parser does not import pyarrow (~0.6 s)."""
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def add_movielens_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_movielens(args: argparse.Namespace) -> int:
-    from datamodules.corpus import Corpus
-    from datamodules.movielens import import_movielens, import_summary
+    from semid.datamodules.corpus import Corpus
+    from semid.datamodules.movielens import import_movielens, import_summary
 
     path = import_movielens(args.path, args.out, embeddings=args.embeddings, text_model=args.text_model,
                             min_rating=args.min_rating, period_days=args.period_days,

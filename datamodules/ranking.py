@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from datamodules.batch import RankingBatch, SparseFeatures
-from datamodules.corpus import Corpus, Items, read_footer, to_int64
-from datamodules.stats import popularity_buckets
+from semid.datamodules.batch import RankingBatch, SparseFeatures
+from semid.datamodules.corpus import Corpus, Items, read_footer, to_int64
+from semid.datamodules.stats import popularity_buckets
 from semid.core.config import require, require_int, require_positive
 from semid.core.errors import SemidError
 from semid.core.ids import locate
@@ -188,7 +188,7 @@ def resolve_days(corpus: Corpus, cfg: RankingDataConfig) -> tuple[list[int], int
 
 
 class RankingDataModule(L.LightningDataModule):
-    """``features``: how items become sparse table features (``embeddings.CacheFeatures`` over a token
+    """``features``: how items become sparse table features (``semid.embeddings.CacheFeatures`` over a token
     cache), or ``None`` for the Dense Input representation (batches carry raw content embeddings)."""
 
     def __init__(self, corpus: str | Path, cfg: RankingDataConfig, features: SparseFeatures | None = None,

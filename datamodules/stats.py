@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from datamodules.corpus import Corpus, to_int64
-from datamodules.gate import open_corpus
+from semid.datamodules.corpus import Corpus, to_int64
+from semid.datamodules.gate import open_corpus
 from semid.core.errors import SemidError
 from semid.core.ids import locate
 from semid.core.progress import progress

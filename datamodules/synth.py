@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from datamodules.corpus import CorpusWriter
+from semid.datamodules.corpus import CorpusWriter
 from semid.core.config import (ConfigFieldError, blame_overrides, from_dict, load_yaml, require, require_int,
                                require_positive, resolve_conf)
 from semid.core.errors import SemidError

@@ -9,7 +9,7 @@ The checks come in two tiers, so that every command can afford the first and non
   embeddings (NaN/inf, all identical), each impression's ids in items.parquet and on or after the item's
   first_day, 0/1 labels, nulls, the rows' day against their partition, copied day files.
 
-``validate_corpus`` runs both (``semid data validate``); ``datamodules.gate.open_corpus`` runs the first on every
+``validate_corpus`` runs both (``semid data validate``); ``semid.datamodules.gate.open_corpus`` runs the first on every
 open and the second once per state of the files, remembered in a validation stamp.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from datamodules.corpus import (
+from semid.datamodules.corpus import (
     LABEL_COLUMNS,
     META_FILE,
     Corpus,

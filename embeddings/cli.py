@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _default_sizes() -> tuple[int, ...]:
-    from embeddings.lookup_stats import DEFAULT_VOCAB_SIZES
+    from semid.embeddings.lookup_stats import DEFAULT_VOCAB_SIZES
 
     return DEFAULT_VOCAB_SIZES
 
@@ -74,8 +74,8 @@ def _parse_sizes(text: str) -> list[int]:
 
 
 def _spm_report(args: argparse.Namespace) -> int:
-    from datamodules import corpus_impressions, open_corpus
-    from embeddings.lookup_stats import lookup_report, plot_report, render_report
+    from semid.datamodules import corpus_impressions, open_corpus
+    from semid.embeddings.lookup_stats import lookup_report, plot_report, render_report
     from semid.core.artifacts import write_json
     from semid.rqvae import read_sid_table
 
@@ -96,9 +96,9 @@ def _spm_report(args: argparse.Namespace) -> int:
 
 
 def _tokens_build(args: argparse.Namespace) -> int:
-    from datamodules import corpus_impressions, open_corpus
-    from embeddings.registry import load_representation_config
-    from embeddings.token_cache import TokenCache, build_token_cache
+    from semid.datamodules import corpus_impressions, open_corpus
+    from semid.embeddings.registry import load_representation_config
+    from semid.embeddings.token_cache import TokenCache, build_token_cache
     from semid.core.errors import SemidError
     from semid.rqvae import read_sid_table
 
@@ -127,7 +127,7 @@ def _tokens_build(args: argparse.Namespace) -> int:
 
 
 def _tokens_info(args: argparse.Namespace) -> int:
-    from embeddings.token_cache import TokenCache
+    from semid.embeddings.token_cache import TokenCache
     from semid.rqvae import read_sid_table
 
     sids = read_sid_table(args.sids) if args.sids else None
@@ -139,7 +139,7 @@ def _tokens_info(args: argparse.Namespace) -> int:
 
 
 def _describe(cache: object) -> None:
-    from embeddings.token_cache import TokenCache
+    from semid.embeddings.token_cache import TokenCache
 
     assert isinstance(cache, TokenCache)
     per_item = cache.lookups_per_item()

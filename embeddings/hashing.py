@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embeddings._hash import hash_to_rows
-from embeddings.tokenizer import Jagged, TableSpec, Tokenizer, require
+from semid.embeddings._hash import hash_to_rows
+from semid.embeddings.tokenizer import Jagged, TableSpec, Tokenizer, require
 
 
 @dataclass

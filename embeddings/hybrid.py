@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.tokenizer import Jagged, SidSpace, TableSpec, Tokenizer, require
+from semid.embeddings.tokenizer import Jagged, SidSpace, TableSpec, Tokenizer, require
 from semid.rqvae import SidTable
 
 

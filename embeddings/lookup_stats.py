@@ -12,12 +12,12 @@ from typing import Sequence
 
 import numpy as np
 
-from datamodules import BUCKETS, popularity_buckets
-from embeddings.hashing import HashConfig
-from embeddings.ngram import NgramConfig
-from embeddings.registry import RepresentationConfig
-from embeddings.spm import SpmConfig
-from embeddings.token_cache import TokenCache, build_token_cache
+from semid.datamodules import BUCKETS, popularity_buckets
+from semid.embeddings.hashing import HashConfig
+from semid.embeddings.ngram import NgramConfig
+from semid.embeddings.registry import RepresentationConfig
+from semid.embeddings.spm import SpmConfig
+from semid.embeddings.token_cache import TokenCache, build_token_cache
 from semid.core.progress import progress
 from semid.core.records import LookupReport, LookupStats
 from semid.rqvae import SidTable

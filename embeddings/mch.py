@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from embeddings._hash import seeded_hash
-from embeddings.tokenizer import Jagged, TableSpec, Tokenizer
+from semid.embeddings._hash import seeded_hash
+from semid.embeddings.tokenizer import Jagged, TableSpec, Tokenizer
 from semid.core.config import require, require_int
 
 if TYPE_CHECKING:

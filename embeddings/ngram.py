@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embeddings._hash import chain_hash, seeded_hash
-from embeddings.tokenizer import Jagged, SidSpace, TableSpec, Tokenizer, check_levels, require
+from semid.embeddings._hash import chain_hash, seeded_hash
+from semid.embeddings.tokenizer import Jagged, SidSpace, TableSpec, Tokenizer, check_levels, require
 from semid.rqvae import SidTable
 
 LAYOUTS = ("per_group", "offset")

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embeddings._hash import seeded_hash
-from embeddings.ngram import NgramConfig, PrefixNgramConfig
-from embeddings.spm import SpmConfig
-from embeddings.tokenizer import ConfigError, Jagged, SidSpace, TableSpec, Tokenizer, require
+from semid.embeddings._hash import seeded_hash
+from semid.embeddings.ngram import NgramConfig, PrefixNgramConfig
+from semid.embeddings.spm import SpmConfig
+from semid.embeddings.tokenizer import ConfigError, Jagged, SidSpace, TableSpec, Tokenizer, require
 from semid.rqvae import SidTable
 
 BaseConfig = NgramConfig | PrefixNgramConfig | SpmConfig

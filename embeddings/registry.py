@@ -11,13 +11,13 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
-from embeddings.hashing import HashConfig, HashTokenizer
-from embeddings.hybrid import HybridConfig, HybridTokenizer
-from embeddings.mch import MchConfig, MchTokenizer
-from embeddings.ngram import NgramConfig, NgramTokenizer, PrefixNgramConfig, PrefixNgramTokenizer
-from embeddings.random_sid import RandomSidConfig, RandomSidTokenizer
-from embeddings.spm import SpmConfig, SpmTokenizer
-from embeddings.tokenizer import Jagged, TableSpec, Tokenizer
+from semid.embeddings.hashing import HashConfig, HashTokenizer
+from semid.embeddings.hybrid import HybridConfig, HybridTokenizer
+from semid.embeddings.mch import MchConfig, MchTokenizer
+from semid.embeddings.ngram import NgramConfig, NgramTokenizer, PrefixNgramConfig, PrefixNgramTokenizer
+from semid.embeddings.random_sid import RandomSidConfig, RandomSidTokenizer
+from semid.embeddings.spm import SpmConfig, SpmTokenizer
+from semid.embeddings.tokenizer import Jagged, TableSpec, Tokenizer
 from semid.core.config import from_dict, load_yaml, resolve_conf
 from semid.core.errors import SemidError
 

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import sentencepiece as spm
 
-from embeddings.tokenizer import (ConfigError, Jagged, SidSpace, TableSpec, Tokenizer, TokenizerWarning,
+from semid.embeddings.tokenizer import (ConfigError, Jagged, SidSpace, TableSpec, Tokenizer, TokenizerWarning,
                                   check_levels, require)
 from semid.core.errors import FingerprintMismatch, SemidError
 from semid.core.fingerprint import fingerprint_bytes, fingerprint_of

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings.registry import RepresentationConfig, build_tokenizer, load_representation_config, \
+from semid.embeddings.registry import RepresentationConfig, build_tokenizer, load_representation_config, \
     parse_representation
-from embeddings.tokenizer import Jagged, SidSpace, TableSpec, Tokenizer
+from semid.embeddings.tokenizer import Jagged, SidSpace, TableSpec, Tokenizer
 from semid.core.artifacts import atomic_path
 from semid.core.errors import DataError, FingerprintMismatch, SemidError
 from semid.core.fingerprint import fingerprint_bytes, fingerprint_of

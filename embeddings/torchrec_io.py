@@ -1,6 +1,6 @@
 """TorchRec glue: tables as ``EmbeddingBagConfig``s shared by all roles, batches as ``KeyedJaggedTensor``s.
 
-Feature key of role r on table t: ``datamodules.batch.feature_key(r, t.name)``. An item's representation for a role is the SUM
+Feature key of role r on table t: ``semid.datamodules.batch.feature_key(r, t.name)``. An item's representation for a role is the SUM
 of the pooled outputs of that role's features, read by key (``KeyedTensor.to_dict()``), never by
 column position (the pooled column order follows the sharding plan).
 
@@ -19,9 +19,9 @@ from fbgemm_gpu.tbe.config.optimizer_config import WeightDecayMode
 from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from datamodules import feature_key
-from embeddings.token_cache import TokenCache
-from embeddings.tokenizer import gather_csr
+from semid.datamodules import feature_key
+from semid.embeddings.token_cache import TokenCache
+from semid.embeddings.tokenizer import gather_csr
 from semid.core.config import require, require_positive
 from semid.core.errors import SemidError
 

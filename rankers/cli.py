@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def register_plan(sub: argparse._SubParsersAction) -> None:
-    from rankers.plan import PlanSpec
+    from semid.rankers.plan import PlanSpec
 
     d = PlanSpec()
     p = sub.add_parser("plan", help="TorchRec planner dry run for a paper-scale configuration (CPU only)")
@@ -57,7 +57,7 @@ def register_plan(sub: argparse._SubParsersAction) -> None:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from rankers.plan import PlanSpec, dry_run, render
+    from semid.rankers.plan import PlanSpec, dry_run, render
     from semid.core.artifacts import write_json
 
     spec = PlanSpec(representation=args.representation, levels=args.levels, codebook_size=args.codebook_size,
@@ -72,8 +72,8 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from rankers.config import load_rank_config
-    from rankers.fit import fit, summary_line
+    from semid.rankers.config import load_rank_config
+    from semid.rankers.fit import fit, summary_line
     from semid.core.quiet import quiet_libraries
 
     cfg = load_rank_config(args.config, args.overrides, representation=args.representation)
@@ -92,7 +92,7 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from rankers.fit import evaluate, summary_line
+    from semid.rankers.fit import evaluate, summary_line
     from semid.core.artifacts import write_json
     from semid.core.quiet import quiet_libraries
 

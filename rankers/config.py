@@ -11,11 +11,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datamodules import RankingDataConfig
-from embeddings import RepresentationConfig, TableOptimizerConfig, load_representation_config, \
+from semid.datamodules import RankingDataConfig
+from semid.embeddings import RepresentationConfig, TableOptimizerConfig, load_representation_config, \
     parse_representation
-from rankers.model import RankerConfig
-from rankers.strategy import ShardingConfig
+from semid.rankers.model import RankerConfig
+from semid.rankers.strategy import ShardingConfig
 from semid.core.config import (ConfigFieldError, apply_overrides, blame_overrides, from_dict, load_layered,
                                require, require_int, require_positive)
 from semid.core.errors import SemidError
@@ -79,7 +79,7 @@ class RankFitConfig:
     @property
     def roles(self) -> list[str]:
         """The item roles this setting feeds to the ranker (all share the representation's tables)."""
-        from datamodules import ROLES
+        from semid.datamodules import ROLES
 
         return [r for r in ROLES if r != "history" or self.ranker.use_history]
 

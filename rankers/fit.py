@@ -18,13 +18,13 @@ import torch
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from torchrec import EmbeddingBagConfig
 
-from datamodules import CONTEXT_DIM, Corpus, RankingDataModule, corpus_impressions, open_corpus, resolve_days
-from embeddings import CacheFeatures, MchConfig, RepresentationConfig, TokenCache, build_token_cache, \
+from semid.datamodules import CONTEXT_DIM, Corpus, RankingDataModule, corpus_impressions, open_corpus, resolve_days
+from semid.embeddings import CacheFeatures, MchConfig, RepresentationConfig, TokenCache, build_token_cache, \
     embedding_bag_configs
-from rankers.config import RankFitConfig, learned_part, rank_config_from_dict
-from rankers.metrics import flat_scalars
-from rankers.module import RankerModule
-from rankers.strategy import TorchRecStrategy, managed_sharding_types
+from semid.rankers.config import RankFitConfig, learned_part, rank_config_from_dict
+from semid.rankers.metrics import flat_scalars
+from semid.rankers.module import RankerModule
+from semid.rankers.strategy import TorchRecStrategy, managed_sharding_types
 from semid.core import interrupt
 from semid.core.artifacts import write_json
 from semid.core.csv_log import continue_csv_log, rows_through_step

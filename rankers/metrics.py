@@ -13,9 +13,9 @@ from torchmetrics import MeanMetric, Metric, SumMetric
 from torchmetrics.classification import BinaryAUROC
 from torchmetrics.utilities import dim_zero_cat
 
-from datamodules import RankingBatch
-from datamodules import HEAD, TAIL, TORSO
-from rankers.model import TASKS
+from semid.datamodules import RankingBatch
+from semid.datamodules import HEAD, TAIL, TORSO
+from semid.rankers.model import TASKS
 from semid.core.records import EvalMetrics, SliceMetrics
 
 SLICES = ("overall", "new", "head", "torso", "tail")

@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
 from torchrec.modules.mc_embedding_modules import ManagedCollisionEmbeddingBagCollection
 
-from datamodules import RankingBatch
-from embeddings import MchConfig, managed_collision_collection
+from semid.datamodules import RankingBatch
+from semid.embeddings import MchConfig, managed_collision_collection
 from semid.core.config import require, require_int, require_positive
 from semid.core.errors import SemidError
 

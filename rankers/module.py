@@ -12,12 +12,12 @@ from torchrec import EmbeddingBagConfig
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizer, KeyedOptimizerWrapper
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 
-from datamodules import RankingBatch
-from embeddings import MchConfig
-from rankers.config import OptimConfig
-from rankers.metrics import SlicedMetrics, flat_scalars
-from rankers.predictions import PredictionLog
-from rankers.model import MultitaskRanker, RankerConfig
+from semid.datamodules import RankingBatch
+from semid.embeddings import MchConfig
+from semid.rankers.config import OptimConfig
+from semid.rankers.metrics import SlicedMetrics, flat_scalars
+from semid.rankers.predictions import PredictionLog
+from semid.rankers.model import MultitaskRanker, RankerConfig
 from semid.core.errors import SemidError
 from semid.core.records import EvalMetrics
 

@@ -56,7 +56,7 @@ def dry_run(spec: PlanSpec) -> dict[str, Any]:
     from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
     from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
 
-    from embeddings import fused_params
+    from semid.embeddings import fused_params
 
     world = spec.nodes * spec.gpus_per_node
     roles = ("candidate", "watch", "history")

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from torch import Tensor
 
-from datamodules import RankingBatch
+from semid.datamodules import RankingBatch
 from semid.core.artifacts import atomic_path
 from semid.core.errors import SemidError
 

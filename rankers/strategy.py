@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # types only: torchrec is imported inside the functions using
     from torchrec.distributed.types import ParameterSharding, ShardingEnv, ShardingPlan
     from torchrec.modules.mc_embedding_modules import ManagedCollisionEmbeddingBagCollection
 
-    from embeddings.torchrec_io import FusedParams
+    from semid.embeddings.torchrec_io import FusedParams
 
 _LOOP_STATE = "lightning_state.pt"
 _ROW_BLOCK = 4096
@@ -104,7 +104,7 @@ def _sharders(fused_params: FusedParams, local_lookup: bool = False,
                   device: torch.device | None = None, module_fqn: str | None = None) -> ShardedEmbeddingBagCollection:
             if not local_lookup:
                 return super().shard(module, params, env, device, module_fqn)
-            from rankers.local_lookup import LocalShardedEmbeddingBagCollection
+            from semid.rankers.local_lookup import LocalShardedEmbeddingBagCollection
 
             # the stock sharded module (same constructor arguments), with the world-size-1 fast path
             return LocalShardedEmbeddingBagCollection(
@@ -120,7 +120,7 @@ def _sharders(fused_params: FusedParams, local_lookup: bool = False,
         def shard(self, module: ManagedCollisionEmbeddingBagCollection, params: dict[str, ParameterSharding],
                   env: ShardingEnv, device: torch.device | None = None,
                   module_fqn: str | None = None) -> ShardedManagedCollisionEmbeddingBagCollection:
-            from rankers.local_lookup import LocalShardedManagedCollisionEBC
+            from semid.rankers.local_lookup import LocalShardedManagedCollisionEBC
 
             return LocalShardedManagedCollisionEBC(
                 module, params, ebc_sharder=self._e_sharder, mc_sharder=self._mc_sharder, env=env,

@@ -43,7 +43,7 @@ pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
 
 case "$variant" in
   cpu)
-    "${pip[@]}" -c "$constraints" torch fbgemm-gpu-cpu -e ".[dev,bench,text,cluster]" ;;
+    "${pip[@]}" -c "$constraints" torch fbgemm-gpu-cpu -e ".[dev,bench,text,cluster,docs]" ;;
   cuda)
     # CUDA torch and fbgemm-gpu come from the PyTorch index, which need not carry the locked versions
     # of torch's pure-Python dependencies; so this step pins only torch and fbgemm-gpu, and the next
@@ -54,7 +54,7 @@ case "$variant" in
     fbgemm_version="$(pin 'fbgemm[-_]gpu[-_]cpu')"  # fbgemm-gpu and fbgemm-gpu-cpu are released together
     "${pip[@]}" --index-url "https://download.pytorch.org/whl/$cuda" \
       "torch==$torch_version" "fbgemm-gpu==$fbgemm_version"
-    "${pip[@]}" -c "$constraints" -e ".[dev,bench,text,cluster]" ;;
+    "${pip[@]}" -c "$constraints" -e ".[dev,bench,text,cluster,docs]" ;;
   *)
     echo "usage: bash scripts/install.sh [cpu|cuda|lock]" >&2; exit 2 ;;
 esac

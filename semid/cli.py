@@ -24,11 +24,11 @@ from semid.core.errors import SemidError, out_of_room
 
 # Modules exposing ``register(subparsers)``; each adds one command group.
 COMMAND_MODULES: tuple[str, ...] = (
-    "datamodules.cli",
+    "semid.datamodules.cli",
     "semid.rqvae.sids_cli",
-    "embeddings.cli",
-    "rankers.cli",
-    "semid.experiment_cli",
+    "semid.embeddings.cli",
+    "semid.rankers.cli",
+    "semid.study.experiment_cli",
     "semid.bench.cli",
     "semid.serve.cli",
 )

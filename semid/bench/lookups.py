@@ -5,8 +5,8 @@ throughput of:
 
 * ``torchrec_fast``: the project's path. The tables of an ``EmbeddingBagCollection`` sharded by
   ``DistributedModelParallel`` on a 1-process group with FBGEMM's fused EXACT_ROWWISE_ADAGRAD, planned
-  and initialised by the very code ``semid rank fit`` uses (``rankers.strategy.TorchRecStrategy``), whose
-  forward takes the world-size-1 fast path (``rankers.local_lookup``: DMP's FBGEMM kernels called
+  and initialised by the very code ``semid rank fit`` uses (``semid.rankers.strategy.TorchRecStrategy``), whose
+  forward takes the world-size-1 fast path (``semid.rankers.local_lookup``: DMP's FBGEMM kernels called
   directly, no input/output distribution);
 * ``torchrec_dmp``: the same sharded module with the fast path off (``sharding.local_lookup=false``):
   DMP's full forward; ``torchrec_dmp_tw`` is that with ``table_wise`` sharding forced (not run by default);
@@ -67,7 +67,7 @@ def _build_tbe(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig, dev
     from fbgemm_gpu.split_table_batched_embeddings_ops_training import ComputeDevice, \
         SplitTableBatchedEmbeddingBagsCodegen
 
-    from embeddings import fused_params
+    from semid.embeddings import fused_params
 
     cuda = device.type == "cuda"
     specs = [(r, cfg.dim, EmbeddingLocation.DEVICE if cuda else EmbeddingLocation.HOST,
@@ -368,8 +368,8 @@ def render_markdown(res: LookupBench) -> str:
 
 def spm_lengths_from(corpus: Path, sids: Path, representation: str) -> tuple[list[int], str]:
     """SPM lookups per impression on a real corpus: the token cache's per-item lengths, impression weighted."""
-    from datamodules import open_corpus, to_int64
-    from embeddings import build_token_cache, load_representation_config
+    from semid.datamodules import open_corpus, to_int64
+    from semid.embeddings import build_token_cache, load_representation_config
     from semid.rqvae import read_sid_table
 
     c = open_corpus(corpus)

@@ -2,7 +2,7 @@
 
 Stages (in order; a later one uses what an earlier one wrote under ``--out``):
 
-* ``synth``: ``datamodules.synth.generate`` of a preset (impression rows/s);
+* ``synth``: ``semid.datamodules.synth.generate`` of a preset (impression rows/s);
 * ``rqvae_encode``: a frozen RQ-VAE encoding every item (items/s, ``FrozenRqvae.encode``), then the SID
   table written by ``assign_sids`` (items/s end to end). Without ``--rqvae`` a briefly trained model of
   the preset's shape is used: encoding speed depends on the shapes, not on the training;
@@ -106,7 +106,7 @@ _StageArgs = Union[_SynthArgs, _EncodeArgs, _TokensArgs, _RankFitArgs]
 
 
 def _stage_synth(a: _SynthArgs) -> JsonObject:
-    from datamodules import generate, load_synth_config
+    from semid.datamodules import generate, load_synth_config
 
     cfg = load_synth_config(a["preset"])
     t0 = time.perf_counter()
@@ -118,7 +118,7 @@ def _stage_synth(a: _SynthArgs) -> JsonObject:
 
 
 def _stage_rqvae_encode(a: _EncodeArgs) -> JsonObject:
-    from datamodules import open_corpus
+    from semid.datamodules import open_corpus
     from semid.rqvae import assign_sids
     from semid.rqvae import load_frozen
 
@@ -154,10 +154,10 @@ def _stage_rqvae_encode(a: _EncodeArgs) -> JsonObject:
 
 
 def _stage_tokens(a: _TokensArgs) -> JsonObject:
-    from datamodules import open_corpus, to_int64
-    from embeddings import build_kjt, build_token_cache, load_representation_config
-    from embeddings import build_tokenizer
-    from embeddings import SidSpace
+    from semid.datamodules import open_corpus, to_int64
+    from semid.embeddings import build_kjt, build_token_cache, load_representation_config
+    from semid.embeddings import build_tokenizer
+    from semid.embeddings import SidSpace
     from semid.rqvae import read_sid_table
 
     corpus = open_corpus(a["corpus"])

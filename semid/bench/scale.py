@@ -122,7 +122,7 @@ STAGE_KINDS = ("generate", "validate", "sids_train", "sids_assign", "spm_fit", "
 
 def scaled_overrides(preset: str, overrides: list[str], n_items: int) -> list[str]:
     """Synthetic-generator overrides that scale ``preset`` to ``n_items`` items (module docstring)."""
-    from datamodules import load_synth_config
+    from semid.datamodules import load_synth_config
 
     base = load_synth_config(preset, overrides)
     if n_items == base.n_items:
@@ -228,9 +228,9 @@ def _semid(*args: str) -> list[str]:
 def _child_spm_fit(a: JsonObject) -> JsonObject:
     import warnings
 
-    from datamodules import corpus_impressions, open_corpus
-    from embeddings import SidSpace, build_tokenizer, load_representation_config
-    from embeddings.spm import MAX_TRAINING_SIDS, unique_sids
+    from semid.datamodules import corpus_impressions, open_corpus
+    from semid.embeddings import SidSpace, build_tokenizer, load_representation_config
+    from semid.embeddings.spm import MAX_TRAINING_SIDS, unique_sids
     from semid.rqvae import read_sid_table
 
     corpus = open_corpus(a["corpus"])
@@ -322,7 +322,7 @@ class _Run:
         return rec if rec["ok"] else None
 
     def size(self, key: str, preset: str, overrides: list[str], ranker_only: bool) -> None:
-        from datamodules import load_synth_config
+        from semid.datamodules import load_synth_config
 
         cfg = self.cfg
         synth = load_synth_config(preset, overrides)

@@ -182,8 +182,8 @@ def build_torchrec(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig,
     world-size-1 fast path (an error if it does not apply: the figure would silently be DMP's)."""
     from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor, KeyedTensor
 
-    from embeddings import fused_params
-    from rankers import ShardingConfig, TorchRecStrategy
+    from semid.embeddings import fused_params
+    from semid.rankers import ShardingConfig, TorchRecStrategy
 
     configs = [EmbeddingBagConfig(name=f"t{i}", embedding_dim=cfg.dim, num_embeddings=r, feature_names=[f"f{i}"])
                for i, r in enumerate(layout.table_rows)]
@@ -230,7 +230,7 @@ def build_torchrec(layout: Layout, batches: list[Batch], cfg: LookupBenchConfig,
     types = sorted({v["sharding_type"] for v in strategy.plan_summary().values()})
     if not local_lookup:
         return Built(fwd, train, {"sharding_type": ",".join(types)})
-    from rankers import sparse_lookup_paths
+    from semid.rankers import sparse_lookup_paths
 
     paths = set(sparse_lookup_paths(dmp).values())
     if paths != {"local"}:

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
 from semid.core.errors import FingerprintMismatch
+from semid.core.layers import LAYERS, ROOMS
 from semid.core.version import __version__
 
 _CHUNK = 1 << 20
@@ -50,18 +52,20 @@ def require_match(what: str, expected: str, found: str, fix: str) -> None:
 
 # A stage's code is the source of the rooms it runs (semid/core is in every one): an artifact records the
 # digest of that source, and a stage whose code changed is rerun instead of counting as up to date.
-_ROOT = Path(__file__).resolve().parents[2]
-ROOMS = ("core", "datamodules", "rqvae", "embeddings", "rankers", "app")
-_ROOM_DIRS = {"core": "semid/core", "datamodules": "datamodules", "rqvae": "semid/rqvae",
-              "embeddings": "embeddings", "rankers": "rankers", "app": "semid"}
+def _room_dir(room: str) -> Path:
+    # where the room's package lives: the repository's folder in an editable install, site-packages/semid/...
+    # in a wheel install; found without importing the room
+    package = {r.name: r.package for r in LAYERS}[room]
+    spec = importlib.util.find_spec(package)
+    assert spec is not None and spec.submodule_search_locations, package
+    return Path(list(spec.submodule_search_locations)[0]).resolve()
 
 
 def _room_files(room: str) -> list[Path]:
-    files = sorted((_ROOT / _ROOM_DIRS[room]).rglob("*.py"))
-    if room == "app":  # semid/ minus the rooms that live inside it
-        inner = (_ROOT / "semid/core", _ROOT / "semid/rqvae")
-        files = [f for f in files if not any(f.is_relative_to(d) for d in inner)]
-    return files
+    top = _room_dir(room)
+    # a room's folder may hold other rooms' folders (semid/ holds semid/core and semid/rqvae): those are theirs
+    inner = [d for d in (_room_dir(r.name) for r in LAYERS if r.name != room) if d.is_relative_to(top)]
+    return [f for f in sorted(top.rglob("*.py")) if not any(f.is_relative_to(d) for d in inner)]
 
 
 _CODE: dict[tuple[str, ...], str] = {}
@@ -76,8 +80,9 @@ def code_fingerprint(*rooms: str) -> str:
             raise ValueError(f"unknown rooms {sorted(unknown)} (valid: {', '.join(ROOMS)})")
         h = hashlib.blake2b(f"semid {__version__}".encode(), digest_size=10)
         for room in key:
+            top = _room_dir(room)
             for f in _room_files(room):
-                h.update(str(f.relative_to(_ROOT)).encode())
+                h.update(f"{room}/{f.relative_to(top).as_posix()}".encode())
                 h.update(f.read_bytes())
         _CODE[key] = h.hexdigest()
     return _CODE[key]

@@ -13,7 +13,7 @@ JsonObject = dict[str, JsonValue]
 
 
 class SliceMetrics(TypedDict, total=False):
-    """One task x slice of ``rankers.metrics.SlicedMetrics.compute()``; ``auc`` is None when undefined."""
+    """One task x slice of ``semid.rankers.metrics.SlicedMetrics.compute()``; ``auc`` is None when undefined."""
 
     impressions: int
     positives: int
@@ -39,7 +39,7 @@ class TablePlan(TypedDict):
 
 
 class FitResults(TypedDict, total=False):
-    """A ranker fit's ``results.json`` (``rankers.fit.fit``); readers add ``run_dir``, a skipped rerun
+    """A ranker fit's ``results.json`` (``semid.rankers.fit.fit``); readers add ``run_dir``, a skipped rerun
     ``skipped``, the experiment the row's ``name``, ``seed`` and ``tag``."""
 
     representation: str
@@ -76,7 +76,7 @@ class FitResults(TypedDict, total=False):
 
 
 class EvalResults(TypedDict):
-    """What ``rankers.fit.evaluate`` returns: a trained run evaluated on one day."""
+    """What ``semid.rankers.fit.evaluate`` returns: a trained run evaluated on one day."""
 
     run: str
     representation: str
@@ -87,7 +87,7 @@ class EvalResults(TypedDict):
 
 
 class Finding(TypedDict, total=False):
-    """One row of the findings table (``semid.findings``; report.json ``findings``)."""
+    """One row of the findings table (``semid.results.findings``; report.json ``findings``)."""
 
     id: str
     source: str  # "paper" | "semid"
@@ -112,7 +112,7 @@ class Finding(TypedDict, total=False):
 
 
 class CellEntry(TypedDict):
-    """One regime cell's outcome for one findings row (``semid.regimes.regime_table``)."""
+    """One regime cell's outcome for one findings row (``semid.study.regimes.regime_table``)."""
 
     verdict: str | None
     estimate: float | None
@@ -137,7 +137,7 @@ class RegimeRow(TypedDict):
 
 
 class RegimeCell(TypedDict, total=False):
-    """One cell of a regime map as regimes.json records it (``semid.regimes._cell_record``)."""
+    """One cell of a regime map as regimes.json records it (``semid.study.regimes._cell_record``)."""
 
     name: str
     label: str
@@ -157,7 +157,7 @@ class RegimeCell(TypedDict, total=False):
 
 
 class KnobEffect(TypedDict):
-    """How one knob moves a findings row over the grid (``semid.regimes.knob_effects``): from its lowest to its
+    """How one knob moves a findings row over the grid (``semid.study.regimes.knob_effects``): from its lowest to its
     highest value, averaged over the lines that hold the other knobs fixed."""
 
     low: float
@@ -170,7 +170,7 @@ class KnobEffect(TypedDict):
 
 
 class Flip(TypedDict):
-    """What the grid says about one findings row (``semid.regimes.flip_of``)."""
+    """What the grid says about one findings row (``semid.study.regimes.flip_of``)."""
 
     key: str
     id: str
@@ -188,7 +188,7 @@ class MeasuredGap(TypedDict):
 
 
 class Calibration(TypedDict):
-    """A calibrated cell's fit (``semid.regimes.calibration_of``): targeted vs measured Δ% and the residuals."""
+    """A calibrated cell's fit (``semid.study.regimes.calibration_of``): targeted vs measured Δ% and the residuals."""
 
     target: dict[str, float]
     measured: dict[str, MeasuredGap | None]
@@ -196,13 +196,13 @@ class Calibration(TypedDict):
     rms_residual: float | None
 
 
-# one statistic as ``semid.paired.Estimate.as_dict()`` returns it (estimate, ci_low, ci_high, n_seeds, ...);
+# one statistic as ``semid.results.paired.Estimate.as_dict()`` returns it (estimate, ci_low, ci_high, n_seeds, ...);
 # the one definition of that shape: Estimate.as_dict is annotated with it
 EstimateDict = dict[str, float | int | str | None]
 
 
 class SummaryRow(TypedDict, total=False):
-    """One arm of report.json's ``summary`` (setting -> arm name -> row; ``semid.report.summarise``)."""
+    """One arm of report.json's ``summary`` (setting -> arm name -> row; ``semid.results.report.summarise``)."""
 
     kind: str
     table_rows: int
@@ -323,7 +323,7 @@ class Table1(TypedDict):
 
 
 class Table1IntervalRow(Table1Row):
-    """A ``Table1Row`` with its 95% interval (``semid.analysis.table1_with_intervals``)."""
+    """A ``Table1Row`` with its 95% interval (``semid.results.analysis.table1_with_intervals``)."""
 
     ci_low: float | None
     ci_high: float | None
@@ -340,7 +340,7 @@ class Table1Rise(TypedDict):
 
 
 class Table1WithIntervals(TypedDict):
-    """Table 1 with intervals, as the report uses it (``semid.analysis.table1_with_intervals``)."""
+    """Table 1 with intervals, as the report uses it (``semid.results.analysis.table1_with_intervals``)."""
 
     rows: list[Table1IntervalRow]
     rises: list[Table1Rise]
@@ -352,7 +352,7 @@ class Table1WithIntervals(TypedDict):
 
 
 class LookupStats(TypedDict, total=False):
-    """One representation of Figure 4 (``embeddings.lookup_stats.lookup_stats``); bucket -> value maps
+    """One representation of Figure 4 (``semid.embeddings.lookup_stats.lookup_stats``); bucket -> value maps
     (``all``, ``head``, ``torso``, ``tail``); ``unk_token_share`` and ``requested_vocab_size`` for SPM only."""
 
     name: str
@@ -366,7 +366,7 @@ class LookupStats(TypedDict, total=False):
 
 
 class LookupReport(TypedDict):
-    """Figure 4's numbers (``embeddings.lookup_stats.lookup_report``)."""
+    """Figure 4's numbers (``semid.embeddings.lookup_stats.lookup_report``)."""
 
     sid_levels: int
     codebook_size: int
@@ -380,7 +380,7 @@ class LookupReport(TypedDict):
 
 
 class Stage1Analysis(TypedDict):
-    """``semid.analysis.stage1_analysis``: Table 1 with intervals and Figure 4's lookup statistics."""
+    """``semid.results.analysis.stage1_analysis``: Table 1 with intervals and Figure 4's lookup statistics."""
 
     table1: Table1WithIntervals
     lookups: LookupReport
@@ -474,7 +474,7 @@ class QuantizerBench(TypedDict):
     rows: list[QuantizerBenchRow]
 
 
-# -- the report's quantizer table (semid.quantizer_report) ----------------------------------------------------
+# -- the report's quantizer table (semid.results.quantizer_report) ----------------------------------------------------
 
 
 class SidCollisions(TypedDict):
@@ -508,7 +508,7 @@ class QuantizerArm(TypedDict, total=False):
 
 
 class QuantizerSummary(TypedDict):
-    """report.json's ``quantizers`` (``semid.quantizer_report.quantizer_summary``); ``ranking``: setting ->
+    """report.json's ``quantizers`` (``semid.results.quantizer_report.quantizer_summary``); ``ranking``: setting ->
     representation -> variant -> arm."""
 
     reference: str
@@ -518,7 +518,7 @@ class QuantizerSummary(TypedDict):
 
 
 class StudyVariant(TypedDict):
-    """One Stage-1 variant of the quantizer study (``semid.experiment``'s ``quantizer_study``): its model and SID
+    """One Stage-1 variant of the quantizer study (``semid.study.experiment``'s ``quantizer_study``): its model and SID
     table, and the health of its quantizer (``all_items``, ``heldout``; None where health.json lacks it)."""
 
     name: str
@@ -539,7 +539,7 @@ class QuantizerStudy(TypedDict):
 
 
 class StabilityStudy(TypedDict):
-    """Appendix A.2 as the experiment hands it to the report (``semid.experiment``'s ``stability``): the fits
+    """Appendix A.2 as the experiment hands it to the report (``semid.study.experiment``'s ``stability``): the fits
     driven by the early and the late RQ-VAE (tag -> results) and the agreement of their SID tables."""
 
     representation: str

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules import Corpus, open_corpus
+from semid.datamodules import Corpus, open_corpus
 from semid.core.artifacts import atomic_path, remove_stale_temps
 from semid.core.errors import SemidError
 from semid.core.fingerprint import fingerprint_bytes, fingerprint_of

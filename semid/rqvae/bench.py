@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from datamodules import open_corpus
+from semid.datamodules import open_corpus
 from semid.rqvae.data import impression_counts, split_items
 from semid.core.errors import SemidError
 from semid.core.records import QuantizerBench, QuantizerBenchRow

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-from datamodules import Corpus, Items
+from semid.datamodules import Corpus, Items
 from semid.core.errors import DataError, SemidError
 from semid.core.progress import progress
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from datamodules import Items
+from semid.datamodules import Items
 from semid.core.errors import SemidError
 from semid.core.records import SidReport, SubtrieNode, Table1, Table1Row
 from semid.rqvae.health import code_counts, collision_histogram, sid_groups, uniqueness, usage_stats

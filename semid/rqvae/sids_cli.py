@@ -133,7 +133,7 @@ def _assign(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from datamodules import open_corpus
+    from semid.datamodules import open_corpus
     from semid.core.artifacts import write_json
     from semid.rqvae.frozen import load_frozen
     from semid.rqvae.report import parse_prefix, render_report, sid_report

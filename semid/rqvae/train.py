@@ -46,7 +46,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from datamodules import Corpus, open_corpus
+from semid.datamodules import Corpus, open_corpus
 from semid.rqvae.data import RqvaeDataModule
 from semid.core.artifacts import atomic_path, publish, remove_stale_temps, write_json
 from semid.core.config import to_dict

@@ -10,7 +10,7 @@
 * ``semid serve-bench`` (``bench.py``): p50/p99 latency and requests/s; ``parity.py`` checks an export
   against the training run's own evaluation.
 
-Loading an artifact needs semid's model, tokenizer and encoder code (``rankers.model``, ``embeddings``,
+Loading an artifact needs semid's model, tokenizer and encoder code (``semid.rankers.model``, ``embeddings``,
 ``semid.rqvae``) but no corpus, no Lightning and no training code. Names load on first use (PEP 562).
 """
 from __future__ import annotations

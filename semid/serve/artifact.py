@@ -17,7 +17,7 @@ the ranker records the token cache and tables it was trained on, the token cache
 must produce, the items the cache's ids, the schema the run. A part copied in from another export fails the second
 check even when someone rewrote the manifest to match the file.
 
-Loading uses ``rankers.model`` (the plain ``nn.Module``), ``embeddings`` and ``semid.rqvae``; no Lightning, no
+Loading uses ``semid.rankers.model`` (the plain ``nn.Module``), ``embeddings`` and ``semid.rqvae``; no Lightning, no
 corpus, no training code (tested: Lightning is never imported).
 """
 from __future__ import annotations
@@ -39,8 +39,8 @@ from semid.core.records import JsonObject, TableDict
 if TYPE_CHECKING:
     from torchrec import EmbeddingBagConfig
 
-    from embeddings import TokenCache
-    from rankers import MultitaskRanker
+    from semid.embeddings import TokenCache
+    from semid.rankers import MultitaskRanker
     from semid.rqvae import FrozenRqvae
 
 FORMAT = "semid.serve"
@@ -49,7 +49,7 @@ MANIFEST = "manifest.json"
 PART_FILES = {"ranker": "ranker.pt", "tokens": "tokens.npz", "items": "items.npz", "encoder": "rqvae.pt",
               "schema": "schema.json"}
 RANKER_FORMAT = "semid.serve.ranker"
-# the context features, in the ranker's input order (datamodules.ranking.RankingDataModule.make_batch)
+# the context features, in the ranker's input order (semid.datamodules.ranking.RankingDataModule.make_batch)
 CONTEXT_FEATURES = ["log1p(history items) / 4", "1 if no watch item else 0", "log1p(max(day - first_day, 0)) / 3"]
 
 
@@ -186,7 +186,7 @@ def _link(model_dir: Path, ok: bool, what: str) -> None:
 
 def load_artifact(model_dir: str | Path) -> Artifact:
     """Read and check an exported model directory (both fingerprint checks above), ready to score."""
-    from embeddings import TokenCache, embedding_bag_configs
+    from semid.embeddings import TokenCache, embedding_bag_configs
 
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
@@ -275,7 +275,7 @@ def _read_ranker(path: Path) -> RankerPayload:
 def build_model(payload: RankerPayload, tables: "list[EmbeddingBagConfig] | None", where: str) -> "MultitaskRanker":
     """The ranker of ``ranker.pt`` on the CPU, in eval mode: float tables (TorchRec ``EmbeddingBagCollection``) or
     int8 row-wise ones (``torchrec.quant.EmbeddingBagCollection``)."""
-    from rankers import MultitaskRanker, RankerConfig
+    from semid.rankers import MultitaskRanker, RankerConfig
     from semid.serve.quant import INT8, empty_int8
 
     cfg = from_dict(RankerConfig, payload["ranker"], where=f"{where}: ranker")

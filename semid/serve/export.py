@@ -30,16 +30,16 @@ from semid.serve.quant import FP32, INT8, quantize
 if TYPE_CHECKING:
     from semid.rqvae import FrozenRqvae, SidTable
 
-_LOOP_STATE = "lightning_state.pt"  # written next to the shards by rankers.strategy.TorchRecStrategy
+_LOOP_STATE = "lightning_state.pt"  # written next to the shards by semid.rankers.strategy.TorchRecStrategy
 
 
 def export_run(run_dir: str | Path, out: str | Path, *, int8: bool = False, rqvae: str | Path | None = None,
                overwrite: bool = False) -> Path:
     """Write ``out``: the finished run ``run_dir`` as an artifact (``load_artifact`` reads it). ``rqvae``: the
     frozen RQ-VAE that made the run's SIDs (default: the ``rqvae.pt`` next to the run's SID table)."""
-    from datamodules import CONTEXT_DIM, Corpus
-    from embeddings import embedding_bag_configs
-    from rankers import prepare_tokens, rank_config_from_dict, read_results
+    from semid.datamodules import CONTEXT_DIM, Corpus
+    from semid.embeddings import embedding_bag_configs
+    from semid.rankers import prepare_tokens, rank_config_from_dict, read_results
     from semid.rqvae import read_sid_table
 
     run_dir, out = Path(run_dir), Path(out)

@@ -1,6 +1,6 @@
 """Parity of an export with its training run, and a corpus day as scoring requests.
 
-``check_parity`` scores the run's evaluation day twice: through the training code (``rankers.evaluate``: the
+``check_parity`` scores the run's evaluation day twice: through the training code (``semid.rankers.evaluate``: the
 sharded model under Lightning, its FBGEMM kernels; every ranker forward is captured with a global forward hook)
 and through the artifact (``Scorer``, from requests that ``day_requests`` builds with the same history rules), then
 compares the logits impression by impression and the AUCs. This is the one place in the package that runs
@@ -26,7 +26,7 @@ def day_requests(corpus_path: str | Path, day: int, history_length: int = 50) ->
     """The impressions of ``day`` as requests: ``user_id``, ``item_id``, ``watch_item_id`` (null: none),
     ``history_item_ids`` (the user's last ``history_length`` clicks of earlier days, oldest first, as training
     builds them), ``day``, ``click``, ``engaged``; in the day files' order."""
-    from datamodules import RankingDataConfig, RankingDataModule, open_corpus
+    from semid.datamodules import RankingDataConfig, RankingDataModule, open_corpus
 
     corpus = open_corpus(corpus_path)
     days = corpus.days()
@@ -52,7 +52,7 @@ def day_requests(corpus_path: str | Path, day: int, history_length: int = 50) ->
 
 def reference_logits(run_dir: str | Path) -> tuple[np.ndarray, EvalResults]:
     """The training code's logits [n, T] on the run's evaluation day (in the day's order) and its metrics."""
-    from rankers import MultitaskRanker, evaluate
+    from semid.rankers import MultitaskRanker, evaluate
     from semid.core.quiet import quiet_libraries
 
     captured: list[np.ndarray] = []
@@ -93,7 +93,7 @@ def check_parity(run_dir: str | Path, model_dir: str | Path | Artifact,
                  reference: tuple[np.ndarray, EvalResults] | None = None) -> JsonObject:
     """Export vs training code on the run's evaluation day: max |Δ logit| per task and CTR AUCs (overall, new).
     ``reference``: ``reference_logits(run_dir)`` if already computed (e.g. for an fp32 and an int8 export)."""
-    from rankers import read_results
+    from semid.rankers import read_results
 
     artifact = model_dir if isinstance(model_dir, Artifact) else load_artifact(model_dir)
     prev = read_results(Path(run_dir))

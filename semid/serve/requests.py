@@ -56,7 +56,7 @@ class Requests:
 
 def requests_from_arrow(batch: pa.RecordBatch | pa.Table, where: str | Path, schema: FeatureSchema) -> Requests:
     """Requests from a Parquet batch; errors name ``where`` and the column."""
-    from datamodules import to_int64
+    from semid.datamodules import to_int64
 
     path = Path(where)
     names = batch.schema.names
@@ -86,7 +86,7 @@ def _non_negative(ids: np.ndarray, path: Path, name: str) -> None:
 
 
 def _optional_day(batch: pa.RecordBatch | pa.Table, name: str, path: Path, default: int) -> np.ndarray:
-    from datamodules import to_int64
+    from semid.datamodules import to_int64
 
     if name not in batch.schema.names:
         return np.full(batch.num_rows, default, np.int64)
@@ -105,7 +105,7 @@ def _array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def _list_of_ids(col: pa.Array | pa.ChunkedArray, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    from datamodules import to_int64
+    from semid.datamodules import to_int64
 
     col = _array(col)
     tp = col.type

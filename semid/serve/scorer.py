@@ -9,9 +9,9 @@ A new item is remembered for the scorer's lifetime, so it can be a later request
 Its SID is ``FrozenRqvae.encode`` of its float32 embedding, which is what ``semid sids assign --update`` computes,
 and its tokens come from ``TokenCache.extend``, what ``semid tokens build --extend`` runs.
 
-The input is built as ``datamodules.ranking.RankingDataModule.make_batch`` builds it in training and
+The input is built as ``semid.datamodules.ranking.RankingDataModule.make_batch`` builds it in training and
 evaluation: the history capped to the last ``history_length`` items, the same three context features, the
-same KJT (``embeddings.build_kjt``) or Dense Input content; the parity test holds the two to equal scores.
+same KJT (``semid.embeddings.build_kjt``) or Dense Input content; the parity test holds the two to equal scores.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from semid.serve.requests import Requests, UnknownItemError
 if TYPE_CHECKING:
     from torchrec import KeyedJaggedTensor
 
-    from embeddings import TokenCache
+    from semid.embeddings import TokenCache
 
 KNOWN, NEW, UNKNOWN, NONE = 0, 1, 2, 3
 STATUS = ("known", "new", "unknown")
@@ -92,7 +92,7 @@ class Scorer:
     # -- one batch ------------------------------------------------------------------------------------------
 
     def _score(self, req: Requests, where: str, allow_unknown: bool) -> Scores:
-        from datamodules import RankingBatch
+        from semid.datamodules import RankingBatch
 
         s = self.schema
         h_off, hist = _cap_history(req.history_offsets, req.history_item_ids, s.history_length)
@@ -107,7 +107,7 @@ class Scorer:
         first[src == KNOWN] = self.artifact.items.first_day[pos[src == KNOWN]]
         first[src == NEW] = self._learned.first_day[pos[src == NEW]]
         age = np.maximum(req.day - first, 0)
-        # datamodules.ranking.RankingDataModule.make_batch's context, in its order and float64 -> float32 rounding
+        # semid.datamodules.ranking.RankingDataModule.make_batch's context, in its order and float64 -> float32 rounding
         context = np.stack([np.log1p(h_len) / 4.0, (req.watch_item_id < 0).astype(np.float64), np.log1p(age) / 3.0], 1)
         kjt, content = (None, self._content(cand, watch, hist_f, h_len)) if self.dense else \
             (self._kjt(cand, watch, hist_f, h_off), None)
@@ -166,7 +166,7 @@ class Scorer:
 
     def _kjt(self, cand: tuple[np.ndarray, np.ndarray], watch: tuple[np.ndarray, np.ndarray],
              hist: tuple[np.ndarray, np.ndarray], h_off: np.ndarray) -> "KeyedJaggedTensor":
-        from embeddings import build_kjt
+        from semid.embeddings import build_kjt
 
         assert self.cache is not None
         roles = [cand, watch, hist]
@@ -181,7 +181,7 @@ class Scorer:
         """A cache of just the items this batch names, and each role's rows in it: known items' tokens copied, new
         ones tokenised by the artifact's tokenizer (``TokenCache.extend``); the cost is the batch's, not the
         catalogue's."""
-        from embeddings import TokenCache
+        from semid.embeddings import TokenCache
         from semid.rqvae import SidTable
 
         cache = self.cache

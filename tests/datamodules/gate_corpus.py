@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from datamodules import CorpusWriter
+from semid.datamodules import CorpusWriter
 
 N_ITEMS, DIM, DAYS, ROWS = 12, 4, 3, 20
 FIRST_DAY = np.array([0] * 8 + [1] * 4, np.int32)

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from datamodules.corpus import Corpus, CorpusWriter
-from datamodules.validate import validate_corpus
+from semid.datamodules.corpus import Corpus, CorpusWriter
+from semid.datamodules.validate import validate_corpus
 from semid.cli import main
 from semid.core.errors import DataError
 

@@ -1,4 +1,4 @@
-"""The checked reader (datamodules.gate): the same refusals through `semid data validate` and `semid data stats`,
+"""The checked reader (semid.datamodules.gate): the same refusals through `semid data validate` and `semid data stats`,
 and the validation stamp that spares a second command the O(data) scan."""
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import datamodules.gate as gate
-from datamodules import Corpus, CorpusWriter, open_corpus
-from datamodules.corpus import compute_fingerprint
+import semid.datamodules.gate as gate
+from semid.datamodules import Corpus, CorpusWriter, open_corpus
+from semid.datamodules.corpus import compute_fingerprint
 from semid.cli import main
 from semid.core.errors import DataError
 from tests.datamodules.gate_corpus import day_file, set_column, set_value, write_corpus
@@ -251,7 +251,7 @@ def test_unwritable_corpus_stamps_in_the_cache(corpus, scans, monkeypatch, _cach
 
 
 def test_corpus_without_corpus_json_is_hashed_once(corpus, monkeypatch):
-    import datamodules.corpus as corpus_mod
+    import semid.datamodules.corpus as corpus_mod
 
     (corpus / "corpus.json").unlink()
     fp = open_corpus(corpus).fingerprint  # the scan hashes every file once, for the stamp

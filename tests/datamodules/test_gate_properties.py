@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from datamodules import Corpus, open_corpus, to_int64
+from semid.datamodules import Corpus, open_corpus, to_int64
 from semid.core.errors import DataError
 from tests.datamodules.gate_corpus import DAYS, IDS, ROWS, day_file, set_column, set_value, write_corpus
 

@@ -9,8 +9,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from datamodules.corpus import Corpus, CorpusWriter
-from datamodules.ranking import UserHistory
+from semid.datamodules.corpus import Corpus, CorpusWriter
+from semid.datamodules.ranking import UserHistory
 
 impression = st.tuples(st.integers(0, 3), st.integers(0, 4), st.integers(0, 7), st.booleans())  # day, user, item, click
 

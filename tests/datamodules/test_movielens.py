@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from datamodules.corpus import Corpus
-from datamodules.movielens import import_movielens
-from datamodules.validate import validate_corpus
+from semid.datamodules.corpus import Corpus
+from semid.datamodules.movielens import import_movielens
+from semid.datamodules.validate import validate_corpus
 from semid.cli import main
 from semid.core.errors import SemidError
 
@@ -149,7 +149,7 @@ WINDOW = [(1, 1, 5, _utc("2000-04-24", 80000)),  # the day before --since: dropp
 
 
 def test_ml1m_as_shipped_latin1_crlf(tmp_path):
-    from datamodules.movielens import read_movielens
+    from semid.datamodules.movielens import read_movielens
 
     src = tmp_path / "ml"
     src.mkdir()
@@ -165,7 +165,7 @@ def test_ml1m_as_shipped_latin1_crlf(tmp_path):
 
 
 def test_since_until_window_weekly(tmp_path, capsys):
-    from datamodules.movielens_cli import add_movielens_arguments, run_movielens
+    from semid.datamodules.movielens_cli import add_movielens_arguments, run_movielens
     import argparse
 
     src = tmp_path / "ml"

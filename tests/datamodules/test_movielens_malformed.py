@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from datamodules.corpus import Corpus
+from semid.datamodules.corpus import Corpus
 from semid.cli import main
 
 T0 = 956620800  # 2000-04-25 00:00 UTC

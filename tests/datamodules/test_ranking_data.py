@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from datamodules.corpus import Corpus
-from datamodules.ranking import RankingDataConfig, RankingDataModule, UserHistory
-from datamodules.stats import HEAD, TAIL
+from semid.datamodules.corpus import Corpus
+from semid.datamodules.ranking import RankingDataConfig, RankingDataModule, UserHistory
+from semid.datamodules.stats import HEAD, TAIL
 
 
 def _clicks(corpus: Corpus):

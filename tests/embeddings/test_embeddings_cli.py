@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datamodules.corpus import CorpusWriter
-from datamodules.stats import BUCKETS, popularity_buckets
-from embeddings import TokenCache, TokenizerWarning, build_token_cache
+from semid.datamodules.corpus import CorpusWriter
+from semid.datamodules.stats import BUCKETS, popularity_buckets
+from semid.embeddings import TokenCache, TokenizerWarning, build_token_cache
 from semid.cli import main
 from semid.rqvae.sid_table import SidTable, write_sid_table
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from embeddings import (TableOptimizerConfig, build_kjt, build_token_cache, embedding_bag_configs, fused_params)
-from embeddings.hybrid import HybridConfig
-from embeddings.hashing import HashConfig
-from embeddings.ngram import NgramConfig
+from semid.embeddings import (TableOptimizerConfig, build_kjt, build_token_cache, embedding_bag_configs, fused_params)
+from semid.embeddings.hybrid import HybridConfig
+from semid.embeddings.hashing import HashConfig
+from semid.embeddings.ngram import NgramConfig
 from semid.core.errors import SemidError
 from semid.rqvae.sid_table import SidTable
 

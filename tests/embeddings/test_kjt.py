@@ -7,11 +7,11 @@ import torch
 from torchrec import EmbeddingBagCollection
 from torchrec.modules.embedding_configs import PoolingType
 
-from embeddings import build_kjt, build_token_cache, embedding_bag_configs, feature_keys
-from embeddings.hashing import HashConfig
-from embeddings.hybrid import HybridConfig
-from embeddings.ngram import NgramConfig
-from embeddings.spm import SpmConfig
+from semid.embeddings import build_kjt, build_token_cache, embedding_bag_configs, feature_keys
+from semid.embeddings.hashing import HashConfig
+from semid.embeddings.hybrid import HybridConfig
+from semid.embeddings.ngram import NgramConfig
+from semid.embeddings.spm import SpmConfig
 from semid.core.errors import SemidError
 from semid.rqvae.sid_table import SidTable
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torchrec import EmbeddingBagConfig, KeyedJaggedTensor
 
-from embeddings import build_token_cache, load_representation_config, managed_collision_collection
-from embeddings.mch import INPUT_HASH_SIZE, MchConfig, mch_ids
-from embeddings.tokenizer import TableSpec
+from semid.embeddings import build_token_cache, load_representation_config, managed_collision_collection
+from semid.embeddings.mch import INPUT_HASH_SIZE, MchConfig, mch_ids
+from semid.embeddings.tokenizer import TableSpec
 from semid.cli import main
 from semid.core.errors import SemidError
 

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from embeddings import TokenCache, build_token_cache, load_representation_config
+from semid.embeddings import TokenCache, build_token_cache, load_representation_config
 from semid.core.errors import SemidError
 from semid.rqvae import SidTable
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embeddings import TokenizerWarning, build_token_cache
-from embeddings.spm import SpmConfig, sid_strings
+from semid.embeddings import TokenizerWarning, build_token_cache
+from semid.embeddings.spm import SpmConfig, sid_strings
 from semid.core.errors import SemidError
 from semid.rqvae.sid_table import SidTable
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embeddings import TokenCache, build_kjt, build_token_cache, embedding_bag_configs
-from embeddings.hashing import HashConfig
-from embeddings.hybrid import HybridConfig
-from embeddings.ngram import NgramConfig
-from embeddings.registry import DenseConfig
-from embeddings.spm import SpmConfig
+from semid.embeddings import TokenCache, build_kjt, build_token_cache, embedding_bag_configs
+from semid.embeddings.hashing import HashConfig
+from semid.embeddings.hybrid import HybridConfig
+from semid.embeddings.ngram import NgramConfig
+from semid.embeddings.registry import DenseConfig
+from semid.embeddings.spm import SpmConfig
 from semid.core.errors import DataError, FingerprintMismatch, SemidError
 from semid.rqvae.sid_table import SidTable
 

@@ -7,11 +7,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embeddings import build_kjt, build_token_cache
-from embeddings.hashing import HashConfig
-from embeddings.hybrid import HybridConfig
-from embeddings.ngram import NgramConfig, PrefixNgramConfig
-from embeddings.spm import SpmConfig
+from semid.embeddings import build_kjt, build_token_cache
+from semid.embeddings.hashing import HashConfig
+from semid.embeddings.hybrid import HybridConfig
+from semid.embeddings.ngram import NgramConfig, PrefixNgramConfig
+from semid.embeddings.spm import SpmConfig
 from semid.rqvae.sid_table import SidTable
 
 

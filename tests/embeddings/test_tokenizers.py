@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embeddings import TableSpec, build_token_cache, load_representation_config
-from embeddings.hashing import HashConfig
-from embeddings.ngram import NgramConfig, PrefixNgramConfig, group_index
-from embeddings.registry import parse_representation
+from semid.embeddings import TableSpec, build_token_cache, load_representation_config
+from semid.embeddings.hashing import HashConfig
+from semid.embeddings.ngram import NgramConfig, PrefixNgramConfig, group_index
+from semid.embeddings.registry import parse_representation
 from semid.core.config import CONF_DIR
 from semid.core.errors import SemidError
 from semid.rqvae.sid_table import SidTable

@@ -90,7 +90,7 @@ def test_kill_9_mid_day_then_rerun_resumes_bit_identically(signal_corpus, tmp_pa
     args = ("trainer.devices=2", "sharding.sharding_types=[table_wise]", "data.batch_size=8")
     ref_dir = tmp_path / "uninterrupted"
     ref = _fit(signal_corpus, ref_dir, *args)
-    from datamodules.corpus import Corpus
+    from semid.datamodules.corpus import Corpus
 
     steps_per_day = -(-Corpus(signal_corpus).read_day(0).num_rows // 2 // 8)
     out = tmp_path / "killed"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rankers.config import load_rank_config
-from rankers.fit import fit
-from rankers.model import RankerConfig
+from semid.rankers.config import load_rank_config
+from semid.rankers.fit import fit
+from semid.rankers.model import RankerConfig
 from semid.cli import main
 from semid.core.errors import SemidError
 from tests.rankers.conftest import FAST
@@ -58,7 +58,7 @@ def test_interrupted_run_resumes_bit_identically(signal_corpus, tmp_path):
 def test_kill_9_mid_day_then_rerun_resumes_from_the_day_checkpoint(signal_corpus, tmp_path, config):
     """A real `semid rank fit` SIGKILLed in the middle of its second day (semid.core.kill_hook): the rerun resumes
     from the first day's checkpoint and ends with the uninterrupted run's metrics, tables and CSV log."""
-    from datamodules.corpus import Corpus
+    from semid.datamodules.corpus import Corpus
 
     def cmd(out):  # noqa: ANN001, ANN202
         return [sys.executable, "-m", "semid.cli", "rank", "fit", "--representation", config, "--corpus", str(signal_corpus),

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from datamodules import Corpus
+from semid.datamodules import Corpus
 from tests.rankers.conftest import FAST
 
 

@@ -11,14 +11,14 @@ import torch.distributed as dist
 from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor
 from torchrec.distributed.embeddingbag import ShardedEmbeddingBagCollection
 
-from datamodules.batch import RankingBatch
-from rankers.config import load_rank_config
-from rankers.fit import fit
-from rankers.local_lookup import LocalLookup
-from rankers.model import RankerConfig
-from rankers.config import OptimConfig
-from rankers.module import RankerModule
-from rankers.strategy import ShardingConfig, TorchRecStrategy, sparse_lookup_paths
+from semid.datamodules.batch import RankingBatch
+from semid.rankers.config import load_rank_config
+from semid.rankers.fit import fit
+from semid.rankers.local_lookup import LocalLookup
+from semid.rankers.model import RankerConfig
+from semid.rankers.config import OptimConfig
+from semid.rankers.module import RankerModule
+from semid.rankers.strategy import ShardingConfig, TorchRecStrategy, sparse_lookup_paths
 from tests.rankers.conftest import FAST
 
 DIM = 16
@@ -52,7 +52,7 @@ def _zipf(n: int, rows: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _batch(rng: np.random.Generator, day: int = 0) -> RankingBatch:
-    """Keys role-major like embeddings.build_kjt (so the kernels need them permuted): 20% of watch bags
+    """Keys role-major like semid.embeddings.build_kjt (so the kernels need them permuted): 20% of watch bags
     empty (no watched item), history bags of 0-5 items, spm bags of 0-4 tokens per item."""
     keys, values, lengths = [], [], []
     n_hist = rng.integers(0, 6, B)

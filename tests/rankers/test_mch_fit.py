@@ -16,14 +16,14 @@ import torch
 
 from torchrec import EmbeddingBagConfig, KeyedJaggedTensor
 
-from datamodules.batch import RankingBatch
-from datamodules.corpus import Corpus
-from embeddings.mch import MchConfig, mch_ids
-from rankers.config import OptimConfig
-from rankers.local_lookup import LocalShardedManagedCollisionEBC
-from rankers.model import RankerConfig
-from rankers.module import RankerModule
-from rankers.strategy import ShardingConfig, TorchRecStrategy, init_tables, sparse_lookup_paths
+from semid.datamodules.batch import RankingBatch
+from semid.datamodules.corpus import Corpus
+from semid.embeddings.mch import MchConfig, mch_ids
+from semid.rankers.config import OptimConfig
+from semid.rankers.local_lookup import LocalShardedManagedCollisionEBC
+from semid.rankers.model import RankerConfig
+from semid.rankers.module import RankerModule
+from semid.rankers.strategy import ShardingConfig, TorchRecStrategy, init_tables, sparse_lookup_paths
 from semid.cli import main
 from tests.rankers.conftest import FAST
 from tests.rankers.test_local_lookup import one_rank  # noqa: F401 - the 1-process gloo group fixture

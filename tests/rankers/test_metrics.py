@@ -5,8 +5,8 @@ import itertools
 
 import torch
 
-from datamodules.batch import RankingBatch
-from rankers.metrics import SlicedMetrics
+from semid.datamodules.batch import RankingBatch
+from semid.rankers.metrics import SlicedMetrics
 
 
 def _batch(labels, is_new, pop):
@@ -57,7 +57,7 @@ def test_vectorised_bootstrap_equals_torchmetrics_on_each_resample():
     each resample's AUC must equal torchmetrics' on the same resample, ties included."""
     from torchmetrics.functional.classification import binary_auroc
 
-    from rankers.metrics import bootstrap_auc
+    from semid.rankers.metrics import bootstrap_auc
 
     g = torch.Generator().manual_seed(1)
     probs = torch.round(torch.rand(300, generator=g) * 20) / 20  # many ties
@@ -74,7 +74,7 @@ def test_vectorised_bootstrap_equals_torchmetrics_on_each_resample():
 def test_a_slice_of_too_few_items_is_undefined_not_an_auc_of_zero():
     """Two impressions of two new movies give an AUC of 0 or 1: the slice says how many items it has instead
     (ML-1M's last weeks hold 2-7 new movies); ids beyond float32's 2^24 are counted exactly."""
-    from rankers.metrics import MIN_SLICE_ITEMS
+    from semid.rankers.metrics import MIN_SLICE_ITEMS
 
     n = 60
     big = 2 ** 40  # distinct int64 ids that float32 would merge

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from datamodules.batch import RankingBatch
-from embeddings import build_kjt, build_token_cache, embedding_bag_configs
-from rankers.model import MultitaskRanker, RankerConfig
+from semid.datamodules.batch import RankingBatch
+from semid.embeddings import build_kjt, build_token_cache, embedding_bag_configs
+from semid.rankers.model import MultitaskRanker, RankerConfig
 
 
 def test_history_mean_is_the_mean_of_item_representations():

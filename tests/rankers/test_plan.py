@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from rankers.plan import PlanSpec, dry_run, paper_tables
+from semid.rankers.plan import PlanSpec, dry_run, paper_tables
 from semid.cli import main
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from rankers.config import load_rank_config
-from rankers.fit import fit
-from rankers.predictions import read_predictions
-from semid.paired import auc
+from semid.rankers.config import load_rank_config
+from semid.rankers.fit import fit
+from semid.rankers.predictions import read_predictions
+from semid.results.paired import auc
 from tests.rankers.conftest import FAST
 
 

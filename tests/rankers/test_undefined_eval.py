@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.corpus import CorpusWriter
+from semid.datamodules.corpus import CorpusWriter
 from semid.cli import main
 from tests.rankers.conftest import FAST
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from datamodules.synth import generate, load_synth_config
+from semid.datamodules.synth import generate, load_synth_config
 
 # smaller than the `tiny` preset: these tests train several models and must stay fast on 2 cores
 _CORPUS = ["n_initial_items=700", "n_new_items_per_day=60", "n_days=4", "impressions_per_day=3000",

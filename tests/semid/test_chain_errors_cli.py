@@ -53,7 +53,7 @@ def test_token_cache_or_spm_model_of_other_sids_is_refused(tiny_model, other_mod
 
 
 def test_sids_of_another_corpus_are_refused_by_the_ranker(tiny_model, tiny_corpus, tmp_path, capsys):
-    from datamodules.synth import generate, load_synth_config
+    from semid.datamodules.synth import generate, load_synth_config
 
     sids = _assign(tiny_model, tiny_corpus, tmp_path / "sids.parquet")
     other = generate(load_synth_config("tiny", ["n_days=3", "impressions_per_day=500", "dim=16", "seed=5"]),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from datamodules import load_synth_config
+from semid.datamodules import load_synth_config
 from semid.bench.scale import (growth_exponent, parse_size, run_child, scaled_overrides, size_label, summarise)
 from semid.cli import main
 from semid.core.errors import SemidError

@@ -18,7 +18,8 @@ def _tree(root: Path) -> None:
 
 def test_digest_follows_the_rooms_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _tree(tmp_path)
-    monkeypatch.setattr(fp, "_ROOT", tmp_path)
+    folders = {r.name: r.folder for r in fp.LAYERS}
+    monkeypatch.setattr(fp, "_room_dir", lambda room: tmp_path / folders[room])
     monkeypatch.setattr(fp, "_CODE", {})
     a = fp.code_fingerprint("datamodules")
     assert fp.code_fingerprint("datamodules") == a == fp.code_fingerprint("core", "datamodules")
@@ -37,9 +38,9 @@ def test_digest_follows_the_rooms_source(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_a_fit_made_by_other_code_is_not_up_to_date(signal_corpus: Path, tmp_path: Path) -> None:
-    from rankers.config import load_rank_config
-    from rankers.fit import fit, is_up_to_date
-    from datamodules import Corpus
+    from semid.rankers.config import load_rank_config
+    from semid.rankers.fit import fit, is_up_to_date
+    from semid.datamodules import Corpus
     from tests.rankers.conftest import FAST
 
     cfg = load_rank_config(representation="hash_8k", overrides=FAST)

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from datamodules.corpus import Corpus
+from semid.datamodules.corpus import Corpus
 from semid.cli import main
 from semid.core.errors import SemidError
 from semid.rqvae.assign import assign_sids, number_collisions, reconstruction_distance

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.corpus import Corpus
+from semid.datamodules.corpus import Corpus
 from semid.cli import main
 from semid.rqvae.assign import assign_sids
 from semid.rqvae.config import load_rqvae_config, rqvae_fingerprint

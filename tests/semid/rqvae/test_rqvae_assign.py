@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datamodules.corpus import Corpus
+from semid.datamodules.corpus import Corpus
 from semid.core.errors import FingerprintMismatch, SemidError
 from semid.rqvae.assign import assign_sids
 from semid.rqvae.config import load_rqvae_config, rqvae_fingerprint

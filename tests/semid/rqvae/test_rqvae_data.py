@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datamodules.corpus import Corpus, CorpusWriter
+from semid.datamodules.corpus import Corpus, CorpusWriter
 from semid.rqvae.data import ImpressionWeightedBatches, impression_counts, split_items
 
 

@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from datamodules.corpus import Items
+from semid.datamodules.corpus import Items
 from semid.core.errors import SemidError
 from semid.rqvae.compare import compare_tables, match_codes, prefix_pair_stability
 from semid.rqvae.health import code_counts, collision_histogram, uniqueness, usage_stats

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules import Corpus
+from semid.datamodules import Corpus
 from semid.cli import main
 from semid.core.errors import SemidError
 from semid.rqvae.config import load_rqvae_config

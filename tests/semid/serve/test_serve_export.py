@@ -80,7 +80,7 @@ def test_loading_and_scoring_need_no_lightning_nor_training_code(study):  # noqa
             "s = Scorer(a).score(synthetic_requests(a, 8))\n"
             "assert s.logits.shape == (8, 2) and np.isfinite(s.logits).all()\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')\n"
-            "       or m in ('rankers.fit', 'rankers.module', 'rankers.strategy', 'datamodules.ranking')]\n"
+            "       or m in ('semid.rankers.fit', 'semid.rankers.module', 'semid.rankers.strategy', 'semid.datamodules.ranking')]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
 

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from datamodules import RankingBatch
-from embeddings import build_kjt
+from semid.datamodules import RankingBatch
+from semid.embeddings import build_kjt
 from semid.cli import main
 from semid.rqvae import read_sid_table
 from semid.serve import Requests, Scorer, load_artifact

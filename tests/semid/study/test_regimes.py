@@ -1,4 +1,4 @@
-"""The regime map (semid/regimes.py): configs refused before work, the aggregation on hand-made cells (a knob
+"""The regime map (semid/study/regimes.py): configs refused before work, the aggregation on hand-made cells (a knob
 that flips a finding is named, one that does not is not), and `regimes_tiny` end to end."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from semid.core.errors import SemidError
 from semid.cli import main
-from semid.regimes import (calibration_of, flip_of, is_regimes_config, load_regimes_config, paragraph, plan_cells,
+from semid.study.regimes import (calibration_of, flip_of, is_regimes_config, load_regimes_config, paragraph, plan_cells,
                            regime_table, run_regimes, write_regimes_report)
 
 CLAIM = "Dense Input (1x depth) is worse than random hashing with 8K rows"

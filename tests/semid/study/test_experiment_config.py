@@ -9,7 +9,7 @@ import pytest
 from semid.cli import main
 from semid.core.config import CONF_DIR
 from semid.core.errors import SemidError
-from semid.experiment import load_experiment_config
+from semid.study.experiment import load_experiment_config
 
 
 def test_relative_corpus_paths_resolve_against_the_documented_base(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001

@@ -16,7 +16,7 @@ and ``semid.cli._die_with_parent`` ties the child to the forkserver.
 
 Only single-process commands are forked (``Task.forkable``): a multi-device fit re-launches its own script
 for its other ranks, which needs a real command line. The forkserver is safe to fork because preloading only
-imports, with one thread per pool: ``semid.warm_preload`` refuses to serve if an import started a thread other
+imports, with one thread per pool: ``semid.study.warm_preload`` refuses to serve if an import started a thread other
 than jemalloc's (which has fork handlers of its own). As with any forkserver child, multiprocessing first
 imports the parent's main module (``semid``'s CLI, or pytest): a script that runs an experiment needs the
 ``if __name__ == "__main__":`` guard.
@@ -35,7 +35,7 @@ from typing import Sequence
 
 from semid.core.errors import SemidError
 
-PRELOAD = "semid.warm_preload"  # imported by the forkserver at its start: its import preloads the jobs' modules
+PRELOAD = "semid.study.warm_preload"  # imported by the forkserver at its start: its import preloads the jobs' modules
 _lock = threading.Lock()
 
 

@@ -1,4 +1,4 @@
-"""Local jobs forked from the warm process (semid.warm_start): the same command as a fresh interpreter, with the
+"""Local jobs forked from the warm process (semid.study.warm_start): the same command as a fresh interpreter, with the
 same numbers, log and exit statuses; a signal mid-day stops it with one line and the rerun resumes; the launcher
 stops it like a subprocess."""
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from datamodules import Corpus
-from semid.launchers import STOPPED, LocalLauncher, Task
+from semid.datamodules import Corpus
+from semid.study.launchers import STOPPED, LocalLauncher, Task
 from tests.rankers.conftest import FAST
 from tests.semid.test_launchers import stop_while_running
 

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from semid.cli import main
-from semid.experiment import load_experiment_config
+from semid.study.experiment import load_experiment_config
 from tests.semid.tiny_study import TinyStudy, tiny_study  # noqa: F401  (fixture, by name: one run for this and test_golden_tiny)
 
 pytestmark = pytest.mark.slow

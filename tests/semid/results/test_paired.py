@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
-from semid.paired import (MIN_ITEMS, PairedRun, ReplicateCache, auc, cluster_counts, impression_bootstrap,
+from semid.results.paired import (MIN_ITEMS, PairedRun, ReplicateCache, auc, cluster_counts, impression_bootstrap,
                           paired_difference, pooled_auc, weighted_auc)
 
 

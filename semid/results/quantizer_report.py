@@ -4,7 +4,7 @@ representation on the main RQ-VAE's SIDs.
 Each Stage-1 variant (another quantizer, or the collision suffix on the same model) drove the experiment's
 ``quantizer_representations`` in every setting and seed; here every such arm is paired with the main
 table's arm of the same representation, setting and seeds, on the same evaluation impressions
-(item-clustered, pooled over seeds and periods: ``semid.paired``).
+(item-clustered, pooled over seeds and periods: ``semid.results.paired``).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 from semid.core.numbers import sig
 from semid.core.records import (EstimateDict, FitResults, QuantizerArm, QuantizerStudy, QuantizerSummary,
                                 QuantizerVariant, SidCollisions)
-from semid.findings import Study
+from semid.results.findings import Study
 from semid.rqvae import read_sid_table
 
 REFERENCE = "rqvae"  # the main table's row

@@ -2,8 +2,8 @@
 properties (issue 21).
 
 A regimes config (``conf/experiment/regimes*.yaml``, recognised by its ``grid:`` key) names one ordinary
-experiment (``experiment:``, the fields of :class:`semid.experiment.ExperimentConfig`) and a grid of synthetic
-corpus knobs (``datamodules.synth.SynthConfig``'s regime knobs). Every grid point is a *cell*: the same
+experiment (``experiment:``, the fields of :class:`semid.study.experiment.ExperimentConfig`) and a grid of synthetic
+corpus knobs (``semid.datamodules.synth.SynthConfig``'s regime knobs). Every grid point is a *cell*: the same
 experiment on the synth preset with the cell's knobs in ``corpus.synth_overrides`` (which key its corpus),
 run into ``<out>/cells/<cell>/`` with its own report. Extra cells (``cells:``, e.g. one calibrated to real
 data) run the same way. The aggregate ``report.json`` holds one findings block per cell, and ``regimes.md``
@@ -28,15 +28,15 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from datamodules import Corpus, load_synth_config  # noqa: E402
+from semid.datamodules import Corpus, load_synth_config  # noqa: E402
 from semid.core.artifacts import atomic_path, read_json, write_json  # noqa: E402
 from semid.core.config import (ConfigFieldError, apply_overrides, blame_overrides, from_dict, load_yaml,  # noqa: E402
                                require, resolve_conf)
 from semid.core.errors import SemidError  # noqa: E402
 from semid.core.numbers import sig  # noqa: E402
 from semid.core.records import Calibration, CellEntry, Finding, Flip, KnobEffect, RegimeCell, RegimeRow  # noqa: E402
-from semid.experiment import Experiment, ExperimentConfig  # noqa: E402
-from semid.findings import METRIC_NAMES  # noqa: E402
+from semid.study.experiment import Experiment, ExperimentConfig  # noqa: E402
+from semid.results.findings import METRIC_NAMES  # noqa: E402
 
 VERDICT_SCORE = {"reproduces": 1, "inconclusive": 0, "contradicted": -1}  # not run / undefined: no score
 ABBREV = {"reproduces": "R", "contradicted": "C", "inconclusive": "I", "not run": "-"}
@@ -457,7 +457,7 @@ def markdown(cfg: RegimesConfig, cells: list[RegimeCell], table: list[RegimeRow]
              f"Each cell is the ordinary experiment on the `{cfg.experiment['corpus']['synth']}` synthetic corpus with "
              f"the cell's knobs ({', '.join(f'`{k}` in {cfg.grid[k]}' for k in knobs)}"
              + (f"; every cell also {', '.join(f'`{o}`' for o in cfg.fixed)}" if cfg.fixed else "")
-             + "). Verdicts are the paper's findings (semid.findings) on each cell's own paired, item-clustered "
+             + "). Verdicts are the paper's findings (semid.results.findings) on each cell's own paired, item-clustered "
                "intervals: **R** reproduces (the 95% interval lies on the paper's side), **C** contradicted (on the "
                "other side), **I** inconclusive; the number is the estimate (Δ% vs the claim's reference; lookups "
                "for (f), cosine for (g)) with its 95% interval.\n",

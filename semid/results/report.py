@@ -1,9 +1,9 @@
 """The experiment report: ``report.json`` and ``report.md`` with ranking quality per representation and
 setting (Figures 2-3), lookups per item (Figure 4), Table 1, the stability study, and the paper's findings
-judged one by one (``semid.findings``).
+judged one by one (``semid.results.findings``).
 
 The report is a stage: it reads the fits' results and saved predictions and the Stage-1 analysis
-(``semid.analysis``, made once by the experiment) and rebuilds nothing; ``report.json`` records the
+(``semid.results.analysis``, made once by the experiment) and rebuilds nothing; ``report.json`` records the
 fingerprint of its inputs, and an up-to-date report is not recomputed.
 """
 from __future__ import annotations
@@ -18,15 +18,15 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-from datamodules import Corpus  # noqa: E402
-from embeddings import plot_report  # noqa: E402
+from semid.datamodules import Corpus  # noqa: E402
+from semid.embeddings import plot_report  # noqa: E402
 from semid.core.artifacts import atomic_path, read_json, write_json  # noqa: E402
 from semid.core.fingerprint import ROOMS, code_fingerprint, fingerprint_of  # noqa: E402
 from semid.core.numbers import sig  # noqa: E402
 from semid.core.records import (EstimateDict, Finding, FitResults, JsonObject, QuantizerStudy,  # noqa: E402
                                 QuantizerSummary, StabilityStudy, SummaryRow)
-from semid.quantizer_report import quantizer_markdown, quantizer_summary  # noqa: E402
-from semid.findings import (METRIC_NAMES, STATISTIC, Study, explain, lookup_findings, ranking_findings,  # noqa: E402
+from semid.results.quantizer_report import quantizer_markdown, quantizer_summary  # noqa: E402
+from semid.results.findings import (METRIC_NAMES, STATISTIC, Study, explain, lookup_findings, ranking_findings,  # noqa: E402
                             stability_findings, table1_findings)
 
 SLICES = ("overall", "new", "head", "torso", "tail")

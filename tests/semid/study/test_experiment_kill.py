@@ -49,7 +49,7 @@ def _children_of(pid: int) -> list[int]:
 
 
 def _descendants_of(pid: int) -> list[int]:
-    """Children and their children: forked fits are children of the launcher's forkserver (semid.warm_start)."""
+    """Children and their children: forked fits are children of the launcher's forkserver (semid.study.warm_start)."""
     kids = _children_of(pid)
     return kids + [d for k in kids for d in _descendants_of(k)]
 

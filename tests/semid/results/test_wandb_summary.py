@@ -12,7 +12,7 @@ from semid.core.artifacts import write_json
 from semid.core.config import ConfigFieldError
 from semid.core.loggers import wandb_run_id
 from semid.core.records import EstimateDict, JsonObject
-from semid.wandb_summary import FINDING_COLUMNS, MARKER, check_setting, is_logged, log_summary, wanted
+from semid.results.wandb_summary import FINDING_COLUMNS, MARKER, check_setting, is_logged, log_summary, wanted
 from tests.rankers.test_wandb_resume import wandb_records
 
 
@@ -25,7 +25,7 @@ def _auc(estimate: float | None, items: int, undefined: str | None = None) -> Es
 
 
 def _report(fingerprint: str) -> JsonObject:
-    """A report.json as semid.report writes it: two settings, a reference and a candidate with an undefined
+    """A report.json as semid.results.report writes it: two settings, a reference and a candidate with an undefined
     slice, findings of every verdict kind, Table 1."""
     summary = {}
     for i, setting in enumerate(("without_history", "with_history")):

@@ -37,11 +37,11 @@ _LAUNCHER_FLAGS = {"launcher": "kind", "cluster": "cluster", "partition": "parti
 
 def _run(args: argparse.Namespace) -> int:
     # deferred: `semid --help` and the other commands do not pay for the experiment's imports (torch, matplotlib)
-    from semid.regimes import is_regimes_config
+    from semid.study.regimes import is_regimes_config
 
     if is_regimes_config(args.preset):
         return _run_regimes(args)
-    from semid.experiment import Experiment, load_experiment_config
+    from semid.study.experiment import Experiment, load_experiment_config
 
     overrides = list(args.overrides)
     if args.seeds:
@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_regimes(args: argparse.Namespace) -> int:
     """A regime map: every cell is an ordinary experiment; the launcher flags apply to each cell's experiment."""
-    from semid.regimes import run_regimes
+    from semid.study.regimes import run_regimes
 
     if args.seeds:  # a map's seeds are per cell: one seed everywhere, paper_seeds at the paper cell
         raise SemidError(f"--seeds {args.seeds}: a regime map sets its seeds per cell; use --set "

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Protocol
 from semid.cli import PARENT_PID_ENV
 from semid.core.config import require, require_int
 from semid.core.errors import SemidError
-from semid.warm_start import ForkedJob, available as warm_available
+from semid.study.warm_start import ForkedJob, available as warm_available
 
 if TYPE_CHECKING:
     import submitit
@@ -56,7 +56,7 @@ class LauncherSpec:
     time_limit_min: int = 240  # per job; a fit that reaches it is requeued and resumes from its checkpoint
     max_jobs: int = 64  # jobs queued or running at once
     slurm_args: dict[str, Any] = field(default_factory=dict)  # any other sbatch option, e.g. {account: A, qos: high}
-    # local: single-process jobs fork from one process that imported the stack once (semid.warm_start: ~6 s
+    # local: single-process jobs fork from one process that imported the stack once (semid.study.warm_start: ~6 s
     # less per job); false: a fresh interpreter per job, as submitit's are
     warm_start: bool = True
 
@@ -231,7 +231,7 @@ class _Running:
 
 class LocalLauncher:
     """Subprocesses of the experiment, ``parallel`` at a time (each dies with the experiment, and ends when the
-    experiment stops); with ``warm_start``, forkable tasks fork from a warm process instead (semid.warm_start)."""
+    experiment stops); with ``warm_start``, forkable tasks fork from a warm process instead (semid.study.warm_start)."""
 
     in_process_quantizers = True
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from semid.analysis import table1_with_intervals
+from semid.results.analysis import table1_with_intervals
 from semid.rqvae import table1
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rankers.predictions import PredictionLog
-from semid.findings import Study, explain, ranking_findings, stability_findings, table1_findings, verdict
-from semid.paired import Estimate
+from semid.rankers.predictions import PredictionLog
+from semid.results.findings import Study, explain, ranking_findings, stability_findings, table1_findings, verdict
+from semid.results.paired import Estimate
 
 DAY = 5
 N_ITEMS, PER_ITEM = 200, 20
@@ -31,7 +31,7 @@ def _run(root: Path, name: str, kind: str, rows: int, skill: float, *, setting: 
          seed: int = 0, depth: float = 1.0, rep: dict | None = None, tag: str = "main") -> dict:
     import torch
 
-    from datamodules import RankingBatch
+    from semid.datamodules import RankingBatch
 
     run_dir = root / f"{name}-{setting}-{seed}-{tag}"
     log = PredictionLog()

@@ -3,9 +3,9 @@
 corpus -> RQ-VAE -> SIDs -> (token caches, inside each fit) -> one ranker per representation x setting
 x seed -> stability study (RQ-VAEs on early vs late days) -> report. Every stage is keyed by the
 fingerprint of its inputs: a rerun skips what exists, a changed config value reruns exactly what it
-affects. Ranker fits run as ``semid rank fit`` commands through the configured launcher (``semid.launchers``:
+affects. Ranker fits run as ``semid rank fit`` commands through the configured launcher (``semid.study.launchers``:
 local subprocesses, ``parallel`` at a time, or submitit jobs, e.g. on SLURM). When the fits log to W&B, the
-report's tables and figures go to a summary run in their group (``semid.wandb_summary``).
+report's tables and figures go to a summary run in their group (``semid.results.wandb_summary``).
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, TypedDict, TypeVar
 
-from datamodules import Corpus, generate, load_synth_config, open_corpus
-from rankers import DEFAULT_RANKER, load_rank_config
-from rankers import is_up_to_date, read_results
+from semid.datamodules import Corpus, generate, load_synth_config, open_corpus
+from semid.rankers import DEFAULT_RANKER, load_rank_config
+from semid.rankers import is_up_to_date, read_results
 from semid.core import interrupt
 from semid.core.dist_env import DIST_ENV
 from semid.core.config import (CONF_DIR, ConfigFieldError, apply_overrides, blame_overrides, from_dict, load_layered,
@@ -30,11 +30,11 @@ from semid.core.progress import bar
 from semid.core.records import (FitResults, JsonObject, QuantizerStudy, SliceMetrics, StabilityStudy,
                                 StudyVariant)
 from semid.core.run_lock import exclusive
-from semid.analysis import stage1_analysis
+from semid.results.analysis import stage1_analysis
 from semid.core.artifacts import read_json, write_json
-from semid import wandb_summary
-from semid.launchers import LauncherSpec, Task, make_launcher, stopping
-from semid.report import ReportSpec, report_fingerprint, report_is_current, write_report
+from semid.results import wandb_summary
+from semid.study.launchers import LauncherSpec, Task, make_launcher, stopping
+from semid.results.report import ReportSpec, report_fingerprint, report_is_current, write_report
 from semid.rqvae import assign_sids, compare_tables, load_rqvae_config, read_sid_table, rqvae_fingerprint, train_rqvae
 
 T = TypeVar("T")

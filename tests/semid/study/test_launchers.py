@@ -16,8 +16,8 @@ import pytest
 
 from semid.cli import main
 from semid.core.config import ConfigFieldError
-from semid.launchers import STOPPED, LauncherSpec, LocalLauncher, SubmititLauncher, Task, _Command
-from semid.wandb_summary import MARKER
+from semid.study.launchers import STOPPED, LauncherSpec, LocalLauncher, SubmititLauncher, Task, _Command
+from semid.results.wandb_summary import MARKER
 from tests.semid.test_wandb_summary import _logged, _table
 
 # a reduced tiny study: two representations (one without SIDs, one with), one setting, no stability study;
@@ -145,7 +145,7 @@ def test_submitit_missing_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_stop_ends_the_running_tasks_and_starts_no_more(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import semid.launchers as launchers
+    import semid.study.launchers as launchers
 
     # a command that would run for a minute: stop() must end it, not wait for it
     monkeypatch.setattr(launchers, "_command", lambda task: [sys.executable, "-c", "import time; time.sleep(60)"])
@@ -181,8 +181,8 @@ def test_an_interrupted_experiment_stops_its_fits_and_starts_no_more(tmp_path: P
     import signal
     import threading
 
-    import semid.launchers as launchers
-    from semid.experiment import Experiment, load_experiment_config
+    import semid.study.launchers as launchers
+    from semid.study.experiment import Experiment, load_experiment_config
 
     # fresh interpreters (the stand-in command replaces theirs; forked fits run `semid` itself: test_warm_start)
     monkeypatch.setattr(launchers, "_command", lambda task: [sys.executable, "-c", "import time; time.sleep(60)"])

@@ -1,6 +1,6 @@
 """Paired, item-clustered bootstrap statistics for comparing two rankers on the same impressions.
 
-Two runs evaluated on one day score the same impressions (``rankers.predictions``, joined on the
+Two runs evaluated on one day score the same impressions (``semid.rankers.predictions``, joined on the
 impression's row). A difference between them is estimated on those impressions and its interval comes
 from resampling **items** (clusters): every impression of a drawn item enters with the item's draw
 count, because an item's impressions share its hidden quality and are not independent (on CTR/1D,
@@ -25,7 +25,7 @@ from typing import Any, Callable, Hashable
 
 import numpy as np
 
-from rankers.metrics import MIN_SLICE_ITEMS
+from semid.rankers.metrics import MIN_SLICE_ITEMS
 from semid.core.records import EstimateDict
 
 MIN_ITEMS = MIN_SLICE_ITEMS  # fewer items than this in a slice: no interval (an AUC over 3 items says nothing)

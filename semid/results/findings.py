@@ -3,7 +3,7 @@
 Runs are matched by what they are (``representation_kind``, table rows, n-gram order, ranker depth,
 setting), never by preset name: a renamed preset keeps its finding. Every Δ is candidate minus reference
 CTR AUC in % of the reference, from the two runs' predictions on the same evaluation impressions
-(``semid.paired``: item-clustered paired bootstrap, pooled over seeds and evaluation periods).
+(``semid.results.paired``: item-clustered paired bootstrap, pooled over seeds and evaluation periods).
 
 Verdicts: for "candidate > reference" the claim ``reproduces`` when the 95% interval lies above 0 and is
 ``contradicted`` when it lies below 0; "<" mirrors it; ">=" (at least as good) is a non-inferiority test
@@ -26,9 +26,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from rankers import read_predictions
+from semid.rankers import read_predictions
 from semid.core.records import Finding, FitResults, JsonObject
-from semid.paired import Estimate, PairedRun, ReplicateCache, paired_difference, pooled_auc
+from semid.results.paired import Estimate, PairedRun, ReplicateCache, paired_difference, pooled_auc
 
 HASH_REFERENCE_ROWS = 8192  # the paper's reference table: random hashing into 8K rows
 SLICE_OF_METRIC = {"ctr": "overall", "ctr_1d": "new"}

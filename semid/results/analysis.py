@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from datamodules import Corpus, corpus_impressions
-from embeddings import lookup_report
+from semid.datamodules import Corpus, corpus_impressions
+from semid.embeddings import lookup_report
 from semid.core.records import Stage1Analysis, Table1IntervalRow, Table1Rise, Table1WithIntervals
 from semid.rqvae import SidTable
 from semid.rqvae import sid_groups

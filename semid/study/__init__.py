@@ -1,0 +1,1 @@
+"""The study: the experiment runner, regime maps, launchers and the warm-start forkserver."""
