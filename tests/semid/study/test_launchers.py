@@ -18,7 +18,7 @@ from semid.cli import main
 from semid.core.config import ConfigFieldError
 from semid.study.launchers import STOPPED, LauncherSpec, LocalLauncher, SubmititLauncher, Task, _Command
 from semid.results.wandb_summary import MARKER
-from tests.semid.test_wandb_summary import _logged, _table
+from tests.semid.results.test_wandb_summary import _logged, _table
 
 # a reduced tiny study: two representations (one without SIDs, one with), one setting, no stability study;
 # the RQ-VAE trains 40 steps and each fit 60 (5 days of 12), so a kill at step 50 stops only the fits, in day 4

@@ -14,7 +14,7 @@ import pytest
 from semid.datamodules import Corpus
 from semid.study.launchers import STOPPED, LocalLauncher, Task
 from tests.rankers.conftest import FAST
-from tests.semid.test_launchers import stop_while_running
+from tests.semid.study.test_launchers import stop_while_running
 
 ENV = {"OMP_NUM_THREADS": "1", "SEMID_PROGRESS": "0", "PYTHONWARNINGS": "ignore"}
 
