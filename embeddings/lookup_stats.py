@@ -19,7 +19,7 @@ from semid.embeddings.registry import RepresentationConfig
 from semid.embeddings.spm import SpmConfig
 from semid.embeddings.token_cache import TokenCache, build_token_cache
 from semid.core.progress import progress
-from semid.core.records import LookupReport, LookupStats
+from semid.embeddings.records import LookupReport, LookupStats
 from semid.rqvae import SidTable
 
 DEFAULT_VOCAB_SIZES = (512, 1024, 2048, 4096, 8192, 16384, 32768)

@@ -34,7 +34,7 @@ from semid.core.fingerprint import code_fingerprint, code_record, fingerprint_of
 from semid.core.kill_hook import kill_hooks
 from semid.core.loggers import build_loggers
 from semid.core.progress import enabled as progress_enabled
-from semid.core.records import EvalResults, FitResults
+from semid.rankers.records import EvalResults, FitResults
 from semid.core.run_lock import exclusive
 from semid.rqvae import SidTable, read_sid_table
 

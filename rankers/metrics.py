@@ -16,7 +16,7 @@ from torchmetrics.utilities import dim_zero_cat
 from semid.datamodules import RankingBatch
 from semid.datamodules import HEAD, TAIL, TORSO
 from semid.rankers.model import TASKS
-from semid.core.records import EvalMetrics, SliceMetrics
+from semid.rankers.records import EvalMetrics, SliceMetrics
 
 SLICES = ("overall", "new", "head", "torso", "tail")
 # fewer distinct items than this in a slice: no AUC (the report's paired statistics use the same floor)

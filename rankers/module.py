@@ -19,7 +19,7 @@ from semid.rankers.metrics import SlicedMetrics, flat_scalars
 from semid.rankers.predictions import PredictionLog
 from semid.rankers.model import MultitaskRanker, RankerConfig
 from semid.core.errors import SemidError
-from semid.core.records import EvalMetrics
+from semid.rankers.records import EvalMetrics
 
 
 class RankerModule(L.LightningModule):

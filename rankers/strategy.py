@@ -46,7 +46,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 from semid.core.errors import SemidError, out_of_room
-from semid.core.records import TablePlan
+from semid.rankers.records import TablePlan
 
 if TYPE_CHECKING:  # types only: torchrec is imported inside the functions using it (~0.5 s more at import time)
     from torchrec import EmbeddingBagCollection, EmbeddingBagConfig

@@ -19,7 +19,7 @@ import torch.multiprocessing as mp
 
 from semid.bench.timing import median
 from semid.bench.workloads import Batch, Layout, LookupBenchConfig, Step, build_torchrec, make_batches
-from semid.core.records import Dmp2Rounds
+from semid.bench.records import Dmp2Rounds
 
 WORLD = 2
 

@@ -25,7 +25,8 @@ from typing import Callable
 
 from semid.bench.scale import run_child
 from semid.core.errors import SemidError
-from semid.core.records import GpuCheck, GpuDevice, JsonObject
+from semid.bench.records import GpuCheck, GpuDevice
+from semid.core.records import JsonObject
 
 _MIN_CHECK_S = 60.0  # every check gets at least this long, even when an earlier one overran
 _LOOKUP_ARGS = ["--rows", "1048576", "--layouts", "hash,unigram,spm,history", "--distributions", "zipf",

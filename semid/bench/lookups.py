@@ -42,7 +42,8 @@ from semid.bench.timing import interleaved, machine, markdown_table, median, rat
 from semid.bench.workloads import (CONTENDERS, DEFAULT_CONTENDERS, DISTRIBUTIONS, DMP, LAYOUTS, Batch, Built, Layout,
                                    LookupBenchConfig, build_torchrec, cycle, grads, make_batches, make_layout)
 from semid.core.errors import SemidError
-from semid.core.records import JsonObject, LookupBench, LookupTarget, Throughput
+from semid.bench.records import LookupBench, LookupTarget, Throughput
+from semid.core.records import JsonObject
 
 # the config, layouts and batches live in workloads.py (shared with dmp2.py); re-exported here as part of
 # this benchmark's API (semid.bench.cli and the tests import them from here)

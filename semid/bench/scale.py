@@ -48,7 +48,8 @@ from typing import Callable, Mapping
 import numpy as np
 
 from semid.core.errors import SemidError
-from semid.core.records import ChildRun, JsonObject, ScaleHealth, ScaleRanker
+from semid.bench.records import ChildRun, ScaleHealth, ScaleRanker
+from semid.core.records import JsonObject
 
 _MARK = "SEMID_BENCH_RESULT "
 _UNITS = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}

@@ -14,7 +14,7 @@ import numpy as np
 
 from semid.datamodules import Corpus, corpus_impressions
 from semid.embeddings import lookup_report
-from semid.core.records import Stage1Analysis, Table1IntervalRow, Table1Rise, Table1WithIntervals
+from semid.results.records import Stage1Analysis, Table1IntervalRow, Table1Rise, Table1WithIntervals
 from semid.rqvae import SidTable
 from semid.rqvae import sid_groups
 

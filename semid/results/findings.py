@@ -27,7 +27,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from semid.rankers import read_predictions
-from semid.core.records import Finding, FitResults, JsonObject
+from semid.core.records import JsonObject
+from semid.rankers.records import FitResults
+from semid.results.records import Finding
 from semid.results.paired import Estimate, PairedRun, ReplicateCache, paired_difference, pooled_auc
 
 HASH_REFERENCE_ROWS = 8192  # the paper's reference table: random hashing into 8K rows

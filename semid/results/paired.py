@@ -26,7 +26,7 @@ from typing import Any, Callable, Hashable
 import numpy as np
 
 from semid.rankers.metrics import MIN_SLICE_ITEMS
-from semid.core.records import EstimateDict
+from semid.results.records import EstimateDict
 
 MIN_ITEMS = MIN_SLICE_ITEMS  # fewer items than this in a slice: no interval (an AUC over 3 items says nothing)
 _CELLS = 1_000_000  # replicate x impression weights held at once (~4 MB of float32; faster than 4M here)

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from semid.core.numbers import sig
-from semid.core.records import (EstimateDict, FitResults, QuantizerArm, QuantizerStudy, QuantizerSummary,
-                                QuantizerVariant, SidCollisions)
+from semid.rankers.records import FitResults
+from semid.results.records import EstimateDict, QuantizerArm, QuantizerSummary, QuantizerVariant, SidCollisions
+from semid.study.records import QuantizerStudy
 from semid.results.findings import Study
 from semid.rqvae import read_sid_table
 

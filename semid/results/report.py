@@ -23,8 +23,10 @@ from semid.embeddings import plot_report  # noqa: E402
 from semid.core.artifacts import atomic_path, read_json, write_json  # noqa: E402
 from semid.core.fingerprint import ROOMS, code_fingerprint, fingerprint_of  # noqa: E402
 from semid.core.numbers import sig  # noqa: E402
-from semid.core.records import (EstimateDict, Finding, FitResults, JsonObject, QuantizerStudy,  # noqa: E402
-                                QuantizerSummary, StabilityStudy, SummaryRow)
+from semid.core.records import JsonObject  # noqa: E402
+from semid.rankers.records import FitResults  # noqa: E402
+from semid.results.records import EstimateDict, Finding, QuantizerSummary, SummaryRow  # noqa: E402
+from semid.study.records import QuantizerStudy, StabilityStudy  # noqa: E402
 from semid.results.quantizer_report import quantizer_markdown, quantizer_summary  # noqa: E402
 from semid.results.findings import (METRIC_NAMES, STATISTIC, Study, explain, lookup_findings, ranking_findings,  # noqa: E402
                             stability_findings, table1_findings)

@@ -26,7 +26,7 @@ import torch
 from semid.datamodules import open_corpus
 from semid.rqvae.data import impression_counts, split_items
 from semid.core.errors import SemidError
-from semid.core.records import QuantizerBench, QuantizerBenchRow
+from semid.rqvae.records import QuantizerBench, QuantizerBenchRow
 from semid.rqvae.config import RqvaeConfig, cpu_threads
 from semid.rqvae.health import codes_summary, relative_error
 

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
-from semid.core.records import CodebookAgreementResult
+from semid.rqvae.records import CodebookAgreementResult
 from semid.rqvae.health import CodeUsage
 from semid.rqvae.module import RqvaeModule
 

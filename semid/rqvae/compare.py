@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from semid.core.errors import SemidError
-from semid.core.records import LevelAgreement, PrefixStability, SidComparison
+from semid.rqvae.records import LevelAgreement, PrefixStability, SidComparison
 from semid.rqvae.health import sid_groups
 from semid.rqvae.sid_table import SidTable
 

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from semid.core.records import CodesSummary, Uniqueness
+from semid.rqvae.records import CodesSummary, Uniqueness
 
 
 def code_counts(codes: np.ndarray, codebook_size: int) -> np.ndarray:

@@ -18,7 +18,7 @@ import torch
 
 from semid.datamodules import Items
 from semid.core.errors import SemidError
-from semid.core.records import SidReport, SubtrieNode, Table1, Table1Row
+from semid.rqvae.records import SidReport, SubtrieNode, Table1, Table1Row
 from semid.rqvae.health import code_counts, collision_histogram, sid_groups, uniqueness, usage_stats
 from semid.rqvae.sid_table import SidTable
 

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from semid.core.records import RqkmeansLevel
+from semid.rqvae.records import RqkmeansLevel
 from semid.rqvae.config import RqkmeansConfig, kmeans_backend
 from semid.rqvae.quantizer import CHUNK_ROWS, code_costs, kmeans, nearest_code, residual_encode
 

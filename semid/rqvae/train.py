@@ -58,7 +58,8 @@ from semid.core.loggers import build_loggers
 from semid.core.kill_hook import kill_hooks
 from semid.core.progress import enabled as progress_enabled
 from semid.core.quiet import quiet_libraries
-from semid.core.records import JsonObject, QuantizerHealth, SidHealth
+from semid.core.records import JsonObject
+from semid.rqvae.records import QuantizerHealth, SidHealth
 from semid.rqvae.callbacks import CodebookAgreement, DeadCodeReset, TrainCodeUsage
 from semid.rqvae.config import RqvaeConfig, cpu_threads, kmeans_backend, rqvae_fingerprint
 from semid.rqvae.data import impression_counts, impression_draws, split_items

@@ -34,7 +34,8 @@ import torch
 from semid.core.config import from_dict
 from semid.core.errors import DataError, FingerprintMismatch, SemidError
 from semid.core.fingerprint import fingerprint_bytes, fingerprint_file, fingerprint_of
-from semid.core.records import JsonObject, TableDict
+from semid.core.records import JsonObject
+from semid.serve.records import TableDict
 
 if TYPE_CHECKING:
     from torchrec import EmbeddingBagConfig

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from semid.core.artifacts import write_json
-from semid.core.records import ServeBench, ServeBenchRow
+from semid.serve.records import ServeBench, ServeBenchRow
 from semid.serve.artifact import Artifact, load_artifact
 from semid.serve.requests import Requests
 from semid.serve.scorer import Scorer

@@ -16,7 +16,8 @@ import pyarrow as pa
 import torch
 
 from semid.core.errors import SemidError
-from semid.core.records import EvalResults, JsonObject
+from semid.core.records import JsonObject
+from semid.rankers.records import EvalResults
 from semid.serve.artifact import Artifact, load_artifact
 from semid.serve.requests import requests_from_arrow
 from semid.serve.scorer import Scorer

@@ -27,8 +27,9 @@ from semid.core.errors import SemidError
 from semid.core.fingerprint import ROOMS, code_fingerprint, fingerprint_of
 from semid.core.numbers import sig
 from semid.core.progress import bar
-from semid.core.records import (FitResults, JsonObject, QuantizerStudy, SliceMetrics, StabilityStudy,
-                                StudyVariant)
+from semid.core.records import JsonObject
+from semid.rankers.records import FitResults, SliceMetrics
+from semid.study.records import QuantizerStudy, StabilityStudy, StudyVariant
 from semid.core.run_lock import exclusive
 from semid.results.analysis import stage1_analysis
 from semid.core.artifacts import read_json, write_json

@@ -34,7 +34,8 @@ from semid.core.config import (ConfigFieldError, apply_overrides, blame_override
                                require, resolve_conf)
 from semid.core.errors import SemidError  # noqa: E402
 from semid.core.numbers import sig  # noqa: E402
-from semid.core.records import Calibration, CellEntry, Finding, Flip, KnobEffect, RegimeCell, RegimeRow  # noqa: E402
+from semid.results.records import Finding  # noqa: E402
+from semid.study.records import Calibration, CellEntry, Flip, KnobEffect, RegimeCell, RegimeRow  # noqa: E402
 from semid.study.experiment import Experiment, ExperimentConfig  # noqa: E402
 from semid.results.findings import METRIC_NAMES  # noqa: E402
 

@@ -11,7 +11,8 @@ import pytest
 from semid.core.artifacts import write_json
 from semid.core.config import ConfigFieldError
 from semid.core.loggers import wandb_run_id
-from semid.core.records import EstimateDict, JsonObject
+from semid.core.records import JsonObject
+from semid.results.records import EstimateDict
 from semid.results.wandb_summary import FINDING_COLUMNS, MARKER, check_setting, is_logged, log_summary, wanted
 from tests.rankers.test_wandb_resume import wandb_records
 
