@@ -8,6 +8,9 @@ baseline), ``ngram`` (unigram-SID n=1, bigram-SID n=2, any non-overlapping n), `
 ``dense`` (no table: ``cache.kind == "dense"``, ``cache.tables == []``; the ranker projects the raw
 content embedding, and ``cache.rows_of`` still maps item ids to rows of ``cache.item_id``).
 
+``SemanticIdCollection`` puts any of these in front of a TorchRec ``EmbeddingBagCollection`` (raw item-id KJT in,
+SID-piece KJT out), fitted from arrays with ``SidTokenizer`` and the plain config dataclasses (``SpmConfig``, ...).
+
 Names are imported on first use (PEP 562), so ``semid`` commands that never touch TorchRec do not pay
 for importing it.
 """
@@ -35,6 +38,22 @@ _EXPORTS = {
     "embedding_bag_configs": "semid.embeddings.torchrec_io",
     "feature_keys": "semid.embeddings.torchrec_io",
     "fused_params": "semid.embeddings.torchrec_io",
+    # Semantic IDs inside any TorchRec model (issue 30): plain configs, a fitted tokenizer, the module, its errors
+    "HashConfig": "semid.embeddings.hashing",
+    "NgramConfig": "semid.embeddings.ngram",
+    "PrefixNgramConfig": "semid.embeddings.ngram",
+    "SpmConfig": "semid.embeddings.spm",
+    "RandomSidConfig": "semid.embeddings.random_sid",
+    "HybridConfig": "semid.embeddings.hybrid",
+    "SidTokenizer": "semid.embeddings.sid_tokenizer",
+    "sid_table": "semid.embeddings.sid_tokenizer",
+    "SemanticIdCollection": "semid.embeddings.sid_collection",
+    "UnknownFeatureError": "semid.embeddings.sid_errors",
+    "IdDtypeError": "semid.embeddings.sid_errors",
+    "SidSpaceError": "semid.embeddings.sid_errors",
+    "ContentDimError": "semid.embeddings.sid_errors",
+    "DeviceMismatchError": "semid.embeddings.sid_errors",
+    "UnknownItemError": "semid.embeddings.sid_errors",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_getattr(__name__, _EXPORTS)
