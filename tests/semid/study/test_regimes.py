@@ -1,68 +1,21 @@
-"""The regime map (semid/study/regimes.py): configs refused before work, the aggregation on hand-made cells (a knob
-that flips a finding is named, one that does not is not), and `regimes_tiny` end to end."""
+"""The regime map's run (semid/study/regimes/run.py): configs refused before work, a report without grid cells, the
+CLI, and `regimes_tiny` end to end."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from semid.core.errors import SemidError
 from semid.cli import main
-from semid.study.regimes import (calibration_of, flip_of, is_regimes_config, load_regimes_config, paragraph, plan_cells,
-                           regime_table, run_regimes, write_regimes_report)
-
-CLAIM = "Dense Input (1x depth) is worse than random hashing with 8K rows"
-
-
-def _finding(verdict: str, estimate: float, fid: str = "a", claim: str = CLAIM) -> dict:
-    return {"id": fid, "claim": claim, "setting": "without_history", "metric": "ctr", "direction": "<",
-            "verdict": verdict, "estimate": estimate, "ci_low": estimate - 0.5, "ci_high": estimate + 0.5,
-            "n_seeds": 1, "candidate": "dense", "reference": "hash_8k"}
-
-
-def _cell(mem: float, ipr: float, findings: list[dict]) -> dict:
-    knobs = {"memorization_share": mem, "items_per_row": ipr}
-    return {"name": f"m{mem}-i{ipr}", "label": f"m={mem}, i={ipr}", "knobs": knobs, "in_grid": True,
-            "findings": findings}
-
-
-def _grid() -> list[dict]:
-    """(a) reproduces only with much memorisation, whatever the items per row; (i) holds everywhere."""
-    i_row = lambda: _finding("reproduces", 20.0, "i", "Bigram-SID beats random hashing (hash-8K) on CTR/1D")  # noqa: E731
-    return [_cell(0.2, 1.0, [_finding("contradicted", 3.0), i_row()]),
-            _cell(0.2, 8.0, [_finding("contradicted", 4.0), i_row()]),
-            _cell(0.8, 1.0, [_finding("reproduces", -2.0), i_row()]),
-            _cell(0.8, 8.0, [_finding("reproduces", -1.0), i_row()])]
-
-
-def test_the_knob_that_flips_a_finding_is_named_and_the_other_is_not():
-    grid = _grid()
-    table = regime_table(grid)
-    assert [r["id"] for r in table] == ["a", "i"] and table[0]["label"] == CLAIM
-    assert table[0]["cells"]["m0.8-i1.0"] == {"verdict": "reproduces", "estimate": -2.0, "ci_low": -2.5,
-                                              "ci_high": -1.5, "n_seeds": 1, "candidate": "dense",
-                                              "reference": "hash_8k"}
-    knobs = ["memorization_share", "items_per_row"]
-    flip_a, flip_i = (flip_of(r, grid, knobs) for r in table)
-    assert flip_a["kind"] == "flips" and flip_a["knob"] == "memorization_share"
-    assert flip_a["counts"] == {"reproduces": 2, "contradicted": 2, "inconclusive": 0}
-    e = flip_a["effects"]
-    assert e["memorization_share"]["verdict_shift"] == 2.0 and e["memorization_share"]["estimate_shift"] == -5.0
-    assert e["items_per_row"]["lines_with_change"] == 0 and e["items_per_row"]["estimate_shift"] == 1.0
-    assert flip_i["kind"] == "reproduces" and flip_i["knob"] is None
-    text = "\n".join(paragraph(table, [flip_a, flip_i], grid, knobs))
-    assert "- **(a)** memorization_share flips 1 and moves 0 of its 1 judged rows." in text
-    assert "raising memorization_share from 0.2 to 0.8 flips it towards the paper, estimate -5 points on average; " \
-           "items_per_row does not change it." in text
-    assert "Reproduces at: (memorization_share=0.8, items_per_row=1); (memorization_share=0.8, items_per_row=8)" in text
-    assert "- **(i)** 1 row reproduces in every judged cell." in text
-    assert "Bigram-SID beats random hashing (hash-8K) on CTR/1D — without history, CTR AUC: reproduces in every cell" in text
+from semid.core.errors import SemidError
+from semid.study.regimes import load_regimes_config, plan_cells, run_regimes, write_regimes_report
+from tests.semid.study.test_regime_analysis import make_cell, make_finding
 
 
 def test_a_part_of_the_map_without_grid_cells_writes_its_table(tmp_path):
     """`--set only=[movielens-1m]` runs no grid cell: the report has the cell's table and no knob paragraph (it
     used to fail on the empty grid after the cell had run)."""
-    cell = dict(_cell(0.9, 0.45, [_finding("reproduces", -6.0)]), in_grid=False, name="movielens-1m",
+    cell = dict(make_cell(0.9, 0.45, [make_finding("reproduces", -6.0)]), in_grid=False, name="movielens-1m",
                 seeds=[0], regime={"items": 3678}, oracle={}, fit_s=60.0, wall_s=90.0)
     md = write_regimes_report(load_regimes_config("regimes", [])[1], tmp_path, [cell], 90.0)
     text = md.read_text()
@@ -70,34 +23,6 @@ def test_a_part_of_the_map_without_grid_cells_writes_its_table(tmp_path):
     assert "| a | Dense Input (1x depth) is worse than random hashing with 8K rows |" in text
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["flips"] == [] and [c["name"] for c in report["cells"]] == ["movielens-1m"]
-
-
-def test_calibration_residual_is_measured_minus_target():
-    cell = {"findings": [_finding("reproduces", -6.0),
-                         _finding("reproduces", -5.0, "c", "without user history, Unigram-SID is worse than hash-8K on CTR")]}
-    cal = calibration_of(cell, {"dense_vs_hash_8k_pct": -6.61, "unigram_vs_hash_8k_pct": -6.47})
-    assert cal["residual"]["dense_vs_hash_8k_pct"] == pytest.approx(0.61)
-    assert cal["residual"]["unigram_vs_hash_8k_pct"] == pytest.approx(1.47)
-    assert cal["rms_residual"] == pytest.approx(((0.61 ** 2 + 1.47 ** 2) / 2) ** 0.5)
-    assert cal["measured"]["dense_vs_hash_8k_pct"] == {"estimate": -6.0, "ci_low": -6.5, "ci_high": -5.5}
-
-
-def test_presets_are_recognised_and_plan_their_cells():
-    assert is_regimes_config("regimes") and is_regimes_config("regimes_tiny")
-    assert not is_regimes_config("tiny") and not is_regimes_config("no-such-preset")
-    for preset in ("regimes", "regimes_tiny"):
-        path, cfg = load_regimes_config(preset)
-        cells = plan_cells(path, cfg)
-        grid = [c for c in cells if c.in_grid]
-        assert len(grid) == len(list(cfg.grid.values())[0]) * len(list(cfg.grid.values())[1])
-        paper = [c for c in grid if c.knobs == cfg.paper_cell]
-        assert len(paper) == 1 and paper[0].config.seeds == cfg.paper_seeds
-        assert all(c.config.seeds == [0] for c in grid if c is not paper[0])
-        # the cell's knobs are its corpus overrides, so they key its corpus directory
-        for c in grid:
-            assert all(f"{k}={v}" in c.config.corpus.synth_overrides for k, v in c.knobs.items())
-    path, cfg = load_regimes_config("regimes")
-    assert all(len(v) >= 3 for v in cfg.grid.values())
 
 
 @pytest.mark.parametrize("override, message", [
@@ -173,22 +98,6 @@ def test_regimes_tiny_end_to_end(tmp_path, capsys):
     again: list[str] = []
     run_regimes("regimes_tiny", out, [], log=again.append)
     assert not any(m.endswith(": running") and "cell" not in m for m in again), again
-
-
-def test_part_of_a_map_plans_the_same_cells_as_the_whole():
-    """A run of one knob value writes the cells a full run would (same names, same configs), so the full run
-    into the same directory reuses them."""
-    path, cfg = load_regimes_config("regimes_tiny")
-    full = {c.name: c.config for c in plan_cells(path, cfg)}
-    path, part = load_regimes_config("regimes_tiny", ["grid.items_per_row=[1.0]"])
-    cells = plan_cells(path, part)
-    assert [c.name for c in cells] == ["memorization_share-0.2__items_per_row-1",
-                                       "memorization_share-0.8__items_per_row-1", "calibrated"]
-    assert all(c.config == full[c.name] for c in cells)
-    path, some = load_regimes_config("regimes_tiny", ["only=[calibrated]"])
-    assert [c.name for c in plan_cells(path, some)] == ["calibrated"]
-    with pytest.raises(SemidError, match=r"field 'only': \['nope'\] are not cells of this map"):
-        plan_cells(*load_regimes_config("regimes_tiny", ["only=[nope]"]))
 
 
 @pytest.mark.parametrize("argv, message", [
