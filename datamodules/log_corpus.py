@@ -1,0 +1,282 @@
+"""From a stream of interaction blocks to a corpus, in bounded memory: the shared back half of ``semid data import``
+(any log) and of its MIND layout.
+
+Pass 1 (``Spill``): each block, already checked and converted (user, catalogue row, Unix seconds, labels), is
+bucketed by UTC calendar day into small Parquet files in a hidden temporary folder next to the output; memory
+holds at most ``SPILL_ROWS`` buffered rows plus per-item and per-user state. Pass 2 (``write_corpus``) reads the
+buckets one corpus period at a time, in order, and writes the day partitions through ``CorpusWriter`` (itself a
+temporary directory renamed into place at the end): nothing is left behind if any step fails.
+
+What pass 2 derives, per period (every rule is recorded in corpus.json's ``import``):
+
+* **days**: period = (UTC day - origin) // period_days, origin = ``--since`` or the first kept day; periods without
+  any interaction are dropped so that days are consecutive (sequential training), as the MovieLens import does.
+* **context item** (``watch_item_id``), unless the log names one: the user's previous positive, i.e. the item of
+  their last click with a strictly earlier timestamp (so the candidates of one impression never see each other),
+  across periods; before a user's first click in the log, their last item of the prior history if the source
+  gives one (MIND's history column), else null.
+* **first_day** of an item: the period of its first interaction; 0 for items of the prior history.
+* **negative sampling**, only when asked (``negatives = K``): for each positive of period d, K items drawn with
+  replacement, with probability proportional to their clicks in periods <= d (popularity, so only items already
+  introduced are drawn), from ``numpy.random.default_rng([seed, d])``; a draw equal to the positive's own item is
+  dropped. Drawn rows share the positive's user, time and context item, with click = 0 (and engaged = 0).
+
+Example::
+
+    >>> Spill.__name__, write_corpus.__name__
+    ('Spill', 'write_corpus')
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from semid.datamodules.corpus import CorpusWriter
+from semid.core.progress import bar
+from semid.core.records import JsonObject
+
+DAY = 86400
+SPILL_ROWS = 4_000_000  # rows buffered before a flush: ~200 MB of int64 columns
+_NEVER = np.iinfo(np.int64).max
+
+
+@dataclass
+class Block:
+    """Checked interactions of one block: catalogue rows for items, -1 for no context item."""
+
+    user: np.ndarray  # int64
+    item: np.ndarray  # int64 catalogue row
+    ts: np.ndarray  # int64 Unix seconds (or day * 86400 when the log gives days)
+    click: np.ndarray  # int8
+    seq: np.ndarray  # int64 source row: the order of equal timestamps
+    engaged: np.ndarray | None = None  # int8
+    context: np.ndarray | None = None  # int64 catalogue row, -1 = none (a log's own context column)
+
+
+@dataclass
+class Spill:
+    """Pass 1: blocks bucketed by UTC day into Parquet files under a hidden temporary folder beside ``out``."""
+
+    out: Path
+    n_items: int  # catalogue size
+    engaged: bool
+    context: bool
+    root: Path = field(init=False)
+    first_day: np.ndarray = field(init=False)  # [n_items] first UTC day of each item (_NEVER: unused)
+    rows: int = 0
+    clicks: int = 0
+    _buffer: list[Block] = field(default_factory=list)
+    _buffered: int = 0
+    _flushes: int = 0
+    _days: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        parent = self.out.absolute().parent
+        parent.mkdir(parents=True, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.spill-", dir=parent))
+        self.first_day = np.full(self.n_items, _NEVER, np.int64)
+
+    def add(self, b: Block) -> None:
+        if not len(b.user):
+            return
+        day = b.ts // DAY
+        np.minimum.at(self.first_day, b.item, day)
+        self.rows += len(b.user)
+        self.clicks += int(b.click.sum())
+        self._buffer.append(b)
+        self._buffered += len(b.user)
+        if self._buffered >= SPILL_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        cols = {k: np.concatenate([getattr(b, k) for b in self._buffer]) for k in self._columns()}
+        day = cols["ts"] // DAY
+        order = np.argsort(day, kind="stable")
+        day = day[order]
+        bounds = np.r_[0, np.flatnonzero(day[1:] != day[:-1]) + 1, len(day)]
+        for s, e in zip(bounds[:-1], bounds[1:]):
+            d = int(day[s])
+            folder = self.root / f"day={d}"
+            folder.mkdir(exist_ok=True)
+            sel = order[s:e]
+            pq.write_table(pa.table({k: v[sel] for k, v in cols.items()}), folder / f"part-{self._flushes}.parquet",
+                           compression="none")  # written once, read once: speed over size
+            self._days.add(d)
+        self._flushes += 1
+        self._buffer, self._buffered = [], 0
+
+    def _columns(self) -> list[str]:
+        return ["user", "item", "ts", "click", "seq"] + (["engaged"] if self.engaged else []) + \
+            (["context"] if self.context else [])
+
+    def days(self) -> list[int]:
+        return sorted(self._days)
+
+    def read(self, days: list[int]) -> dict[str, np.ndarray]:
+        files = [f for d in days for f in sorted((self.root / f"day={d}").glob("*.parquet"))]
+        t = pa.concat_tables([pq.read_table(f) for f in files])
+        return {c: t[c].to_numpy() for c in t.column_names}
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class PriorHistory:
+    """Clicks from before the log (MIND's history column): per user, catalogue rows, oldest first."""
+
+    user: np.ndarray  # int64, sorted, unique
+    offsets: np.ndarray  # int64 [len(user) + 1]
+    item: np.ndarray  # int64 catalogue rows
+
+
+def _previous_positive(user: np.ndarray, ts: np.ndarray, item: np.ndarray, click: np.ndarray,
+                       state_users: np.ndarray, state_item: np.ndarray) -> np.ndarray:
+    """Per row (rows sorted by user, then time): the item of the user's last click with a strictly earlier time
+    in these rows, else the carried state (their last click of earlier periods), else -1."""
+    n = len(user)
+    idx = np.arange(n)
+    last_incl = np.maximum.accumulate(np.where(click == 1, idx, -1))
+    new_user = np.r_[True, user[1:] != user[:-1]]
+    user_start = np.maximum.accumulate(np.where(new_user, idx, 0))
+    new_group = new_user | np.r_[True, ts[1:] != ts[:-1]]
+    group_start = np.maximum.accumulate(np.where(new_group, idx, 0))
+    prev = np.where(group_start > 0, last_incl[np.maximum(group_start - 1, 0)], -1)
+    inside = prev >= user_start
+    out = np.where(inside, item[np.maximum(prev, 0)], -1)
+    if len(state_users):
+        pos = np.searchsorted(state_users, user)
+        pos_c = np.minimum(pos, len(state_users) - 1)
+        known = state_users[pos_c] == user
+        out = np.where(~inside & known, state_item[pos_c], out)
+    return out
+
+
+def _carry(state_users: np.ndarray, state_item: np.ndarray, user: np.ndarray, item: np.ndarray,
+           click: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The state after a period (rows sorted by user, time): each user's last clicked item."""
+    c = click == 1
+    u, it = user[c], item[c]
+    if not len(u):
+        return state_users, state_item
+    last = np.r_[u[1:] != u[:-1], True]
+    u, it = u[last], it[last]
+    merged = np.union1d(state_users, u)
+    out = np.full(len(merged), -1, np.int64)
+    out[np.searchsorted(merged, state_users)] = state_item
+    out[np.searchsorted(merged, u)] = it
+    return merged, out
+
+
+def write_corpus(spill: Spill, out: Path, *, item_ids: np.ndarray, embed: Any, period_days: int,
+                 origin_day: int | None, negatives: int = 0, seed: int = 0, prior: PriorHistory | None = None,
+                 item_extra: dict[str, tuple[pa.DataType, np.ndarray]] | None = None, overwrite: bool = False,
+                 meta: JsonObject | None = None, log: Any = None) -> Path:
+    """Pass 2: the corpus at ``out``. ``item_ids``: the corpus id of each catalogue row; ``embed(rows)``: float32
+    [len(rows), D] for catalogue rows (called once, for the items the corpus keeps); ``item_extra``: more
+    items.parquet columns per catalogue row (title, source_id)."""
+    spill.flush()
+    days = spill.days()
+    origin = days[0] if origin_day is None else origin_day
+    calendar = (np.array(days, np.int64) - origin) // period_days
+    periods = np.unique(calendar)  # the non-empty periods, in order: corpus day i = periods[i]
+    used = spill.first_day < _NEVER
+    first_day = np.where(used, np.searchsorted(periods, (spill.first_day - origin) // period_days), 0)
+    if prior is not None and len(prior.item):
+        used[prior.item] = True
+        first_day[prior.item] = 0  # clicked before the log: not new on any day of it
+    rows = np.flatnonzero(used)
+    say = log or (lambda _: None)
+    say(f"embedding or reading the content of {len(rows):,} items")
+    emb = np.asarray(embed(rows), np.float32)
+    extra = item_extra or {}
+    state_u = np.zeros(0, np.int64)
+    state_i = np.zeros(0, np.int64)
+    if prior is not None and len(prior.user):
+        has = np.diff(prior.offsets) > 0
+        state_u, state_i = prior.user[has], prior.item[prior.offsets[1:][has] - 1]
+    popularity = np.zeros(len(spill.first_day), np.int64)
+    n_neg = n_neg_dropped = 0
+    per_day: list[dict[str, int]] = []
+    with CorpusWriter(out, emb.shape[1], overwrite=overwrite, title="title" in extra,
+                      item_extra={k: tp for k, (tp, _) in extra.items() if k != "title"},
+                      engaged=spill.engaged) as w:
+        with bar("writing days", total=len(periods), unit="day") as pb:
+            for d, p in enumerate(periods.tolist()):
+                c = spill.read([day for day, cal in zip(days, calendar.tolist()) if cal == p])
+                o = np.lexsort((c["seq"], c["ts"], c["user"]))
+                c = {k: v[o] for k, v in c.items()}
+                if spill.context:
+                    watch = c["context"]
+                else:
+                    watch = _previous_positive(c["user"], c["ts"], c["item"], c["click"], state_u, state_i)
+                    state_u, state_i = _carry(state_u, state_i, c["user"], c["item"], c["click"])
+                cols = {"user": c["user"], "watch": watch, "item": c["item"], "click": c["click"],
+                        "engaged": c.get("engaged", np.zeros(len(o), np.int8))}
+                sampled = 0
+                if negatives:
+                    pos = cols["click"] == 1
+                    np.add.at(popularity, cols["item"][pos], 1)
+                    cum = np.cumsum(popularity)
+                    rng = np.random.default_rng([seed, d])
+                    src = np.repeat(np.flatnonzero(pos), negatives)
+                    draw = np.searchsorted(cum, rng.integers(0, cum[-1], len(src)), side="right")
+                    keep = draw != cols["item"][src]
+                    src, draw = src[keep], draw[keep]
+                    n_neg_dropped += int((~keep).sum())
+                    sampled = len(src)
+                    n_neg += sampled
+                    # each drawn row right after its positive: a stable sort on the source row
+                    merged_src = np.r_[np.arange(len(o)), src]
+                    order = np.argsort(merged_src, kind="stable")
+                    cols = {"user": cols["user"][merged_src][order], "watch": cols["watch"][merged_src][order],
+                            "item": np.r_[cols["item"], draw][order],
+                            "click": np.r_[cols["click"], np.zeros(sampled, np.int8)][order],
+                            "engaged": np.r_[cols["engaged"], np.zeros(sampled, np.int8)][order]}
+                ids_watch = np.where(cols["watch"] >= 0, item_ids[np.maximum(cols["watch"], 0)], -1)
+                w.write_impressions(d, {"day": np.full(len(cols["user"]), d, np.int32), "user_id": cols["user"],
+                                        "watch_item_id": ids_watch, "item_id": item_ids[cols["item"]],
+                                        "click": cols["click"], "engaged": cols["engaged"]})
+                per_day.append({"rows": int(len(o)), "clicks": int(cols["click"].sum()), "sampled_negatives": sampled,
+                                "new_items": int((first_day[rows] == d).sum())})
+                pb.update(1)
+        order = np.argsort(item_ids[rows], kind="stable")
+        rows_sorted = rows[order]
+        w.write_items(item_ids[rows_sorted], emb[order], first_day[rows_sorted],
+                      **{k: v[rows_sorted] for k, (_, v) in extra.items()})
+        if prior is not None and len(prior.item):
+            write_prior_history(w.tmp, prior, item_ids)
+        record: JsonObject = dict(meta or {})
+        record["period_days"] = period_days
+        record["day_origin"] = int(origin) * DAY
+        record["empty_periods_dropped"] = int(periods[-1] - periods[0] + 1 - len(periods))
+        record.setdefault("import", {})
+        record["import"].update({"periods": len(periods), "per_day": per_day, "items_kept": int(len(rows)),
+                                 "rows_read": int(spill.rows)})
+        if negatives:
+            record["negative_sampling"] = {
+                "rule": "per positive of day d: K items drawn with replacement, p ~ clicks on days <= d; a draw "
+                        "equal to the positive's item is dropped; rng numpy default_rng([seed, d])",
+                "per_positive": negatives, "seed": seed, "sampled": n_neg, "dropped_equal_to_positive": n_neg_dropped}
+        return w.close(record)
+
+
+PRIOR_HISTORY_FILE = "prior_history.parquet"
+
+
+def write_prior_history(folder: Path, prior: PriorHistory, item_ids: np.ndarray) -> None:
+    """``prior_history.parquet``: user_id:int64, item_id:int64, one row per click before the log, oldest first per
+    user (``UserHistory`` starts from it)."""
+    lengths = np.diff(prior.offsets)
+    t = pa.table({"user_id": pa.array(np.repeat(prior.user, lengths), pa.int64()),
+                  "item_id": pa.array(item_ids[prior.item], pa.int64())})
+    pq.write_table(t, folder / PRIOR_HISTORY_FILE)
