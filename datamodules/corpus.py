@@ -17,6 +17,7 @@ file) is a ``DataError``, not skipped, so that a day is never silently left out 
 from __future__ import annotations
 
 import functools
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,9 @@ FORMAT_VERSION = 1
 ITEMS_FILE = "items.parquet"
 META_FILE = "corpus.json"
 IMPRESSIONS_DIR = "impressions"
+# optional: clicks from before day 0 (user_id:int64, item_id:int64, oldest first per user), e.g. MIND's history
+# column; user history starts from them
+PRIOR_HISTORY_FILE = "prior_history.parquet"
 _DAY_DIR = re.compile(r"^day=([0-9]+)$")
 _DAY_KEY = pa.schema([pa.field("day", pa.int32())])
 # the hive key finds the days; each file is then read as a fragment of its own, with its own schema and no
@@ -329,6 +333,42 @@ class ItemOrder:
         return inverse[file_rows]
 
 
+# corpus.json fields commands read, and their JSON types (None: may be null); a wrong type is refused on open,
+# in one line, instead of a TypeError deep in whichever command reads it first (issue 32 class 3)
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "format_version": (int,), "embedding_dim": (int,), "n_items": (int,), "n_impressions": (int,), "days": (list,),
+    "fingerprint": (str,), "code_fingerprint": (str,), "source": (str,), "period_days": (int,),
+    "day_origin": (int,), "n_users": (int,), "since": (str, type(None)), "until": (str, type(None)),
+    "ground_truth": (dict, type(None)), "import": (dict,), "negative_sampling": (dict,), "generator": (dict, str),
+}
+_JSON_NAMES = {int: "an integer", str: "a string", list: "a list", dict: "an object", type(None): "null"}
+
+
+def check_meta_types(meta: JsonObject, path: Path) -> None:
+    """Each known corpus.json field has its JSON type (integers are not booleans; ``days`` holds integers).
+
+    >>> check_meta_types({"n_items": "7"}, Path("corpus.json"))
+    Traceback (most recent call last):
+    semid.core.errors.DataError: corpus.json: field 'n_items': is a string ("7"), not an integer (restore corpus.json from the corpus's source, or re-import / regenerate the corpus)
+    """
+    for key, types in _META_TYPES.items():
+        if key not in meta:
+            continue
+        v = meta[key]
+        ok = isinstance(v, types) and not (isinstance(v, bool) and bool not in types)
+        if ok and key == "days":
+            ok = all(isinstance(d, int) and not isinstance(d, bool) for d in v)
+        if not ok:
+            got = _JSON_NAMES.get(type(v), "a boolean" if isinstance(v, bool) else type(v).__name__)
+            if isinstance(v, bool):
+                got = "a boolean"
+            want = " or ".join(_JSON_NAMES[t] for t in types)
+            if key == "days" and isinstance(v, list):
+                got, want = "a list with a non-integer", "a list of integers"
+            raise DataError(path, key, f"is {got} ({json.dumps(v)[:40]}), not {want}",
+                            "restore corpus.json from the corpus's source, or re-import / regenerate the corpus")
+
+
 class Corpus:
     """A corpus directory, unchecked beyond its existence and format version. Commands open one with
     ``semid.datamodules.open_corpus`` (the checked reader: the data contract's checks, remembered in a stamp)."""
@@ -347,6 +387,7 @@ class Corpus:
         if not isinstance(self.meta, dict):
             raise DataError(meta_path, None, f"holds a JSON {type(self.meta).__name__}, not an object",
                             "regenerate the corpus, or restore corpus.json")
+        check_meta_types(self.meta, meta_path)
         if self.meta.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
             raise DataError(meta_path, "format_version", f"{self.meta['format_version']} is newer than this semid "
                             f"understands ({FORMAT_VERSION})", "upgrade semid")
@@ -609,7 +650,7 @@ def _ranges(days: list[int]) -> str:
 def compute_fingerprint(path: str | Path) -> str:
     """Content hash over every data file of the corpus (names and bytes)."""
     path = Path(path)
-    files = [path / ITEMS_FILE] + sorted((path / IMPRESSIONS_DIR).glob("day=*/*.parquet"))
+    files = [path / ITEMS_FILE] + sorted((path / IMPRESSIONS_DIR).glob("day=*/*.parquet")) + [path / PRIOR_HISTORY_FILE]
     return fingerprint_of([[str(f.relative_to(path)), fingerprint_file(f)] for f in files if f.exists()])
 
 

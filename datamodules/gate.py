@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from semid.datamodules.corpus import META_FILE, Corpus, compute_fingerprint
+from semid.datamodules.corpus import META_FILE, PRIOR_HISTORY_FILE, Corpus, compute_fingerprint
 from semid.datamodules.validate import ValidationReport, check_content, check_fingerprint, check_layout
 from semid.core.artifacts import read_json, write_json
 from semid.core.errors import SemidError
@@ -79,7 +79,8 @@ def check_corpus(path: str | Path, *, deep: bool = False, rescan: bool = False) 
 
 def file_states(corpus: Corpus) -> dict[str, list[int]]:
     """Relative path -> [size, mtime_ns] of every file the checks read (listings from ``check_layout``)."""
-    paths = [corpus.path / META_FILE, corpus.items_path] + [f for fs in corpus.day_files().values() for f in fs]
+    paths = [corpus.path / META_FILE, corpus.items_path, corpus.path / PRIOR_HISTORY_FILE] + \
+        [f for fs in corpus.day_files().values() for f in fs]
     out: dict[str, list[int]] = {}
     for p in paths:
         try:

@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from semid.datamodules.corpus import CorpusWriter
+from semid.datamodules.corpus import PRIOR_HISTORY_FILE, CorpusWriter
 from semid.core.progress import bar
 from semid.core.records import JsonObject
 
@@ -268,9 +268,6 @@ def write_corpus(spill: Spill, out: Path, *, item_ids: np.ndarray, embed: Any, p
                         "equal to the positive's item is dropped; rng numpy default_rng([seed, d])",
                 "per_positive": negatives, "seed": seed, "sampled": n_neg, "dropped_equal_to_positive": n_neg_dropped}
         return w.close(record)
-
-
-PRIOR_HISTORY_FILE = "prior_history.parquet"
 
 
 def write_prior_history(folder: Path, prior: PriorHistory, item_ids: np.ndarray) -> None:

@@ -23,11 +23,12 @@ import os
 
 import lightning as L
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from semid.datamodules.batch import RankingBatch, SparseFeatures
-from semid.datamodules.corpus import Corpus, Items, read_footer, to_int64
+from semid.datamodules.corpus import PRIOR_HISTORY_FILE, Corpus, Items, read_footer, to_int64
 from semid.datamodules.stats import popularity_buckets
 from semid.core.config import require, require_int, require_positive
 from semid.core.errors import SemidError
@@ -78,6 +79,11 @@ class UserHistory:
         self.matrix = np.full((0, max_len), -1, np.int32)  # right-aligned: newest last
         self.length = np.zeros(0, np.int64)
         self.days_done = 0  # history holds clicks of days < days_done
+        prior = corpus.path / PRIOR_HISTORY_FILE  # clicks from before day 0 (MIND's history column), oldest first
+        if prior.exists():
+            t = pq.read_table(prior, columns=["user_id", "item_id"])
+            self._append(to_int64(t["user_id"], prior, "user_id"),
+                         self.items.index_of(to_int64(t["item_id"], prior, "item_id")))
 
     def before(self, day: int) -> "UserHistory":
         if day < self.days_done:  # a restart (e.g. evaluating an earlier day): rebuild from scratch

@@ -23,6 +23,7 @@ import pyarrow as pa
 from semid.datamodules.corpus import (
     LABEL_COLUMNS,
     META_FILE,
+    PRIOR_HISTORY_FILE,
     Corpus,
     Items,
     _ranges,
@@ -40,6 +41,12 @@ ITEM_COLUMNS = ("item_id", "embedding", "first_day")
 REQUIRED_IMPRESSION_COLUMNS = ("day", "user_id", "watch_item_id", "item_id", "click")
 _INTEGER_IMPRESSION_COLUMNS = REQUIRED_IMPRESSION_COLUMNS + ("engaged",)
 _CONTRACT = "see the data contract in README.md"
+_NO_DIM = "give every item an embedding of at least one value"
+# Largest |value| the gate lets through. Content embeddings of any learned encoder are O(1)-O(100) (MiniLM's are
+# unit vectors); at 1e6 the RQ-VAE's squared reconstruction error is ~1e12 per value, ~1e17 summed over a batch of
+# 512 x 256, and Adam's first steps with gradients of that size turned every weight NaN (issue 32 class 1). Six
+# orders of magnitude above real embeddings, far below float32 trouble: a scale bug, not data, exceeds it.
+MAX_ABS_EMBEDDING = 1e6
 
 
 @dataclass
@@ -76,10 +83,26 @@ def check_layout(corpus: Corpus) -> list[int]:
         raise DataError(corpus.impressions_path, "day", f"days {_ranges(gaps)} are missing between "
                         f"{days[0]} and {days[-1]}", "renumber the days consecutively (sequential training "
                         "needs one partition per day)")
+    everywhere: tuple[Path, set[str]] | None = None
     for fs in files.values():
         schemas = [(f, _check_day_footer(f)) for f in fs]
         _check_day_schemas_agree(schemas)
+        for f, sch in schemas:
+            everywhere = _check_same_columns(everywhere, f, sch)
     return days
+
+
+def _check_same_columns(first: tuple[Path, set[str]] | None, f: Path, schema: pa.Schema) -> tuple[Path, set[str]]:
+    """A column's presence is a property of the whole corpus: in every impression file or in none (a label on some
+    days only would otherwise be filled in from another label on the others, issue 32 class 2)."""
+    names = set(schema.names)
+    if first is None:
+        return f, names
+    f0, names0 = first
+    for col, here, there in sorted([(c, f, f0) for c in names0 - names] + [(c, f0, f) for c in names - names0]):
+        raise DataError(here, col, f"column is missing here but present in {there} (a column is in every impression "
+                        "file or in none)", f"add '{col}' to every day's files, or drop it from all of them")
+    return first
 
 
 def _require_columns(names: list[str], path: Path, required: tuple[str, ...]) -> None:
@@ -100,6 +123,8 @@ def _check_items_footer(corpus: Corpus) -> None:
                         "store one fixed_size_list<float32>[D] per item")
     if not pa.types.is_floating(tp.value_type):
         raise DataError(p, "embedding", f"list values are {tp.value_type}, not floats", "store float32 values")
+    if pa.types.is_fixed_size_list(tp) and tp.list_size == 0:
+        raise DataError(p, "embedding", "dimension 0 (no values per item)", _NO_DIM)
     dim = corpus.meta.get("embedding_dim")
     if pa.types.is_fixed_size_list(tp) and dim is not None and rows and tp.list_size != dim:
         raise DataError(p, "embedding", f"dimension {tp.list_size} does not match the corpus dimension {dim}",
@@ -159,6 +184,8 @@ class EmbeddingSummary:
     identical: bool  # every item has the same embedding
     shared: int  # items whose embedding another item has too
     largest: int  # size of the largest group of items sharing one embedding
+    max_abs: float = 0.0  # largest |value|
+    max_abs_row: int = 0  # items.parquet row holding it
 
 
 def embedding_summary(corpus: Corpus, chunk: int = 16384) -> EmbeddingSummary:
@@ -167,8 +194,14 @@ def embedding_summary(corpus: Corpus, chunk: int = 16384) -> EmbeddingSummary:
     which rows repeat, by a 64-bit hash of each row's bits."""
     lo = hi = mult = None
     hashes = []
+    big, big_row = 0.0, 0
     with np.errstate(over="ignore"):  # wrapping multiply-add is the hash
-        for _, mat in corpus.iter_embeddings():
+        for start, mat in corpus.iter_embeddings():
+            if mat.size:
+                a = np.abs(mat).max(axis=1)
+                i = int(np.argmax(a))
+                if a[i] > big:
+                    big, big_row = float(a[i]), start + i
             if lo is None:
                 lo, hi = mat.min(axis=0), mat.max(axis=0)
                 mult = np.random.default_rng(0).integers(1, 2 ** 63, size=mat.shape[1], dtype=np.uint64) | np.uint64(1)
@@ -181,7 +214,8 @@ def embedding_summary(corpus: Corpus, chunk: int = 16384) -> EmbeddingSummary:
         return EmbeddingSummary(False, 0, 0)
     _, counts = np.unique(np.concatenate(hashes), return_counts=True)
     shared = counts[counts > 1]
-    return EmbeddingSummary(bool((lo == hi).all()) and counts.sum() >= 2, int(shared.sum()), int(shared.max(initial=0)))
+    return EmbeddingSummary(bool((lo == hi).all()) and counts.sum() >= 2, int(shared.sum()), int(shared.max(initial=0)),
+                            big, big_row)
 
 
 def _refuse_duplicate_ids(p: Path, dup: np.ndarray) -> None:
@@ -327,7 +361,13 @@ def check_content(corpus: Corpus, days: list[int]) -> ValidationReport:
     """The O(data) checks, on a corpus that passed ``check_layout``."""
     items = validate_items(corpus)
     report = ValidationReport(len(items), items.dim, days, 0)
+    if items.dim == 0:
+        raise DataError(corpus.items_path, "embedding", "dimension 0 (no values per item)", _NO_DIM)
     emb = embedding_summary(corpus)
+    if emb.max_abs > MAX_ABS_EMBEDDING:
+        raise DataError(corpus.items_path, "embedding", f"|value| up to {emb.max_abs:.3g} (row {emb.max_abs_row}), "
+                        f"beyond {MAX_ABS_EMBEDDING:.0e}: training would diverge",
+                        "rescale the embeddings (e.g. L2-normalise each row)")
     if emb.identical:
         raise DataError(corpus.items_path, "embedding", f"all {len(items):,} items have the same embedding",
                         "Semantic IDs and Dense Input need embeddings that tell items apart; recompute the embeddings")
@@ -341,7 +381,24 @@ def check_content(corpus: Corpus, days: list[int]) -> ValidationReport:
                         f"{items.dim}", "regenerate corpus.json")
     for day in days:
         validate_day(corpus, day, items, report)
+    _validate_prior_history(corpus, items)
     return report
+
+
+def _validate_prior_history(corpus: Corpus, items: Items) -> None:
+    """prior_history.parquet (optional): user and item ids, every item in items.parquet."""
+    p = corpus.path / PRIOR_HISTORY_FILE
+    if not p.exists():
+        return
+    t = _read_parquet(p)
+    _require_columns(t.column_names, p, ("user_id", "item_id"))
+    users, ids = to_int64(t["user_id"], p, "user_id"), to_int64(t["item_id"], p, "item_id")
+    if (users < 0).any():
+        raise DataError(p, "user_id", f"{int((users < 0).sum())} negative id(s)", "ids must be >= 0")
+    unknown = np.unique(ids[items.index_of(ids) < 0])
+    if len(unknown):
+        raise DataError(p, "item_id", f"{len(unknown)} id(s) not in items.parquet, e.g. {int(unknown[0])}",
+                        "add the items or drop those history rows")
 
 
 def check_fingerprint(corpus: Corpus) -> None:
