@@ -113,6 +113,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="stop starting new checks once this many seconds have gone (default 450, under 8 minutes)")
     p.set_defaults(func=_gpu)
 
+    p = bsub.add_parser("sid-module", help="SemanticIdCollection's remap (raw item ids -> SID pieces) added to a "
+                        "ranker training step, against the precomputed token-cache KJT (ratio in one run)")
+    p.add_argument("--items", type=int, default=50_000, help="catalogue size (default 50000, the small study's)")
+    p.add_argument("--representation", default="spm_8k", help="conf/embeddings preset (default spm_8k)")
+    p.add_argument("--batch", type=int, default=2048, help="samples per training step (default 2048)")
+    p.add_argument("--history", type=int, default=0, help="items per history bag (default 0: no history)")
+    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds; figures are medians (default 7)")
+    p.add_argument("--iters", type=int, default=5, help="steps per contender per round (default 5)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the study's fits)")
+    p.add_argument("--out", type=Path, default=Path("runs/bench"),
+                   help="writes sid_module.json and sid_module.md here (default runs/bench)")
+    p.set_defaults(func=_sid_module)
+
 
 def _sizes(s: str) -> list[int]:
     from semid.bench.scale import parse_size
@@ -145,6 +158,16 @@ def _gpu(args: argparse.Namespace) -> int:
     res = run_gpu_check(GpuCheckConfig(out=args.out, corpus=args.corpus, budget_s=args.budget_s))
     _write_outputs(args.out, "gpu", res, render_markdown(res))
     return 0 if res.get("ok") else 1
+
+
+def _sid_module(args: argparse.Namespace) -> int:
+    from semid.bench.sid_module import SidModuleBenchConfig, render_markdown, run_sid_module_bench
+
+    cfg = SidModuleBenchConfig(items=args.items, representation=args.representation, batch=args.batch,
+                               history=args.history, rounds=args.rounds, iters=args.iters, threads=args.threads)
+    res = run_sid_module_bench(cfg)
+    _write_outputs(args.out, "sid_module", res, render_markdown(res))
+    return 0
 
 
 def _lookups(args: argparse.Namespace) -> int:
