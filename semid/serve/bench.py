@@ -28,6 +28,7 @@ from semid.serve.artifact import Artifact, load_artifact
 from semid.serve.requests import Requests
 from semid.serve.scorer import Scorer
 from semid.serve.server import ModelServer
+from semid.serve.settings import ServeSettings
 
 MAX_CALLS = 5000
 PATHS = ("in-process", "http")
@@ -64,11 +65,11 @@ class _Contender:
         self.batches = {b: [synthetic_requests(artifact, b, seed=seed * 1000 + b * 10 + i) for i in range(n_batches)]
                         for b in batch_sizes}
         self.bodies = {b: [json_body(r) for r in rs] for b, rs in self.batches.items()} if "http" in paths else {}
-        self.server = ModelServer(artifact, port=0).start() if "http" in paths else None
+        self.server = ModelServer(artifact, ServeSettings(port=0)).start() if "http" in paths else None
         self.conn: http.client.HTTPConnection | None = None
         if self.server is not None:
-            self.server.loaded.wait()
-            host, port = self.server.httpd.server_address[:2]
+            self.server.state.loaded.wait()
+            host, port = self.server.address
             self.conn = http.client.HTTPConnection(str(host), int(port), timeout=120)
 
     def call(self, path: str, batch: int, i: int) -> None:

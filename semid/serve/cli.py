@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
+
+from semid.core.errors import SemidError
+from semid.serve.settings import ServeSettings as ServeSettingsDefaults
 
 
 def _ints(s: str) -> list[int]:
@@ -42,27 +46,55 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, help="also write the summary as JSON")
     p.set_defaults(func=_score)
 
-    p = sub.add_parser("serve", help="an HTTP endpoint scoring JSON batches (POST /score; GET /healthz, /readyz)")
+    p = sub.add_parser("serve", help="an HTTP endpoint scoring JSON batches (POST /score; GET /healthz, /readyz, "
+                       "/metrics)", description="Serves an exported model with uvicorn + FastAPI. SIGTERM or Ctrl-C "
+                       "drains: new connections are refused, requests in progress finish; exit 143 (SIGTERM) or "
+                       "130 (SIGINT).")
     p.add_argument("model", type=Path, help="model directory of `semid export`")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    d = ServeSettingsDefaults
+    p.add_argument("--host", default=d.host, help=f"address to listen on (default {d.host})")
+    p.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port}; 0 picks a free one)")
     p.add_argument("--allow-unknown", action="store_true", help="default for requests that do not say")
-    p.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body accepted (default 64)")
+    p.add_argument("--max-body-mb", type=float, default=d.max_body_bytes / (1 << 20),
+                   help=f"largest request body accepted, else 413 (default {d.max_body_bytes >> 20})")
+    p.add_argument("--backlog", type=int, default=d.backlog, help=f"pending connections queued by the kernel "
+                   f"(default {d.backlog})")
+    p.add_argument("--max-connections", type=int, default=d.max_connections, help="open connections beyond which "
+                   f"requests get 503 (default {d.max_connections})")
+    p.add_argument("--workers", type=int, default=d.workers, help=f"scoring threads (default {d.workers})")
+    p.add_argument("--queue", type=int, default=d.queue, help="requests waiting for a scoring thread beyond which "
+                   f"POST /score answers 503 (default {d.queue})")
+    p.add_argument("--header-timeout", type=float, default=d.header_timeout, help="seconds for a request head to "
+                   f"arrive, else 408 (default {d.header_timeout:g})")
+    p.add_argument("--body-timeout", type=float, default=d.body_timeout, help="seconds for a whole body to arrive, "
+                   f"else 408 (default {d.body_timeout:g})")
+    p.add_argument("--keep-alive", type=float, default=d.keep_alive, help="seconds an idle connection stays open "
+                   f"(default {d.keep_alive:g})")
+    p.add_argument("--drain-timeout", type=float, default=d.drain_timeout, help="on SIGTERM, seconds requests in "
+                   f"progress may take to finish (default {d.drain_timeout:g})")
+    p.add_argument("--new-item-cache", type=int, default=d.new_item_cache, help="new items remembered, least "
+                   f"recently used evicted (default {d.new_item_cache:,})")
     p.add_argument("--threads", type=int, help="torch threads")
     p.add_argument("--quiet", action="store_true", help="no line per scored batch")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("serve-bench", help="scoring latency (p50/p99) and requests/s per batch size, in process and "
-                       "over HTTP")
+                       "over HTTP; with --clients, a load test of concurrent clients over 127.0.0.1")
     p.add_argument("models", type=Path, nargs="+", help="model directories of `semid export`")
     p.add_argument("--batch-sizes", type=_ints, default=[1, 64, 1024], help="default 1,64,1024")
-    p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per model and cell (default 2)")
+    p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per model and cell, or per load level "
+                   "(default 2)")
     p.add_argument("--min-calls", type=int, default=20, help="calls per cell at least (default 20)")
     p.add_argument("--rounds", type=int, default=5, help="turns the models take per cell, in shuffled order "
                    "(default 5)")
     p.add_argument("--no-http", action="store_true", help="in-process scoring only")
+    p.add_argument("--clients", type=_ints, help="load test instead: these numbers of concurrent keep-alive clients "
+                   "(e.g. 1,4,16,64), each for --seconds per batch size, against a `semid serve` process")
+    p.add_argument("--max-requests", type=int, default=200_000, help="load test: requests per level at most "
+                   "(default 200,000)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    p.add_argument("--out", type=Path, default=Path("runs/serve-bench"), help="writes serve.json and serve.md here")
+    p.add_argument("--out", type=Path, default=Path("runs/serve-bench"), help="writes serve.json and serve.md "
+                   "(load test: load.json and load.md) here")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("requests", help="a corpus day's impressions as scoring requests (history from earlier days)")
@@ -120,35 +152,65 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from semid.core.interrupt import EXIT_CODES
     from semid.core.quiet import quiet_libraries
+    from semid.serve.artifact import read_manifest
     from semid.serve.server import ModelServer
+    from semid.serve.settings import ServeSettings
 
+    settings = ServeSettings(
+        host=args.host, port=args.port, allow_unknown=args.allow_unknown, backlog=args.backlog,
+        max_connections=args.max_connections, workers=args.workers, queue=args.queue,
+        max_body_bytes=int(args.max_body_mb * (1 << 20)), header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout, keep_alive=args.keep_alive, drain_timeout=args.drain_timeout,
+        new_item_cache=args.new_item_cache)
+    settings.check()
+    if args.threads is not None and args.threads < 1:
+        raise SemidError(f"--threads must be >= 1, got {args.threads}")
+    read_manifest(args.model)  # a wrong path is one line now, not a 503 from /readyz later
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    server = ModelServer(args.model, args.host, args.port, allow_unknown=args.allow_unknown,
-                         max_body_bytes=int(args.max_body_mb * (1 << 20)), log=log)
-    print(f"serving {args.model} on {server.url} (POST /score; GET /healthz, /readyz, /schema); Ctrl-C stops",
-          flush=True)
+    server = ModelServer(args.model, settings, log=log)
+    print(f"serving {args.model} on {server.url} ({'; '.join(['POST /score', 'GET /healthz, /readyz, /schema, /metrics'])});"
+          " Ctrl-C or SIGTERM drains and stops", flush=True)
     try:
         with quiet_libraries():
-            server.serve_forever()
-    except KeyboardInterrupt:
-        print("stopped", flush=True)
+            stopped_by = server.serve_forever()
     finally:
-        server.httpd.server_close()
-    return 0
+        server.close()
+    if stopped_by is None:
+        return 0
+    name = signal.Signals(stopped_by).name
+    print(f"semid: serve stopped by {name}: new connections refused, requests in progress answered", file=sys.stderr)
+    return EXIT_CODES.get(stopped_by, 130)
 
 
 def _bench(args: argparse.Namespace) -> int:
     from semid.core.quiet import quiet_libraries
+
+    if args.seconds <= 0:
+        raise SemidError(f"--seconds must be positive, got {args.seconds}")
+    if args.clients:
+        from semid.serve.loadtest import render_load_markdown, run_load
+
+        if len(args.models) != 1:
+            raise SemidError(f"--clients load-tests one model, got {len(args.models)} (name one model directory)")
+        if args.max_requests < 1:
+            raise SemidError(f"--max-requests must be >= 1, got {args.max_requests}")
+        load = run_load(args.models[0], args.clients, args.batch_sizes, seconds=args.seconds,
+                        max_requests=args.max_requests, threads=args.threads, out=args.out)
+        print(render_load_markdown(load), end="")
+        print(f"results: {args.out / 'load.json'}, {args.out / 'load.md'}")
+        return 0 if load["errors"] == 0 else 1
     from semid.serve.bench import PATHS, render_markdown, run_bench
 
     with quiet_libraries():
         result = run_bench(args.models, args.batch_sizes, seconds=args.seconds, min_calls=args.min_calls,
-                           rounds=max(1, args.rounds), paths=("in-process",) if args.no_http else PATHS, threads=args.threads, out=args.out)
+                           rounds=max(1, args.rounds), paths=("in-process",) if args.no_http else PATHS,
+                           threads=args.threads, out=args.out)
     print(render_markdown(result), end="")
     print(f"results: {args.out / 'serve.json'}, {args.out / 'serve.md'}")
     return 0

@@ -42,3 +42,36 @@ class ServeBench(TypedDict):
     seconds_per_cell: float
     min_calls: int
     rounds: int
+
+
+class LoadLevel(TypedDict):
+    """One (batch size, clients) level of ``semid serve-bench --clients`` (``semid.serve.loadtest.run_load``)."""
+
+    batch: int
+    clients: int
+    seconds: float  # from the start of the timed calls to the last answer
+    requests: int  # answered 200
+    requests_per_s: float
+    items_per_s: float  # requests_per_s x batch
+    p50_ms: float
+    p99_ms: float
+    errors: int  # answers other than 200, timeouts, other failures (resets not included)
+    resets: int  # connection reset, broken pipe, or closed without an answer
+    statuses: dict[str, int]  # the non-200 answers by status
+    load_before: float  # 1-minute load average
+    load_after: float
+
+
+class ServeLoad(TypedDict):
+    levels: list[LoadLevel]
+    model: str
+    representation: str
+    quantization: str
+    machine: dict[str, object]
+    seconds_per_level: float
+    max_requests: int
+    errors: int  # errors + resets over all levels
+    best_single_client_items_per_s: float
+    most_clients: int
+    most_clients_items_per_s: float
+    ratio: float  # most_clients_items_per_s / best_single_client_items_per_s

@@ -1,4 +1,5 @@
-"""Scoring requests: one candidate per row, from a Parquet/Arrow batch or a JSON batch, checked into arrays.
+"""Scoring requests: one candidate per row, from a Parquet/Arrow batch, checked into arrays (JSON bodies:
+``json_requests.py``).
 
 | column / field | type | meaning |
 | --- | --- | --- |
@@ -20,7 +21,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from semid.core.errors import DataError, SemidError
-from semid.core.records import JsonValue
 from semid.serve.artifact import FeatureSchema
 
 COLUMNS = ("item_id", "watch_item_id", "history_item_ids", "embedding", "day", "first_day")
@@ -127,11 +127,13 @@ def _embeddings(col: pa.Array | pa.ChunkedArray, path: Path, dim: int) -> tuple[
     has = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), bool)
     lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
     values = col.flatten().to_numpy(zero_copy_only=False)
-    return _embedding_matrix(has, lengths, values, dim, path, "embedding"), has
+    return embedding_matrix(has, lengths, values, dim, path, "embedding"), has
 
 
-def _embedding_matrix(has: np.ndarray, lengths: np.ndarray, values: np.ndarray, dim: int, path: Path | str,
-                      field: str) -> np.ndarray:
+def embedding_matrix(has: np.ndarray, lengths: np.ndarray, values: np.ndarray, dim: int, path: Path | str,
+                     field: str) -> np.ndarray:
+    """float32 [B, dim]: the given rows (``has``) of ``values`` (their ``lengths`` concatenated), zero elsewhere;
+    ``DataError`` naming ``path`` and ``field`` for a wrong dimension, a value beyond float32, NaN or inf."""
     bad = has & (lengths != dim)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -147,95 +149,3 @@ def _embedding_matrix(has: np.ndarray, lengths: np.ndarray, values: np.ndarray, 
         raise DataError(path, field, f"{int(nonfinite.sum())} embedding(s) contain NaN or inf (first at row "
                         f"{int(np.flatnonzero(nonfinite)[0])})", "recompute them")
     return mat
-
-
-# -- JSON (semid serve) --------------------------------------------------------------------------------------
-
-MAX_JSON_REQUESTS = 65536
-
-
-def requests_from_json(body: JsonValue, schema: FeatureSchema) -> Requests:
-    """Requests from a decoded JSON body ``{"requests": [{"item_id": 1, ...}, ...]}``; ``RequestError`` names the
-    first bad field (``requests[3].history_item_ids``)."""
-    if not isinstance(body, dict) or "requests" not in body:
-        raise RequestError("the body must be a JSON object with a 'requests' list, e.g. "
-                           '{"requests": [{"item_id": 1, "watch_item_id": 2, "history_item_ids": [3]}]}')
-    unknown = sorted(set(body) - {"requests"})
-    if unknown:
-        raise RequestError(f"unknown top-level field(s) {', '.join(map(repr, unknown))} (expected only 'requests')")
-    rows = body["requests"]
-    if not isinstance(rows, list) or not rows:
-        raise RequestError("'requests' must be a non-empty list of objects")
-    if len(rows) > MAX_JSON_REQUESTS:
-        raise RequestError(f"'requests' holds {len(rows)} requests; at most {MAX_JSON_REQUESTS} per call")
-    n = len(rows)
-    item_id = np.empty(n, np.int64)
-    watch = np.full(n, -1, np.int64)
-    day = np.full(n, schema.default_day, np.int64)
-    first_day = np.full(n, -1, np.int64)
-    lengths = np.zeros(n, np.int64)
-    hist: list[int] = []
-    emb_rows: list[tuple[int, list[float]]] = []
-    for i, r in enumerate(rows):
-        at = f"requests[{i}]"
-        if not isinstance(r, dict):
-            raise RequestError(f"{at} must be an object, not {type(r).__name__}")
-        extra = sorted(set(r) - set(COLUMNS))
-        if extra:
-            raise RequestError(f"{at}: unknown field(s) {', '.join(map(repr, extra))} (fields: {', '.join(COLUMNS)})")
-        if "item_id" not in r:
-            raise RequestError(f"{at}.item_id is missing (every request names its candidate item)")
-        item_id[i] = _json_id(r["item_id"], f"{at}.item_id")
-        if r.get("watch_item_id") is not None:
-            watch[i] = _json_id(r["watch_item_id"], f"{at}.watch_item_id")
-        h = r.get("history_item_ids")
-        if h is not None:
-            if not isinstance(h, list):
-                raise RequestError(f"{at}.history_item_ids must be a list of item ids, not {type(h).__name__}")
-            hist.extend(_json_ids(h, f"{at}.history_item_ids"))
-            lengths[i] = len(h)
-        for name, arr in (("day", day), ("first_day", first_day)):
-            if r.get(name) is not None:
-                arr[i] = _json_id(r[name], f"{at}.{name}")
-        e = r.get("embedding")
-        if e is not None:
-            if not isinstance(e, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in e):
-                raise RequestError(f"{at}.embedding must be a list of numbers")
-            emb_rows.append((i, e))
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    has = np.zeros(n, bool)
-    emb = None
-    if schema.content_dim is not None and emb_rows:
-        has[[i for i, _ in emb_rows]] = True
-        lens = np.zeros(n, np.int64)
-        lens[[i for i, _ in emb_rows]] = [len(e) for _, e in emb_rows]
-        values = np.asarray([x for _, e in emb_rows for x in e], np.float64)
-        try:
-            emb = _embedding_matrix(has, lens, values, schema.content_dim, "request", "embedding")
-        except DataError as e:
-            raise RequestError(str(e)) from None
-    return Requests(item_id, watch, offsets, np.asarray(hist, np.int64), day, first_day, emb, has)
-
-
-_INT64_MAX = 2 ** 63 - 1
-
-
-def _json_id(x: JsonValue, at: str) -> int:
-    if isinstance(x, bool) or not isinstance(x, int):
-        raise RequestError(f"{at} must be a non-negative integer, not {json_type(x)}")
-    if x < 0 or x > _INT64_MAX:
-        raise RequestError(f"{at} must be a non-negative 64-bit integer, not {x}")
-    return x
-
-
-def _json_ids(xs: list[JsonValue], at: str) -> list[int]:
-    """A list of ids, checked in bulk, element by element only to name a bad one (histories of up to 50 items:
-    one ``_json_id`` per element took 110 ms per 1024-request batch, the bulk check 13 ms)."""
-    if all(type(x) is int for x in xs) and (not xs or (min(xs) >= 0 and max(xs) <= _INT64_MAX)):  # bool is not int
-        return xs
-    return [_json_id(x, f"{at}[{j}]") for j, x in enumerate(xs)]
-
-
-def json_type(x: object) -> str:
-    return {type(None): "null", bool: "a boolean", str: "a string", float: "a float", list: "a list",
-            dict: "an object"}.get(type(x), type(x).__name__)

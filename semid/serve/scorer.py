@@ -5,7 +5,8 @@ given the item's content embedding encodes it with the frozen RQ-VAE and tokenis
 tokenizer; random hashing hashes any id; Dense Input projects the embedding), or *unknown* (not known and
 not representable: refused, or with ``allow_unknown`` scored with an empty bag / zero content vector).
 
-A new item is remembered for the scorer's lifetime, so it can be a later request's watch or history item.
+A new item is remembered in a bounded least-recently-used cache (``new_items.py``, keyed by id and embedding
+digest), so it can be a later request's watch or history item.
 Its SID is ``FrozenRqvae.encode`` of its float32 embedding, which is what ``semid sids assign --update`` computes,
 and its tokens come from ``TokenCache.extend``, what ``semid tokens build --extend`` runs.
 
@@ -24,6 +25,7 @@ import torch
 
 from semid.core.ids import locate
 from semid.serve.artifact import Artifact
+from semid.serve.new_items import DEFAULT_CAPACITY, CacheStats, NewItemCache
 from semid.serve.requests import Requests, UnknownItemError
 
 if TYPE_CHECKING:
@@ -47,47 +49,38 @@ class Scores:
         return torch.sigmoid(torch.from_numpy(self.logits)).numpy()  # as the training metrics compute them
 
 
-@dataclass
-class _Learned:
-    """Items the scorer learned (sorted by id)."""
-
-    item_id: np.ndarray  # int64 [M]
-    first_day: np.ndarray  # int64 [M]
-    codes: np.ndarray | None  # int32 [M, L] (SID representations)
-    embedding: np.ndarray | None  # float32 [M, D] (Dense Input)
-
-    def add(self, ids: np.ndarray, first_day: np.ndarray, codes: np.ndarray | None,
-            embedding: np.ndarray | None) -> "_Learned":
-        order = np.argsort(np.concatenate([self.item_id, ids]), kind="stable")
-        cat = lambda a, b: None if a is None or b is None else np.concatenate([a, b])[order]  # noqa: E731
-        return _Learned(np.concatenate([self.item_id, ids])[order], np.concatenate([self.first_day, first_day])[order],
-                        cat(self.codes, codes), cat(self.embedding, embedding))
-
-
 class Scorer:
     """``score(requests) -> Scores``. Thread-safe (one batch at a time: the model and the learned items are shared)."""
 
-    def __init__(self, artifact: Artifact, *, allow_unknown: bool = False) -> None:
+    def __init__(self, artifact: Artifact, *, allow_unknown: bool = False,
+                 new_item_capacity: int = DEFAULT_CAPACITY) -> None:
         self.artifact, self.schema, self.allow_unknown = artifact, artifact.schema, allow_unknown
         self.cache, self.encoder = artifact.cache, artifact.encoder
         self.needs_sids = self.cache is not None and self.cache.tokenizer.needs_sids
         self.dense = self.cache is None
-        levels, dim = self.schema.levels or 0, self.schema.content_dim or 0
-        self._learned = _Learned(np.zeros(0, np.int64), np.zeros(0, np.int64),
-                                 np.zeros((0, levels), np.int32) if self.needs_sids else None,
-                                 np.zeros((0, dim), np.float32) if self.dense else None)
+        self._new = NewItemCache(new_item_capacity, (self.schema.levels or 0) if self.needs_sids else None,
+                                 (self.schema.content_dim or 0) if self.dense else None)
+        self._learned = self._new.view(np.zeros(0, np.int64))  # the new items the current batch names
         self._lock = threading.Lock()
 
     @property
     def learned_items(self) -> int:
-        """How many items this scorer represented on the fly so far."""
-        return len(self._learned.item_id)
+        """How many items the scorer holds that it represented on the fly (at most ``new_item_capacity``)."""
+        return len(self._new)
+
+    def cache_stats(self) -> tuple[CacheStats, int, int]:
+        """(counters, entries, capacity) of the new-item cache, read under the scoring lock."""
+        with self._lock:
+            return CacheStats(**vars(self._new.stats)), len(self._new), self._new.capacity
 
     def score(self, req: Requests, where: str = "requests", *, allow_unknown: bool | None = None) -> Scores:
         """Scores of ``req``; ``allow_unknown`` overrides the scorer's setting for this batch. Raises
         ``UnknownItemError`` (naming ``where`` and the field) for an item it cannot represent, unless allowed."""
         with self._lock, torch.inference_mode():
-            return self._score(req, where, self.allow_unknown if allow_unknown is None else allow_unknown)
+            try:
+                return self._score(req, where, self.allow_unknown if allow_unknown is None else allow_unknown)
+            finally:
+                self._new.trim()
 
     # -- one batch ------------------------------------------------------------------------------------------
 
@@ -98,6 +91,9 @@ class Scorer:
         h_off, hist = _cap_history(req.history_offsets, req.history_item_ids, s.history_length)
         h_len = np.diff(h_off)
         self._learn(req, hist, h_len)
+        named = np.concatenate([req.item_id, req.watch_item_id, hist])
+        _, known = locate(self.artifact.items.item_id, named)
+        self._learned = self._new.view(named[~known & (named >= 0)])
         cand, watch, hist_f = self._find(req.item_id), self._find(req.watch_item_id), self._find(hist)
         if not allow_unknown:
             self._check_unknown(where, ("item_id", req.item_id, cand), ("watch_item_id", req.watch_item_id, watch),
@@ -122,7 +118,8 @@ class Scorer:
         return Scores(logits, status, self._sids(cand), first == req.day)
 
     def _learn(self, req: Requests, hist: np.ndarray, h_len: np.ndarray) -> None:
-        """Remember the candidates (and, for hashing, any item) the artifact does not know but can represent."""
+        """Remember the candidates (and, for hashing, any item) the artifact does not know but can represent, in the
+        new-item cache (``new_items.py``: a candidate whose embedding changed is encoded again)."""
         cand_first = np.where(req.first_day >= 0, req.first_day, req.day)  # default: new on the request's day
         if self.dense or self.needs_sids:  # content needed: only candidates come with it
             ids, first_day, ok = req.item_id, cand_first, req.has_embedding
@@ -131,12 +128,18 @@ class Scorer:
             first_day = np.concatenate([cand_first, req.day, np.repeat(req.day, h_len)])
             ok = ids >= 0
         _, known = locate(self.artifact.items.item_id, ids)
-        _, learned = locate(self._learned.item_id, ids)
-        fresh = np.flatnonzero(ok & ~known & ~learned)
-        if not len(fresh):
+        cand = np.flatnonzero(ok & ~known)
+        if not len(cand):
             return
-        new_ids, first = np.unique(ids[fresh], return_index=True)  # the first occurrence of an id wins
-        take = fresh[first]
+        new_ids, first = np.unique(ids[cand], return_index=True)  # the first occurrence of an id in a batch wins
+        take = cand[first]
+        content = req.embedding[take] if (self.needs_sids or self.dense) and req.embedding is not None else None
+        digests = NewItemCache.digests(content, len(take))
+        stale = self._new.stale(new_ids, digests)  # not cached, or cached from another embedding
+        if not stale.any():
+            return
+        new_ids, take = new_ids[stale], take[stale]
+        digests = [d for d, s in zip(digests, stale) if s]
         codes = emb = None
         if self.needs_sids:
             assert self.encoder is not None and req.embedding is not None
@@ -144,7 +147,7 @@ class Scorer:
         if self.dense:
             assert req.embedding is not None
             emb = req.embedding[take]
-        self._learned = self._learned.add(new_ids, first_day[take].astype(np.int64), codes, emb)
+        self._new.put(new_ids, self._new.first_days(new_ids, first_day[take]), digests, codes, emb)
 
     def _find(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(source [n] int8: KNOWN / NEW / UNKNOWN / NONE for ids < 0, position in that source's arrays [n])."""
