@@ -54,6 +54,7 @@ def _die_with_parent() -> None:
     parent = os.environ.pop(PARENT_PID_ENV, None)  # popped: this job's own children are not its jobs
     if parent is None or not sys.platform.startswith("linux"):
         return
+    # deferred: only a job started by `semid experiment` gets here, and ctypes costs every other command ~2 ms
     import ctypes
     import signal
 

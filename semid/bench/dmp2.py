@@ -26,7 +26,7 @@ WORLD = 2
 
 def _worker(rank: int, store: str, layout: Layout, dist_name: str, cfg: LookupBenchConfig,
             conn: Connection) -> None:
-    import torch.distributed as dist
+    import torch.distributed as dist  # in the spawned worker only: see semid.bench.lookups' imports
 
     torch.set_num_threads(1)  # two processes on a 2-core machine: one thread each
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)

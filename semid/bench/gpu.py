@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from semid.bench.scale import run_child
+from semid.bench.timing import machine, markdown_table
 from semid.core.errors import SemidError
 from semid.bench.records import GpuCheck, GpuDevice
 from semid.core.records import JsonObject
@@ -44,8 +47,6 @@ class GpuCheckConfig:
 
 def require_cuda() -> GpuDevice:
     """The CUDA device this machine has, or a one-line refusal."""
-    import torch
-
     if not torch.cuda.is_available():
         why = ("this torch is a CPU-only build" if torch.version.cuda is None else
                f"torch {torch.__version__} (CUDA {torch.version.cuda}) finds no CUDA device")
@@ -62,8 +63,6 @@ def _semid(*args: str) -> list[str]:
 
 
 def run_gpu_check(cfg: GpuCheckConfig, log: Callable[[str], None] = print) -> GpuCheck:
-    from semid.bench.timing import machine
-
     device = require_cuda()
     out = cfg.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -135,8 +134,6 @@ def _lookup_rows(lookups: JsonObject) -> list[JsonObject]:
 
 
 def render_markdown(res: GpuCheck) -> str:
-    from semid.bench.timing import markdown_table
-
     d = res["device"]
     lines = [f"Device: {d['count']} x {d['name']} ({d['memory_gb']} GB, sm {d['capability']}), torch {d['torch']}, "
              f"CUDA {d['cuda']}, NCCL {d['nccl']}; all checks {res['wall_s']:.0f} s", ""]

@@ -45,6 +45,10 @@ from semid.core.errors import SemidError
 from semid.bench.records import LookupBench, LookupTarget, Throughput
 from semid.core.records import JsonObject
 
+# torchrec, fbgemm_gpu, torch.distributed and semid's embeddings, rankers and corpus code are imported inside the
+# functions that use them: every `semid` command imports this module (semid.bench.cli builds its choices from
+# it), and torchrec alone takes seconds to import
+
 # the config, layouts and batches live in workloads.py (shared with dmp2.py); re-exported here as part of
 # this benchmark's API (semid.bench.cli and the tests import them from here)
 __all__ = ["CONTENDERS", "DEFAULT_CONTENDERS", "DISTRIBUTIONS", "DMP", "LAYOUTS", "REFERENCE", "TARGETS",

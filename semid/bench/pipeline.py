@@ -65,6 +65,8 @@ class PipelineBenchConfig:
 
 
 # -- stages (run inside the child) ---------------------------------------------------------------------
+# Each stage imports its modules inside its function: a child loads only its own stage's code, so its time and
+# peak memory are the stage's (the synth stage does not carry the RQ-VAE's or the ranker's imports).
 
 
 class _SynthArgs(TypedDict):

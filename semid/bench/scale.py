@@ -224,6 +224,9 @@ def _semid(*args: str) -> list[str]:
 
 
 # -- the spm_fit stage, inside its child ---------------------------------------------------------------------
+# This module is the spm_fit child's entry point too (python -m semid.bench.scale), so it imports no torch and no
+# stage code at its top: the child loads only what its stage needs (its peak memory is the stage's), and the
+# driver's few imports of semid.bench.timing (torch), the corpus and artifacts stay inside the functions using them.
 
 
 def _child_spm_fit(a: JsonObject) -> JsonObject:

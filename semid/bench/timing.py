@@ -7,11 +7,13 @@ both sides of a ratio alike.
 """
 from __future__ import annotations
 
+import os
 import platform
 import random
 import statistics
 import subprocess
 import time
+from importlib.metadata import PackageNotFoundError, version
 from typing import Callable
 
 import torch
@@ -67,16 +69,12 @@ def machine() -> dict[str, object]:
                 break
     except OSError:
         pass
-    import os
-
     info: dict[str, object] = {
         "cpu": cpu, "cores": os.cpu_count(), "memory_gb": mem_gb, "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M %Z"), "load_avg_start": _loadavg(),
     }
     try:
-        from importlib.metadata import version
-
         info["fbgemm_gpu"] = next((version(n) for n in ("fbgemm-gpu-cpu", "fbgemm-gpu", "fbgemm_gpu")
                                    if _has_dist(n)), None)
         info["torchrec"] = version("torchrec")
@@ -93,8 +91,6 @@ def machine() -> dict[str, object]:
 
 
 def _has_dist(name: str) -> bool:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         version(name)
         return True

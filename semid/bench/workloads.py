@@ -17,6 +17,10 @@ from torch import nn
 
 from semid.core.errors import SemidError
 
+# torchrec, fbgemm_gpu, torch.distributed and semid's embeddings and rankers are imported inside the
+# functions that use them: every `semid` command imports this module (semid.bench.cli builds its choices from
+# it), and torchrec alone takes seconds to import
+
 T = TypeVar("T")
 
 LAYOUTS = ("hash", "unigram", "bigram", "spm", "history")

@@ -60,6 +60,8 @@ def log_summary(out: Path, *, name: str, project: str, group: str | None,
                 config: JsonObject | None = None) -> Path:
     """Log ``out/report.json`` and ``out/figures/*.png`` as the experiment's summary run; returns the run's
     local directory (``out/wandb/offline-run-*`` offline)."""
+    # deferred: importing wandb takes 1-3 s, and every experiment imports this module (check_setting) while only
+    # a summary run needs wandb
     import wandb
 
     report = read_json(out / "report.json")
@@ -96,7 +98,7 @@ def _number(x: float | None) -> float | None:
 
 
 def _table(columns: tuple[str, ...], rows: Sequence[Mapping[str, object]]) -> "wandb.Table":
-    import wandb
+    import wandb  # deferred as in log_summary (its only caller: already loaded there)
 
     def cell(v: object) -> str | float | bool | None:
         if isinstance(v, bool) or v is None or isinstance(v, str):

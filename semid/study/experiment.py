@@ -19,6 +19,7 @@ from typing import Callable, TypedDict, TypeVar
 from semid.datamodules import Corpus, generate, load_synth_config, open_corpus
 from semid.rankers import DEFAULT_RANKER, load_rank_config
 from semid.rankers import is_up_to_date, read_results
+from semid.embeddings import build_tokenizer
 from semid.core import interrupt
 from semid.core.dist_env import DIST_ENV
 from semid.core.config import (CONF_DIR, ConfigFieldError, apply_overrides, blame_overrides, from_dict, load_layered,
@@ -330,7 +331,9 @@ class Experiment:
 
     def _fit_subprocess(self, job: FitJob, corpus: Path, corpus_fp: str) -> tuple[int, str]:
         cfg = load_rank_config(job.ranker, self._overrides(job), representation=job.representation)
-        needs_sids = cfg.representation.kind not in ("dense", "hash")
+        # the tokenizer says whether it reads SIDs (hash, MCH and Dense Input do not): a fit that does not is not
+        # given the table, so it records none and stays up to date when the RQ-VAE changes
+        needs_sids = build_tokenizer(cfg.representation).needs_sids
         if is_up_to_date(job.out, cfg, corpus_fp, self._sids_fingerprint(job.sids) if needs_sids else None):
             return 0, "reused"
         job.out.mkdir(parents=True, exist_ok=True)

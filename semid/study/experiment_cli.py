@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_regimes(args: argparse.Namespace) -> int:
     """A regime map: every cell is an ordinary experiment; the launcher flags apply to each cell's experiment."""
-    from semid.study.regimes import run_regimes
+    from semid.study.regimes import run_regimes  # deferred, as in _run
 
     if args.seeds:  # a map's seeds are per cell: one seed everywhere, paper_seeds at the paper cell
         raise SemidError(f"--seeds {args.seeds}: a regime map sets its seeds per cell; use --set "

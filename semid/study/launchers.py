@@ -75,7 +75,7 @@ class LauncherSpec:
         require(isinstance(self.slurm_args, dict), "slurm_args",
                 f"must be a mapping of sbatch options, e.g. {{account: A}} (got {self.slurm_args!r})")
         if self.kind == "submitit":
-            try:
+            try:  # submitit is an optional extra ([cluster]): imported only where a submitit launcher needs it
                 import submitit  # noqa: F401
             except ImportError:
                 require(False, "kind", "submitit is not installed (pip install -c constraints.txt -e '.[cluster]', "
@@ -138,7 +138,7 @@ class _Command:
             return _supervise(proc, self.running, self.watch)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        from submitit.helpers import DelayedSubmission
+        from submitit.helpers import DelayedSubmission  # the optional extra, on the submitit job's node
 
         return DelayedSubmission(self, *args, **kwargs)
 
@@ -267,7 +267,7 @@ class SubmititLauncher:
         self._stopped = threading.Event()
 
     def executor(self) -> "submitit.AutoExecutor":
-        import submitit
+        import submitit  # the optional extra: the local launcher runs without it
 
         if self._executor is None:
             cluster = None if self.spec.cluster == "auto" else self.spec.cluster

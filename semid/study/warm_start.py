@@ -33,6 +33,7 @@ from multiprocessing.connection import wait as wait_ready
 from multiprocessing.context import ForkServerContext
 from typing import Sequence
 
+from semid.cli import PARENT_PID_ENV, main
 from semid.core.errors import SemidError
 
 PRELOAD = "semid.study.warm_preload"  # imported by the forkserver at its start: its import preloads the jobs' modules
@@ -92,8 +93,6 @@ def _child(argv: list[str], log: str, env: dict[str, str], threads: int) -> None
     os.environ.update(env)
     # semid.cli._die_with_parent ties the command to its parent process: here the forkserver, which exits with
     # the experiment (the experiment's own pid, which env names, is not this process's parent)
-    from semid.cli import PARENT_PID_ENV, main
-
     os.environ[PARENT_PID_ENV] = str(os.getppid())
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     sys.stdout.flush()
@@ -102,6 +101,8 @@ def _child(argv: list[str], log: str, env: dict[str, str], threads: int) -> None
     os.dup2(fd, 2)
     os.close(fd)
     sys.argv = ["semid", *argv]
+    # imported here, in the child, where the forkserver preloaded them (free): importing this module (the
+    # launchers do) stays free of torch
     from threadpoolctl import threadpool_limits
     import torch
 

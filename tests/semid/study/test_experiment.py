@@ -63,3 +63,23 @@ def test_rerun_skips_and_a_changed_value_reruns_only_what_it_affects(tmp_path, c
     assert main(args + ["--set", 'ranker_overrides=["data.batch_size=256","trainer.num_bootstraps=20","trainer.loggers=[csv]"]']) == 0
     third = capsys.readouterr().out
     assert "rqvae (main): reusing" in third and "(reused)" not in third  # ranker config changed: fits rerun
+
+
+def test_fits_that_read_no_sids_stay_up_to_date_when_the_rqvae_changes(tmp_path, capsys):
+    """The experiment asks each representation's tokenizer whether it reads SIDs: hash-8K and managed collisions
+    do not, so a changed RQ-VAE reruns the Unigram-SID fit only (MCH fits used to rerun, keyed on kind names)."""
+    out = tmp_path / "exp"
+    small = ["representations=[hash_8k,mch_8k,unigram]", "ranker_variants=[]", "settings=[without_history]",
+             "stability.enabled=false", "report_bootstraps=100"]
+    args = ["experiment", "--preset", "tiny", "--out", str(out)] + [x for o in small for x in ("--set", o)]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args + ["--set", "rqvae_overrides=[train.steps=40]"]) == 0
+    second = capsys.readouterr().out
+    assert "rqvae (main): running" in second and re.search(r"sids \(.*\): running", second), second
+    fits = dict(re.findall(r"fit (\S+)/without_history/seed0: .*?( \(reused\))?$", second, flags=re.M))
+    assert fits == {"hash_8k": " (reused)", "mch_8k": " (reused)", "unigram": ""}, second
+    results = {rep: json.loads((p / "results.json").read_text())
+               for rep in fits for p in out.glob(f"runs/{rep}/without_history/seed0")}
+    assert results["mch_8k"]["sids_fingerprint"] is None and results["hash_8k"]["sids_fingerprint"] is None
+    assert results["unigram"]["sids_fingerprint"] is not None
