@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "semid.study.experiment_cli",
     "semid.bench.cli",
     "semid.serve.cli",
+    "semid.site.cli",
 )
 
 
