@@ -406,7 +406,8 @@ def explain(row: Finding, study: Study, analysis: JsonObject | None = None) -> s
     # which way the contradiction went: hash-8K better than the paper found ((b), (d), (i): the paper's SID or
     # Dense arm should beat it) or worse ((a), (c): it should beat the candidate); only facts pointing that way
     # can explain it
-    hash_won = row["id"] in ("b", "d", "i") and row.get("reference", "").startswith("hash")
+    # by the reference arm's kind (as Arm.describe records it), not its name: (b)'s Dense 1.5x reference is no hash
+    hash_won = row["id"] in ("b", "d", "i") and _described_kind(row.get("reference")) == "hash"
     hash_lost = row["id"] in ("a", "c")
     if row["metric"] == "ctr_1d" and hash_lost and gt.get("auc_oracle_content_only_new_items"):
         facts.append("items introduced on the evaluation day have no trained hash row, so only content reaches "
@@ -442,6 +443,12 @@ def explain(row: Finding, study: Study, analysis: JsonObject | None = None) -> s
     if not facts:
         return "this corpus records no ground truth that could explain it"
     return "; ".join(facts) + "."
+
+
+def _described_kind(arm: str | None) -> str | None:
+    """The kind in an ``Arm.describe()`` text: ``"hash_8k (hash, 8,192 rows)"`` -> ``"hash"``."""
+    m = re.search(r"\((\w+), [\d,]+ rows", arm or "")
+    return m.group(1) if m else None
 
 
 def _explain_mch(row: Finding, study: Study) -> str:

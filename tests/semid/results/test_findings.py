@@ -164,6 +164,11 @@ def test_explanations_point_the_way_the_contradiction_went() -> None:
                   "hash_8k (hash, 8,192 rows)")
     real = Study([], n_items=3678)  # MovieLens-1M: no ground truth
     assert "0.45 items a row" in explain(dense2x, real) and "item-ID table" in explain(dense2x, real)
+    # the reference is recognised by its kind, not its name: a hash arm called h8 explains the same
+    assert explain({**dense2x, "reference": "h8 (hash, 8,192 rows)"}, real) == explain(dense2x, real)
+    deeper = {**dense2x, "claim": "Dense Input with 2x depth beats Dense Input with 1.5x depth",
+              "reference": "hash_like_dense (dense, 0 rows, 1.5x depth)"}
+    assert explain(deeper, real) == "this corpus records no ground truth that could explain it"
     assert explain(dense1x, real) == "this corpus records no ground truth that could explain it"
     synth = Study([], n_items=50_000, ground_truth={"auc_oracle_content_only": 0.70, "auc_oracle_item_only": 0.71})
     assert "6.1 items" in explain(dense1x, synth) and "ID table" not in explain(dense1x, synth)
