@@ -8,7 +8,9 @@ never change (``SidTable.extend`` refuses if they would), and a table made by an
 (the sum of its codewords for residual k-means, the decoder's output for the RQ-VAE), ties by item id.
 On ``--update`` existing items keep their suffix and a new item takes the next free number of its SID
 (new items of one SID in distance order), so suffixes never move. The suffix has K values like every
-level: a SID shared by more than K items is refused with a one-line error.
+level: a SID shared by more than K items is refused with a one-line error. The rule is
+``semid.rqvae.assign_arrays``'s, which ``Quantizer.assign`` applies to items in memory: the corpus path only
+adds the chunked, resumable encoding.
 
 Items are encoded in chunks of ``chunk_items`` in the order items.parquet holds them, each chunk's embeddings
 read from the file when it is encoded (the row groups that hold it), so memory holds one chunk of embeddings,
@@ -38,8 +40,9 @@ from semid.core.errors import SemidError
 from semid.core.fingerprint import fingerprint_bytes, fingerprint_of
 from semid.core.ids import locate
 from semid.core.progress import bar
+from semid.rqvae.assign_arrays import finish_table, reconstruction_distance
+from semid.rqvae.assign_arrays import number_collisions  # noqa: F401  (its old home: callers import it from here)
 from semid.rqvae.frozen import FrozenRqvae, load_frozen
-from semid.rqvae.health import sid_groups
 from semid.rqvae.partial import claim_partial
 from semid.rqvae.sid_table import SidTable, read_sid_table, write_sid_table
 
@@ -116,17 +119,12 @@ def assign_sids(model_path: str | Path, corpus_path: str | Path, out: str | Path
                                                              batch_size, distance=collision_suffix)
         codes = np.empty_like(enc_codes)
         codes[back] = enc_codes
-        largest = None
-        if collision_suffix:
-            assert enc_dist is not None
+        dist = None
+        if enc_dist is not None:
             dist = np.empty_like(enc_dist)
             dist[back] = enc_dist
-            codes, largest = _with_suffix(model, dist, ids, codes, old)
-        if old is not None:
-            table = old.extend(ids, codes)  # raises if a re-encoded known item would change
-        else:
-            table = SidTable(item_ids, codes, model.codebook_size, model.fingerprint, corpus.fingerprint,
-                             collision_suffix)
+        # the in-memory rule (Quantizer.assign) from here on: suffix, then a new table or the old one extended
+        table, largest = finish_table(model, ids, codes, dist, corpus.fingerprint, collision_suffix, old)
         write_sid_table(table, out)
         shutil.rmtree(part.path)
     return AssignResult(out, table, added, chunks, reused, largest)
@@ -142,66 +140,6 @@ def _finished_table(out: Path, model: FrozenRqvae, corpus_fingerprint: str, item
     same = table.corpus_fingerprint == corpus_fingerprint and np.array_equal(table.item_id, item_ids) and \
         table.collision_suffix == collision_suffix
     return table if same else None
-
-
-def reconstruction_distance(model: FrozenRqvae, embedding: np.ndarray, rows: np.ndarray, codes: np.ndarray,
-                            batch_size: int) -> np.ndarray:
-    """||x - x̂||² float64 [n] of ``embedding[rows]`` and their SIDs ``codes`` [n, L], a batch at a time."""
-    out = np.empty(len(rows), np.float64)
-    step = max(1, batch_size)
-    for s in range(0, len(rows), step):
-        x = embedding[rows[s:s + step]].astype(np.float64)
-        out[s:s + len(x)] = ((x - model.reconstruct(codes[s:s + step], batch_size)) ** 2).sum(1)
-    return out
-
-
-def number_collisions(codes: np.ndarray, distance: np.ndarray, item_id: np.ndarray,
-                     first_free: np.ndarray | None = None) -> np.ndarray:
-    """Suffix [n] int64 of items with SIDs ``codes`` [n, L]: rank among the items of the same SID by
-    (``distance``, item id), plus ``first_free`` [n] (the next free number of the item's SID; 0 if None)."""
-    group, _ = sid_groups(codes)
-    order = np.lexsort((item_id, distance, group))  # by SID, then distance, then id
-    g = group[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(g)) + 1] if len(g) else np.zeros(0, np.int64)
-    rank = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)]))
-    suffix = np.empty(len(g), np.int64)
-    suffix[order] = rank
-    return suffix if first_free is None else suffix + first_free
-
-
-def _with_suffix(model: FrozenRqvae, distance: np.ndarray, ids: np.ndarray, codes: np.ndarray,
-                 old: SidTable | None) -> tuple[np.ndarray, int]:
-    """Codes [n, L+1]: the quantizer's codes and the collision suffix (existing items keep theirs), from each
-    item's reconstruction ``distance`` [n]. Also returns the largest number of items sharing one SID (of the
-    table after this call)."""
-    n, levels = codes.shape
-    k = model.codebook_size
-    full = np.zeros((n, levels + 1), np.int32)
-    full[:, :levels] = codes
-    new = np.ones(n, bool)
-    first_free = np.zeros(n, np.int64)
-    if old is not None:
-        pos, known = locate(old.item_id, ids)
-        full[known, levels] = old.codes[pos[known], levels]  # kept; extend() checks the levels before it
-        new = ~known
-        # the next free number of every SID already in the table: one more than its largest suffix
-        both = np.concatenate([old.codes[:, :levels], codes[new]])
-        group, _ = sid_groups(both)
-        top = np.full(int(group.max()) + 1 if len(group) else 0, -1, np.int64)
-        np.maximum.at(top, group[:len(old)], old.codes[:, levels].astype(np.int64))
-        first_free[new] = top[group[len(old):]] + 1
-    suffix = number_collisions(codes[new], distance[new], ids[new], first_free[new])
-    if len(suffix) and suffix.max() >= k:
-        i = int(np.argmax(suffix))
-        sid = ",".join(str(int(c)) for c in codes[new][i])
-        raise SemidError(f"collision suffix: {int(suffix.max()) + 1} items share the SID ({sid}) but the suffix "
-                         f"level has K={k} codes (use more levels or codes, or residual k-means with "
-                         "rqkmeans.balanced: true)")
-    full[new, levels] = suffix
-    largest = int(full[:, levels].max()) + 1 if n else 0
-    if old is not None and len(old):
-        largest = max(largest, int(old.codes[:, levels].max()) + 1)
-    return full, largest
 
 
 def _encode_chunks(model: FrozenRqvae, corpus: Corpus, file_rows: np.ndarray, work: Path, chunk_items: int,

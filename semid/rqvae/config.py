@@ -14,17 +14,18 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import sys
-from dataclasses import dataclass, field
+import typing
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Iterator
 
-from semid.core.config import apply_overrides, from_dict, load_layered, to_dict
+from semid.core.config import ConfigFieldError, apply_overrides, from_dict, load_layered, to_dict
 from semid.core.fingerprint import fingerprint_of
 from semid.core.records import JsonObject
 
 LOGGERS = ("csv", "wandb")
 LR_SCHEDULES = ("cosine", "constant")
-QUANTIZERS = ("rqvae", "rqkmeans")
+QUANTIZERS = ("rqvae", "rqkmeans", "rqvae_cooc")  # rqvae_cooc: semid.rqvae.cooccur
 KMEANS_BACKENDS = ("auto", "faiss", "torch")  # auto = faiss when it is installed, else semid's own (torch)
 
 
@@ -137,12 +138,74 @@ class RqkmeansConfig:
 
 
 @dataclass
+class CooccurConfig:
+    """The behaviour-aware RQ-VAE (``quantizer: rqvae_cooc``, ``semid.rqvae.cooccur``): the RQ-VAE loss plus
+    ``weight`` (λ) x an InfoNCE term on the encoder outputs of co-engaged item pairs, in-batch negatives.
+    The pairs come from impressions of days [first_day, last_day] only; last_day is required so that a study
+    says which days are its training days (pairs from the evaluation day would leak it into the SIDs)."""
+
+    weight: float = 0.1  # λ
+    temperature: float = 0.1  # τ of the InfoNCE softmax over cosine similarities
+    pair_batch_size: int = 256  # positive pairs per step; the other pairs' items are the negatives
+    first_day: int | None = None  # None: from the corpus's first day
+    last_day: int | None = None  # the last training day (required for rqvae_cooc)
+
+    def __post_init__(self) -> None:
+        if self.weight < 0:
+            raise ValueError("cooccur.weight must be >= 0")
+        if self.temperature <= 0:
+            raise ValueError("cooccur.temperature must be > 0")
+        if self.pair_batch_size < 2:
+            raise ValueError("cooccur.pair_batch_size must be >= 2 (in-batch negatives need another pair)")
+
+
+@dataclass(init=False)
 class RqvaeConfig:
+    """Stage 1's whole config. Sections as keywords (``model=ModelConfig(...)``, as a YAML file nests them), or
+    any section's keys directly, which go to the section that has them; a value that cannot be used is a
+    ``ConfigFieldError`` (a ``SemidError``) naming the field::
+
+        >>> cfg = RqvaeConfig(levels=3, codebook_size=64, steps=300, kmeans_init_items=1024)
+        >>> (cfg.model.levels, cfg.model.codebook_size, cfg.train.steps, cfg.quantizer)
+        (3, 64, 300, 'rqvae')
+        >>> RqvaeConfig(quantizer="rqkmeans", levels=2, codebook_size=8, fit_items=512).rqkmeans.fit_items
+        512
+        >>> RqvaeConfig(levels=0)
+        Traceback (most recent call last):
+        ...
+        semid.core.config.ConfigFieldError: model.levels must be >= 1
+    """
+
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
     quantizer: str = "rqvae"  # rqvae | rqkmeans
     rqkmeans: RqkmeansConfig = field(default_factory=RqkmeansConfig)
+    cooccur: CooccurConfig = field(default_factory=CooccurConfig)
+
+    def __init__(self, **keys: object) -> None:
+        # keywords only: a section by name, or a key of one section (flat, as vector-quantize-pytorch takes its
+        # settings); the fields are read at run time so that a new section needs no change here
+        try:
+            flat = {k: keys.pop(k) for k in list(keys) if k not in _FIELDS}
+            for name, f in _FIELDS.items():
+                value = keys[name] if name in keys else (f.default_factory() if f.default_factory is not MISSING
+                                                           else f.default)  # type: ignore[misc]
+                setattr(self, name, value)
+            by_section: dict[str, dict[str, object]] = {}
+            for key, value in flat.items():
+                owners = [s for s, cls in _SECTIONS.items() if key in {g.name for g in fields(cls)}]
+                if len(owners) != 1:
+                    raise ConfigFieldError(key, _flat_problem(key, owners))
+                _check_type(owners[0], key, value)
+                by_section.setdefault(owners[0], {})[key] = value
+            for section, values in by_section.items():
+                setattr(self, section, replace(getattr(self, section), **values))  # the section validates
+            self.__post_init__()
+        except ConfigFieldError:
+            raise
+        except (TypeError, ValueError) as e:  # the sections' checks name their field (``model.levels ...``)
+            raise ConfigFieldError("", str(e)) from None
 
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:
@@ -152,11 +215,37 @@ class RqvaeConfig:
                 raise ValueError(f"rqkmeans.fit_items ({self.rqkmeans.fit_items}) must be >= model.codebook_size "
                                  f"({self.model.codebook_size}): k-means needs a point per code")
             return
+        if self.quantizer == "rqvae_cooc" and self.cooccur.last_day is None:
+            raise ValueError("cooccur.last_day must be set for quantizer rqvae_cooc: the last training day (pairs "
+                             "from later days would leak the evaluation into the SIDs)")
         if self.train.kmeans_init_items < self.model.codebook_size:
             raise ValueError(f"train.kmeans_init_items ({self.train.kmeans_init_items}) must be >= "
                              f"model.codebook_size ({self.model.codebook_size}): k-means needs a point per code")
         if self.train.batch_size < 2:
             raise ValueError("train.batch_size must be >= 2")
+
+
+_FIELDS = {f.name: f for f in fields(RqvaeConfig)}
+_SECTIONS = {name: f.default_factory for name, f in _FIELDS.items() if f.default_factory is not MISSING}
+
+
+def _check_type(section: str, key: str, value: object) -> None:
+    """A flat key's value has its default's type (an int where a float is expected; a number where None is)."""
+    default = next(g.default for g in fields(_SECTIONS[section]) if g.name == key)  # type: ignore[arg-type]
+    optional = type(None) in typing.get_args(typing.get_type_hints(_SECTIONS[section])[key])
+    if default is None or default is MISSING or (value is None and optional):
+        return
+    want = (int, float) if type(default) is float else type(default)
+    if not isinstance(value, want) or (isinstance(value, bool) and type(default) is not bool):
+        raise ConfigFieldError(f"{section}.{key}", f"expected {type(default).__name__}, got {value!r}")
+
+
+def _flat_problem(key: str, owners: list[str]) -> str:
+    if owners:
+        return (f"is a key of {' and '.join(owners)}: pass the section, e.g. "
+                f"{owners[0]}={_SECTIONS[owners[0]].__name__}({key}=...)")  # type: ignore[attr-defined]
+    valid = sorted({g.name for cls in _SECTIONS.values() for g in fields(cls)} | set(_FIELDS))  # type: ignore[arg-type]
+    return f"unknown key (valid: {', '.join(valid)})"
 
 
 def load_rqvae_config(name_or_path: str | Path, overrides: list[str] | None = None) -> RqvaeConfig:
@@ -186,10 +275,12 @@ def learned_part(cfg: RqvaeConfig) -> JsonObject:
     (faiss and semid's own k-means give different codebooks) and the sample settings of ``train``; the
     RQ-VAE's network and optimizer settings do not change it."""
     d = to_dict(cfg)
-    if cfg.quantizer == "rqvae":
-        for key in ("run", "quantizer", "rqkmeans"):
+    if cfg.quantizer in ("rqvae", "rqvae_cooc"):
+        for key in ("run", "quantizer", "rqkmeans", "cooccur"):
             d.pop(key)
         d["model"].pop("input_dim")
+        if cfg.quantizer == "rqvae_cooc":  # the plain RQ-VAE's dict stays as it was: its fingerprints hold
+            d.update(quantizer=cfg.quantizer, cooccur=to_dict(cfg.cooccur))
         return d
     t = d["train"]
     return {"quantizer": cfg.quantizer, "levels": cfg.model.levels, "codebook_size": cfg.model.codebook_size,

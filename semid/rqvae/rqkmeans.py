@@ -58,6 +58,14 @@ PRICE_SWEEPS = 20
 _PRICE_STEP = 0.5
 
 
+class LevelNotFinite(ArithmeticError):
+    """A level's k-means met NaN or inf (residuals of huge magnitude); ``level`` says which."""
+
+    def __init__(self, level: int, detail: str) -> None:
+        super().__init__(f"level {level}: {detail}")
+        self.level = level
+
+
 class RqkmeansModel(nn.Module):
     """The frozen residual k-means: codebooks C [L, K, D] and code prices p [L, K], as buffers (nothing to
     learn by gradient). ``encode`` / ``reconstruct`` have the RQ-VAE's signatures, so ``FrozenRqvae``,
@@ -223,11 +231,16 @@ def fit_rqkmeans(x: np.ndarray, times: np.ndarray, levels: int, codebook_size: i
     for level in range(levels):
         level_seed = seed * 1009 + level  # every level its own k-means seed
         r_draws = r[draws].float()  # the level's residuals, one row per draw
-        if backend == "faiss":
-            c_l = torch.from_numpy(_faiss_kmeans(r_draws.numpy(), k, cfg.iters, cfg.dim_steps, level_seed))
-        else:
-            gen = torch.Generator().manual_seed(level_seed)
-            c_l = progressive_kmeans(r_draws, k, cfg.iters, cfg.dim_steps, gen).double()
+        try:
+            if backend == "faiss":
+                c_l = torch.from_numpy(_faiss_kmeans(r_draws.numpy(), k, cfg.iters, cfg.dim_steps, level_seed))
+            else:
+                gen = torch.Generator().manual_seed(level_seed)
+                c_l = progressive_kmeans(r_draws, k, cfg.iters, cfg.dim_steps, gen).double()
+        except RuntimeError as e:  # the PCA of huge residuals fails (torch) or makes NaN that faiss refuses
+            if not isinstance(e, torch.linalg.LinAlgError) and "NaN" not in str(e) and "Inf" not in str(e):
+                raise
+            raise LevelNotFinite(level, str(e).splitlines()[0]) from None
         del r_draws
         p_l = torch.zeros(k, dtype=torch.float64)
         if cfg.balanced:

@@ -122,21 +122,56 @@ def fingerprint_meta(table: SidTable) -> dict[bytes, bytes]:
     return {_META: json.dumps(meta).encode()}
 
 
-def read_sid_table(path: str | Path, *, expect_rqvae: str | None = None) -> SidTable:
+# what every table's metadata holds, with its type (``fingerprint_meta`` writes them)
+_REQUIRED_META = {"levels": int, "codebook_size": int, "rqvae_fingerprint": str, "fingerprint": str}
+_REWRITE = "re-create it with `semid sids assign --overwrite`"
+
+
+def _metadata(path: Path, raw: bytes) -> dict[str, object]:
+    """The table's semid metadata, checked: JSON, a mapping, the required keys with their types."""
     import json
 
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        raise DataError(path, None, "its semid metadata is not JSON (the file was edited or damaged)",
+                        _REWRITE) from None
+    if not isinstance(meta, dict):
+        raise DataError(path, None, f"its semid metadata is a JSON {type(meta).__name__}, not a mapping", _REWRITE)
+    missing = [k for k in _REQUIRED_META if k not in meta]
+    if missing:
+        raise DataError(path, None, f"its semid metadata lacks {', '.join(missing)}", _REWRITE)
+    for key, tp in _REQUIRED_META.items():
+        v = meta[key]
+        if not isinstance(v, tp) or isinstance(v, bool) or (tp is int and v < 1):  # type: ignore[operator]
+            want = "a positive integer" if tp is int else "a string"
+            raise DataError(path, None, f"its semid metadata has {key}={v!r}, not {want}", _REWRITE)
+    return meta
+
+
+def read_sid_table(path: str | Path, *, expect_rqvae: str | None = None) -> SidTable:
+    """The SID table at ``path``, checked against its recorded fingerprint (and made by the quantizer
+    ``expect_rqvae`` when given). A missing, damaged or foreign file is a one-line ``DataError`` naming it::
+
+        >>> import numpy as np, tempfile, os
+        >>> t = SidTable(np.array([3, 5]), np.array([[0, 1], [1, 1]], np.int32), 4, "q")
+        >>> p = write_sid_table(t, os.path.join(tempfile.mkdtemp(), "sids.parquet"))
+        >>> read_sid_table(p).lookup(np.array([5])).tolist()
+        [[1, 1]]
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(path, None, "file is missing", "create it with `semid sids assign`")
     try:
         t = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as e:
-        raise DataError(path, None, f"not a readable Parquet file ({str(e).splitlines()[0]})") from None
+        raise DataError(path, None, f"not a readable Parquet file, truncated or damaged ({str(e).splitlines()[0]})",
+                        _REWRITE) from None
     raw = (t.schema.metadata or {}).get(_META)
     if raw is None:
         raise DataError(path, None, "no semid metadata (not written by `semid sids assign`)",
                         "re-create it with `semid sids assign`")
-    meta = json.loads(raw)
+    meta = _metadata(path, raw)
     for col in ("item_id", "sid"):
         if col not in t.column_names:
             raise DataError(path, col, "column is missing")
