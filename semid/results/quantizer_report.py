@@ -4,7 +4,9 @@ representation on the main RQ-VAE's SIDs.
 Each Stage-1 variant (another quantizer, or the collision suffix on the same model) drove the experiment's
 ``quantizer_representations`` in every setting and seed; here every such arm is paired with the main
 table's arm of the same representation, setting and seeds, on the same evaluation impressions
-(item-clustered, pooled over seeds and periods: ``semid.results.paired``).
+(item-clustered, pooled over seeds and periods: ``semid.results.paired``). When the study names the main
+table's reference (``baseline``, e.g. hash-8K), every arm, the main RQ-VAE's included, is also paired with it:
+a behaviour-aware variant (issue 33) is judged both against content-only SIDs and against random hashing.
 """
 from __future__ import annotations
 
@@ -34,8 +36,10 @@ def quantizer_summary(main_results: list[FitResults], study: QuantizerStudy, boo
     """variants (with health) and, per setting and representation, each variant's AUCs and its paired Δ%
     vs the main RQ-VAE's SIDs on CTR and CTR/1D."""
     reps = set(study["representations"])
+    baseline = study.get("baseline")
     runs = [dict(r, name=f"{r['name']}@{REFERENCE}") for r in main_results
             if r.get("name") in reps and r.get("tag", "main") == "main"]
+    runs += [r for r in main_results if baseline and r.get("name") == baseline and r.get("tag", "main") == "main"]
     runs += [dict(r, name=f"{r['name']}@{r['tag'].removeprefix('q-')}", tag="main") for r in study["results"]]
     s = Study(runs, num_bootstraps=bootstraps)
     variants: list[QuantizerVariant] = []
@@ -52,6 +56,7 @@ def quantizer_summary(main_results: list[FitResults], study: QuantizerStudy, boo
     for setting in s.settings():
         for rep in study["representations"]:
             ref = s.arms.get((setting, f"{rep}@{REFERENCE}"))
+            base = s.arms.get((setting, baseline)) if baseline else None
             for v in study["variants"]:
                 arm = s.arms.get((setting, f"{rep}@{v['name']}"))
                 if arm is None:
@@ -60,8 +65,13 @@ def quantizer_summary(main_results: list[FitResults], study: QuantizerStudy, boo
                                      "auc": {sl: s.auc(arm, sl).as_dict() for sl in ("overall", "new")}}
                 if ref is not None and v["name"] != REFERENCE:
                     row["vs_rqvae_pct"] = {sl: s.compare(ref, arm, sl).as_dict() for sl in ("overall", "new")}
+                if base is not None:
+                    row["vs_baseline_pct"] = {sl: s.compare(base, arm, sl).as_dict() for sl in ("overall", "new")}
                 table.setdefault(setting, {}).setdefault(rep, {})[v["name"]] = row
-    return {"reference": REFERENCE, "variants": variants, "ranking": table}
+    out: QuantizerSummary = {"reference": REFERENCE, "variants": variants, "ranking": table}
+    if baseline:
+        out["baseline"] = baseline
+    return out
 
 
 def _cell(e: EstimateDict | None, pct: bool = False) -> str:
@@ -87,15 +97,22 @@ def quantizer_markdown(q: QuantizerSummary) -> list[str]:
                      f"{sig(v['relative_error_all'])} | {sig(v['utilisation_mean'])} | "
                      f"{v['unique_sid_fraction']:.1%} | {v['largest_collision_group']:,} |")
     lines.append("")
+    base = q.get("baseline")
     for setting, reps in q["ranking"].items():
         lines.append(f"### {setting.replace('_', ' ')}\n")
-        lines.append(f"| representation | variant | seeds | CTR AUC | Δ% vs {REFERENCE} | CTR/1D AUC | Δ% vs {REFERENCE} |")
-        lines.append("|---|---|---:|---|---|---|---|")
+        head = f"| representation | variant | seeds | CTR AUC | Δ% vs {REFERENCE} | CTR/1D AUC | Δ% vs {REFERENCE} |"
+        rule = "|---|---|---:|---|---|---|---|"
+        if base:
+            head, rule = head + f" CTR Δ% vs {base} | CTR/1D Δ% vs {base} |", rule + "---|---|"
+        lines += [head, rule]
         for rep, variants in reps.items():
             for name, row in variants.items():
                 vs = row.get("vs_rqvae_pct") or {}
-                lines.append(f"| {rep} | {name} | {len(row['seeds'])} | {_cell(row['auc']['overall'])} | "
-                             f"{_cell(vs.get('overall'), True)} | {_cell(row['auc']['new'])} | "
-                             f"{_cell(vs.get('new'), True)} |")
+                line = (f"| {rep} | {name} | {len(row['seeds'])} | {_cell(row['auc']['overall'])} | "
+                        f"{_cell(vs.get('overall'), True)} | {_cell(row['auc']['new'])} | {_cell(vs.get('new'), True)} |")
+                if base:
+                    vb = row.get("vs_baseline_pct") or {}
+                    line += f" {_cell(vb.get('overall'), True)} | {_cell(vb.get('new'), True)} |"
+                lines.append(line)
         lines.append("")
     return lines

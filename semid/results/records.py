@@ -11,7 +11,7 @@ Example::
 """
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from semid.embeddings.records import LookupReport
 from semid.rqvae.records import Table1Row
@@ -125,6 +125,7 @@ class QuantizerArm(TypedDict, total=False):
     seeds: list[int]
     auc: dict[str, EstimateDict]
     vs_rqvae_pct: dict[str, EstimateDict]
+    vs_baseline_pct: dict[str, EstimateDict]  # vs the main table's reference (hash-8K), when the study names it
 
 
 class QuantizerSummary(TypedDict):
@@ -134,3 +135,4 @@ class QuantizerSummary(TypedDict):
     reference: str
     variants: list[QuantizerVariant]
     ranking: dict[str, dict[str, dict[str, QuantizerArm]]]
+    baseline: NotRequired[str]  # the main table's reference the arms are also paired with

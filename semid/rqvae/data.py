@@ -14,6 +14,11 @@ weighted by how often it was drawn: the same distribution in expectation, with m
 with the corpus. ``RqvaeDataModule(all_embeddings=False)`` then reads only the pool's and the hold-out's
 embeddings (one pass over items.parquet, a record batch at a time); with ``all_embeddings=True`` (the
 default) ``items.embedding`` holds every item's, for a caller that needs them all (all-items SID health).
+
+Behaviour-aware RQ-VAE (``cooccur``: a ``CooccurConfig``): each batch also carries ``pair_batch_size``
+co-engaged pairs (``semid.rqvae.cooccur``) of the days ``[cooccur.first_day, cooccur.last_day]`` only, drawn from
+a stream of their own, so the content batches are the plain RQ-VAE's. Pairs touching a held-out item are left
+out: the hold-out stays unseen by behaviour too.
 """
 from __future__ import annotations
 
@@ -30,6 +35,8 @@ from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 from semid.datamodules import Corpus, Items
 from semid.core.errors import DataError, SemidError
 from semid.core.progress import progress
+from semid.rqvae.config import CooccurConfig
+from semid.rqvae.cooccur import CoEngagedPairs, PairSampler, co_engaged_pairs
 
 
 def impression_counts(corpus: Corpus, items: Items, min_day: int | None = None,
@@ -126,13 +133,18 @@ class ImpressionWeightedBatches(IterableDataset):
     The first batch has ``first_batch_size`` items: the model runs k-means on it. Iteration yields batches
     ``start_step .. steps-1`` of that stream (a resumed fit); ``len`` stays ``steps``, the epoch's length,
     as Lightning counts a resumed epoch's batches from the checkpoint's position.
+
+    With ``pairs`` (a sampler and the embeddings [n, D] its pair rows index) every batch is
+    ``(x, x_a, x_b)``: the same ``x`` as without, and one step's co-engaged pairs.
     """
 
     def __init__(self, embedding: torch.Tensor, rows: np.ndarray, weights: np.ndarray, batch_size: int,
-                 steps: int, first_batch_size: int, seed: int, start_step: int = 0) -> None:
+                 steps: int, first_batch_size: int, seed: int, start_step: int = 0,
+                 pairs: tuple[PairSampler, torch.Tensor] | None = None) -> None:
         self.embedding, self.rows, self.batch_size, self.steps = embedding, rows, batch_size, steps
         self.first_batch_size, self.seed, self.start_step = first_batch_size, seed, start_step
         self.cum = np.cumsum(weights)
+        self.pairs = pairs
 
     def __len__(self) -> int:
         return self.steps
@@ -143,14 +155,20 @@ class ImpressionWeightedBatches(IterableDataset):
         rank = torch.distributed.get_rank() if torch.distributed.is_available() and \
             torch.distributed.is_initialized() else 0
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, 7, rank, worker]))
+        pair_rng = self.pairs[0].stream(rank, worker) if self.pairs is not None else None
         for step in range(self.steps):
             size = self.first_batch_size if step == 0 else self.batch_size
             u = rng.random(size)  # drawn for skipped steps too: batch N is the same whatever the start
+            ab = self.pairs[0].draw(pair_rng) if self.pairs is not None and pair_rng is not None else None
             if step < self.start_step:
                 continue
             # inverse-CDF sampling: O(B log M) per batch, fine for millions of items
             pick = np.searchsorted(self.cum, u * self.cum[-1], side="right")
-            yield self.embedding[self.rows[np.minimum(pick, len(self.rows) - 1)]]
+            x = self.embedding[self.rows[np.minimum(pick, len(self.rows) - 1)]]
+            if ab is None or self.pairs is None:
+                yield x
+            else:
+                yield x, self.pairs[1][ab[:, 0]], self.pairs[1][ab[:, 1]]
 
 
 class RqvaeDataModule(L.LightningDataModule):
@@ -160,7 +178,8 @@ class RqvaeDataModule(L.LightningDataModule):
 
     def __init__(self, corpus: Corpus, *, batch_size: int, steps: int, first_batch_size: int, holdout_items: int,
                  seed: int, min_day: int | None = None, max_day: int | None = None,
-                 eval_batch_size: int = 8192, all_embeddings: bool = True, pool_bytes: int = POOL_BYTES) -> None:
+                 eval_batch_size: int = 8192, all_embeddings: bool = True, pool_bytes: int = POOL_BYTES,
+                 cooccur: CooccurConfig | None = None) -> None:
         super().__init__()
         self.corpus = corpus
         self.batch_size, self.steps, self.first_batch_size = batch_size, steps, first_batch_size
@@ -173,6 +192,8 @@ class RqvaeDataModule(L.LightningDataModule):
         self.pool: TrainingPool | None = None
         self.counts: np.ndarray | None = None
         self.holdout_embedding: np.ndarray | None = None  # float32 [H, D]
+        self.cooccur = cooccur
+        self.pairs: CoEngagedPairs | None = None  # co-engaged pairs (cooccur), rows into ``_pair_embedding``
 
     def setup(self, stage: str | None = None) -> None:
         if self.items is not None:
@@ -193,6 +214,14 @@ class RqvaeDataModule(L.LightningDataModule):
             self._embedding = torch.from_numpy(both[:len(self.pool.rows)])
             self._pool_rows = np.arange(len(self.pool.rows), dtype=np.int64)
             self.holdout_embedding = both[len(self.pool.rows):]
+        if self.cooccur is not None:
+            assert self.cooccur.last_day is not None, "cooccur.last_day is checked by RqvaeConfig"
+            pairs = co_engaged_pairs(self.corpus, items, self.cooccur.first_day, self.cooccur.last_day, holdout)
+            used, local = np.unique(pairs.rows, return_inverse=True)
+            emb = items.embedding[used] if items.embedding is not None else self.corpus.read_embeddings(used)
+            self._pair_embedding = torch.from_numpy(np.ascontiguousarray(emb))
+            self.pairs = CoEngagedPairs(local.reshape(-1, 2).astype(np.int64), pairs.counts, pairs.days)
+            self.pair_items = used  # item rows [n] that some training pair holds
         self.items = items
 
     @property
@@ -204,8 +233,11 @@ class RqvaeDataModule(L.LightningDataModule):
         assert self.pool is not None
         # Lightning restores a checkpoint's step before it asks for the loader: continue the stream there
         start = self.trainer.global_step if self.trainer is not None else 0
+        pairs = None
+        if self.pairs is not None and self.cooccur is not None:
+            pairs = (PairSampler(self.pairs, self.cooccur.pair_batch_size, self.seed), self._pair_embedding)
         ds = ImpressionWeightedBatches(self._embedding, self._pool_rows, self.pool.weights, self.batch_size,
-                                       self.steps, self.first_batch_size, self.seed, start)
+                                       self.steps, self.first_batch_size, self.seed, start, pairs)
         return DataLoader(ds, batch_size=None, num_workers=0)
 
     def val_dataloader(self) -> DataLoader:

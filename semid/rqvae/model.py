@@ -2,6 +2,9 @@
 
     L(x) = ||x - x̂||²  +  Σ_l  β ||r_l - sg[e_l]||²  +  ||sg[r_l] - e_l||²,      β = 0.25
 
+The behaviour-aware variant (``quantizer: rqvae_cooc``) adds ``λ · InfoNCE(E(x_a), E(x_b))`` over co-engaged
+pairs (``rqvae_cooc_loss``; pairs and InfoNCE in ``semid.rqvae.cooccur``); ``encode`` is the same either way.
+
 ``Rqvae`` is a plain ``nn.Module`` (what gets frozen and exported; torch only, no Lightning);
 ``semid.rqvae.module.RqvaeModule`` is the LightningModule that trains it.
 """
@@ -68,3 +71,21 @@ def rqvae_loss(x: Tensor, x_hat: Tensor, r: Tensor, e: Tensor, beta: float) -> R
     codebook = ((sg(r) - e) ** 2).sum(-1).mean(-1)  # [L]
     total = recon + (beta * commitment + codebook).sum()
     return RqvaeLoss(total, recon, commitment, codebook)
+
+
+def rqvae_cooc_loss(base: RqvaeLoss, z_a: Tensor, z_b: Tensor, lam: float, temperature: float) -> tuple[Tensor, Tensor]:
+    """(total, contrastive) of the behaviour-aware RQ-VAE: ``base.total + λ · InfoNCE(z_a, z_b)``.
+
+    z_a, z_b: encoder outputs E(x_a), E(x_b) [P, d] of P co-engaged pairs; the other pairs are the negatives.
+    The term acts on the encoder; the codebooks follow its outputs through ``||sg[r_l] - e_l||²``.
+
+    >>> import torch
+    >>> base = RqvaeLoss(torch.tensor(1.0), torch.tensor(1.0), torch.zeros(2), torch.zeros(2))
+    >>> total, c = rqvae_cooc_loss(base, torch.eye(3), torch.eye(3), lam=0.5, temperature=0.1)
+    >>> round(float(total - base.total - 0.5 * c), 6)
+    0.0
+    """
+    from semid.rqvae.cooccur import info_nce
+
+    contrastive = info_nce(z_a, z_b, temperature)
+    return base.total + lam * contrastive, contrastive

@@ -8,9 +8,9 @@ from torch import Tensor
 from torchmetrics import CatMetric, MeanMetric
 
 from semid.core.records import JsonObject
-from semid.rqvae.config import ModelConfig, TrainConfig
+from semid.rqvae.config import CooccurConfig, ModelConfig, TrainConfig
 from semid.rqvae.health import CodeUsage, uniqueness
-from semid.rqvae.model import Rqvae, rqvae_loss
+from semid.rqvae.model import Rqvae, rqvae_cooc_loss, rqvae_loss
 from semid.rqvae.quantizer import Quantized
 
 _FINAL_METRICS = ("train/loss", "train/recon", "train/rel_error")
@@ -19,13 +19,15 @@ _FINAL_METRICS = ("train/loss", "train/recon", "train/rel_error")
 class RqvaeModule(L.LightningModule):
     """Training of ``Rqvae``. Dead-code resets and train-time code usage live in callbacks."""
 
-    def __init__(self, model: JsonObject, train: JsonObject) -> None:
+    def __init__(self, model: JsonObject, train: JsonObject, cooccur: JsonObject | None = None) -> None:
         """``model``/``train``: ``to_dict`` of a ``ModelConfig``/``TrainConfig`` (plain dicts, so that
-        ``save_hyperparameters`` stores them in checkpoints)."""
+        ``save_hyperparameters`` stores them in checkpoints); ``cooccur``: a ``CooccurConfig``'s, for the
+        behaviour-aware RQ-VAE (batches then carry co-engaged pairs), else None."""
         super().__init__()
         self.save_hyperparameters()
         self.model_cfg = ModelConfig(**model)
         self.train_cfg = TrainConfig(**train)
+        self.cooccur_cfg = CooccurConfig(**cooccur) if cooccur is not None else None
         self.rqvae = Rqvae(self.model_cfg)
         levels, k = self.model_cfg.levels, self.model_cfg.codebook_size
         # cumulative resets per level: a buffer, so checkpoints and the export carry it
@@ -47,12 +49,19 @@ class RqvaeModule(L.LightningModule):
             books = self.trainer.strategy.broadcast(self.rqvae.quantizer.codebooks.data)
             self.rqvae.quantizer.codebooks.data.copy_(books)
 
-    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        x = batch  # [B, D]
+    def training_step(self, batch: Tensor | tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        # [B, D], or with co-engaged pairs (x_a, x_b) [P, D] each (semid.rqvae.data.ImpressionWeightedBatches)
+        x, pairs = (batch[0], batch[1:]) if isinstance(batch, (tuple, list)) else (batch, None)
         if not bool(self.rqvae.quantizer.initialised):
             self.init_codebooks(x)  # the first batch is the (larger) k-means batch
         x_hat, q = self.rqvae(x)
         loss = rqvae_loss(x, x_hat, q.residuals, q.codewords, self.model_cfg.beta)
+        c = self.cooccur_cfg
+        if pairs is not None and c is not None and c.weight > 0:  # λ = 0 trains the plain RQ-VAE's bits
+            total, contrastive = rqvae_cooc_loss(loss, self.rqvae.encoder(pairs[0]), self.rqvae.encoder(pairs[1]),
+                                                 c.weight, c.temperature)
+            loss.total = total
+            self.log("train/cooccur", contrastive.detach(), batch_size=len(pairs[0]))
         self.last_quantized = Quantized(q.codes.detach(), q.residuals.detach(), q.codewords.detach(), q.z_q.detach())
         rel = ((x - x_hat).norm(dim=1) / x.norm(dim=1).clamp(min=1e-12)).mean()
         self.last_train_metrics.copy_(torch.stack([loss.total, loss.recon, rel]).detach())

@@ -237,7 +237,8 @@ def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwr
     t = cfg.train
     dm = RqvaeDataModule(corpus, batch_size=t.batch_size, steps=t.steps, first_batch_size=t.kmeans_init_items,
                          holdout_items=t.holdout_items, seed=t.seed, min_day=t.min_day, max_day=t.max_day,
-                         eval_batch_size=cfg.run.encode_batch_size, all_embeddings=False)
+                         eval_batch_size=cfg.run.encode_batch_size, all_embeddings=False,
+                         cooccur=cfg.cooccur if cfg.quantizer == "rqvae_cooc" else None)
     dm.setup()
     assert dm.items is not None and dm.sample is not None
     cfg = with_input_dim(cfg, dm.input_dim)
@@ -270,7 +271,8 @@ def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwr
             remove_stale_temps(out)
             (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         L.seed_everything(t.seed, workers=True, verbose=False)
-        module = RqvaeModule(to_dict(cfg.model), to_dict(cfg.train))
+        module = RqvaeModule(to_dict(cfg.model), to_dict(cfg.train),
+                             to_dict(cfg.cooccur) if cfg.quantizer == "rqvae_cooc" else None)
         record = _RunRecord(fingerprint, corpus_fp, run_dir / "logs" / "metrics.csv")
         agreement = CodebookAgreement()
         callbacks: list[L.Callback] = [
@@ -316,7 +318,10 @@ def _train(corpus_path: str | Path, cfg: RqvaeConfig, out: str | Path, *, overwr
         train = {"steps": t.steps, "batch_size": t.batch_size, "fit_seconds": round(fit_seconds, 2),
                  "impressed_items": int(len(dm.sample.train_rows)), "dead_code_resets_per_level": resets,
                  "final_metrics": module.final_train_metrics(), "distributed": agreement.result}
-        health = _health(fingerprint, corpus_fp, corpus, cfg, train, {"kind": "rqvae"}, frozen, None,
+        kind: JsonObject = {"kind": cfg.quantizer}
+        if dm.pairs is not None:  # the behaviour-aware RQ-VAE: which days' pairs shaped it
+            kind.update(cooccur_pairs=len(dm.pairs), cooccur_days=list(dm.pairs.days), cooccur_weight=cfg.cooccur.weight)
+        health = _health(fingerprint, corpus_fp, corpus, cfg, train, kind, frozen, None,
                          dm.holdout_embedding)
         if not lead:
             return TrainResult(out, frozen, health, fit_seconds, start)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, TypedDict, TypeVar
 
-from semid.datamodules import Corpus, generate, load_synth_config, open_corpus
+from semid.datamodules import Corpus, generate, load_synth_config, open_corpus, resolve_days
 from semid.rankers import DEFAULT_RANKER, load_rank_config
 from semid.rankers import is_up_to_date, read_results
 from semid.embeddings import build_tokenizer
@@ -445,11 +445,29 @@ class Experiment:
         return {"representation": st.representation, "early_days": st.early_days, "late_days": st.late_days,
                 "results": {r["tag"]: r for r in results}, "agreement": agreement}
 
+    def with_training_days(self, q: QuantizerSpec, corpus: Path) -> QuantizerSpec:
+        """``q`` with, for a behaviour-aware quantizer (``rqvae_cooc``), its co-engaged pairs limited to the
+        rankers' training days (every day before the evaluation day): the evaluation day never shapes its SIDs."""
+        cfg = load_rqvae_config(q.rqvae or self.cfg.rqvae, list(self.cfg.rqvae_overrides) + list(q.overrides))
+        if cfg.quantizer != "rqvae_cooc":
+            return q
+        data = load_rank_config(DEFAULT_RANKER, list(self.cfg.ranker_overrides)).data
+        train_days, eval_day = resolve_days(Corpus(corpus), data)
+        # with rolling evaluation the rankers are also judged on the day after each of the last k training days
+        first_judged = min([d + 1 for d in train_days[-data.rolling_eval_days:]] + [eval_day])
+        days = [d for d in train_days if d < first_judged]
+        if not days:
+            raise SemidError(f"{corpus}: quantizers '{q.name}': a behaviour-aware quantizer needs a training day "
+                             "before the first evaluated day (lower data.rolling_eval_days)")
+        return QuantizerSpec(q.name, q.rqvae, [*q.overrides, f"cooccur.first_day={days[0]}",
+                                               f"cooccur.last_day={days[-1]}"], q.collision_suffix)
+
     def quantizer_study(self, corpus: Path, model: Path, sids: Path) -> QuantizerStudy:
         """Issue 18: each Stage-1 variant's SID table drives ``quantizer_representations`` in every setting and
         seed; the report pairs each run with the same representation on the main RQ-VAE's table."""
         variants = [_Variant(name="rqvae", model=model, sids=sids, collision_suffix=False)]
         for q in self.cfg.quantizers:
+            q = self.with_training_days(q, corpus)
             # the suffix is an assignment option: a variant that only adds it reuses the main model
             q_model = model if (q.rqvae in (None, self.cfg.rqvae) and not q.overrides) else \
                 self.rqvae(corpus, tag=q.name, quantizer=q)
@@ -470,7 +488,7 @@ class Experiment:
                         "collision_suffix": v["collision_suffix"], "levels": int(table.codes.shape[1]),
                         "health": {k: health.get(k) for k in ("all_items", "heldout")}})
         return {"representations": list(self.cfg.quantizer_representations), "variants": out,
-                "results": results}
+                "results": results, "baseline": self.cfg.reference}
 
 
 def _auc_text(slice_: SliceMetrics) -> str:

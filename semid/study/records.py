@@ -13,7 +13,7 @@ Example::
 """
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from semid.core.records import JsonObject
 from semid.rankers.records import FitResults
@@ -125,6 +125,7 @@ class QuantizerStudy(TypedDict):
     representations: list[str]
     variants: list[StudyVariant]
     results: list[FitResults]
+    baseline: NotRequired[str]  # the main table's reference (e.g. hash_8k): every arm is also paired with it
 
 
 class StabilityStudy(TypedDict):
