@@ -43,7 +43,7 @@ from semid.core.progress import bar
 from semid.core.records import JsonObject
 
 DAY = 86400
-SPILL_ROWS = 4_000_000  # rows buffered before a flush: ~200 MB of int64 columns
+SPILL_ROWS = 1_000_000  # rows buffered before a flush: ~50 MB of int64 columns (and a copy while flushing)
 _NEVER = np.iinfo(np.int64).max
 
 
