@@ -106,6 +106,7 @@ class SemanticIdCollection(nn.Module):
     """
 
     item_id: Tensor
+    row_lookup: Tensor
     offsets: Tensor
     values: Tensor
     tokenizer_state: Tensor
@@ -142,6 +143,7 @@ class SemanticIdCollection(nn.Module):
         self.register_buffer("offsets", torch.from_numpy(offsets).to(dev))
         self.register_buffer("values", torch.from_numpy(values).to(dev))
         self.register_buffer("tokenizer_state", torch.from_numpy(np.frombuffer(tokenizer.to_bytes(), np.uint8).copy()))
+        self.register_buffer("row_lookup", self._row_lookup(ids).to(dev), persistent=False)
         for name in ("n_ids", "n_unseen", "n_content", "n_fallback"):
             self.register_buffer(name, torch.zeros((), dtype=torch.int64, device=dev), persistent=False)
 
@@ -256,6 +258,19 @@ class SemanticIdCollection(nn.Module):
             self.table_rows = [r + (self.fallback_rows if i == 0 else 0) for i, r in enumerate(rows)]
             self._out = {f: [feature_key(self.prefix + f, t.name) for t in tables] for f in self.features}
         self._fallback_start = self.table_rows[0] - self.fallback_rows  # in group 0
+
+    def _row_lookup(self, ids: np.ndarray) -> Tensor:
+        """Row of each id in [min id, max id] (-1: none), when that span is at most 4N (or 64k) entries; else
+        empty and ids are found by binary search. A gather is ~4x faster than torch.searchsorted here (4,096
+        ids in 50k items), and with a history of 50 items a batch looks up ~100k ids."""
+        n = len(ids)
+        self._id_base = int(ids[0]) if n else 0
+        span = int(ids[-1]) - self._id_base + 1 if n else 0
+        if n == 0 or span > max(4 * n, 1 << 16):
+            return torch.zeros(0, dtype=torch.int64)
+        lut = np.full(span, -1, np.int64)
+        lut[ids - self._id_base] = np.arange(n)
+        return torch.from_numpy(lut)
 
     @property
     def groups(self) -> int:
@@ -384,11 +399,22 @@ class SemanticIdCollection(nn.Module):
         ids = ids.long()
         g, m = self.groups, ids.numel()
         n = self.item_id.numel()
+        # index_select, not t[idx]: on CPU advanced indexing of 100k int64 ids took ~30x longer (measured)
         if n:
-            pos = torch.searchsorted(self.item_id, ids).clamp_(max=n - 1)
-            found = self.item_id[pos] == ids
-            start = self.offsets[:, pos]  # [G, M]
-            length = torch.where(found, self.offsets[:, pos + 1] - start, 0)  # unknown and padding ids: empty so far
+            span = self.row_lookup.numel()
+            if span:
+                rel = ids - self._id_base
+                pos = self.row_lookup.index_select(0, rel.clamp(0, span - 1))
+                found = (pos >= 0) & (rel >= 0) & (rel < span)
+                pos = pos.clamp_(min=0)
+            else:
+                pos = torch.searchsorted(self.item_id, ids).clamp_(max=n - 1)
+                found = self.item_id.index_select(0, pos) == ids
+            at = pos if g == 1 else ((torch.arange(g, device=ids.device) * (n + 1)).unsqueeze(1) + pos).reshape(-1)
+            flat = self.offsets.reshape(-1)
+            start = flat.index_select(0, at).view(g, m)  # [G, M]
+            # unknown and padding ids: empty so far
+            length = (flat.index_select(0, at + 1).view(g, m) - start).masked_fill_(~found, 0)
         else:
             found = torch.zeros_like(ids, dtype=torch.bool)
             start = torch.zeros((g, m), dtype=torch.long, device=ids.device)
@@ -416,13 +442,13 @@ class SemanticIdCollection(nn.Module):
         out_start = cum - length
         gather = torch.repeat_interleave(start - out_start, length, output_size=total) + \
             torch.arange(total, device=ids.device)
-        out_values = source[gather]
+        out_values = source.index_select(0, gather)
         # bag b of group g sums entries [g*M + bag_start[b], g*M + bag_end[b])
         bag_end = torch.cumsum(lengths.long(), 0)
         bag_ends = torch.cat([torch.zeros(1, dtype=torch.long, device=ids.device), bag_end])
         cum0 = torch.cat([torch.zeros(1, dtype=cum.dtype, device=ids.device), cum])
         edges = (torch.arange(g, device=ids.device) * m).unsqueeze(1) + bag_ends.unsqueeze(0)  # [G, bags + 1]
-        at = cum0[edges]
+        at = cum0.index_select(0, edges.reshape(-1)).view(edges.shape)
         return out_values, (at[:, 1:] - at[:, :-1]).reshape(-1)
 
     def _unseen(self, ids: Tensor, where: Tensor, content: tuple[Tensor, Tensor] | None
@@ -545,6 +571,7 @@ class SemanticIdCollection(nn.Module):
                 setattr(self, name, torch.empty(incoming.shape, dtype=mine.dtype, device=mine.device))
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,  # type: ignore[arg-type]
                                       error_msgs)
+        self.row_lookup = self._row_lookup(self.item_id.cpu().numpy()).to(self.item_id.device)
         if prefix + "tokenizer_state" in state_dict:
             self._bind(SidTokenizer.from_bytes(self.tokenizer_state.cpu().numpy().tobytes(), "state_dict"))
             if self.offsets.shape[0] != self.groups:

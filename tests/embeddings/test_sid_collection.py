@@ -90,6 +90,23 @@ def test_table_pooling_bags_equal_token_cache_bags_bit_for_bit(name, data):
             len(items["candidate"]) + len(items["history"])
 
 
+def test_sparse_ids_are_found_by_binary_search_with_the_same_bags(data):
+    dense = SemanticIdCollection.from_sids(NgramConfig(n=2), data["ids"], data["codes"], K, features=["c"])
+    sparse_ids = data["ids"] * 10**12 + 3  # a span far above 4N: no lookup table, binary search
+    sparse = SemanticIdCollection.from_sids(NgramConfig(n=2), sparse_ids, data["codes"], K, features=["c"])
+    assert dense.row_lookup.numel() > 0 and sparse.row_lookup.numel() == 0
+    pick = np.random.default_rng(0).integers(0, N, 50)
+    a = dense(KeyedJaggedTensor.from_lengths_sync(["c"], torch.from_numpy(data["ids"][pick]), torch.ones(50, dtype=torch.int32)))
+    b = sparse(KeyedJaggedTensor.from_lengths_sync(["c"], torch.from_numpy(sparse_ids[pick]), torch.ones(50, dtype=torch.int32)))
+    assert torch.equal(a.values(), b.values()) and torch.equal(a.lengths(), b.lengths())
+    # ids beside the known ones (below, between, above) are unseen on both paths
+    for m, near in ((dense, [int(data["ids"].min()) - 1, 1001, int(data["ids"].max()) + 1]),
+                    (sparse, [int(sparse_ids.min()) - 1, int(sparse_ids.min()) + 1, int(sparse_ids.max()) + 1])):
+        m.reset_stats()
+        m(KeyedJaggedTensor.from_lengths_sync(["c"], torch.tensor(near), torch.ones(3, dtype=torch.int32)))
+        assert int(m.stats()["unseen"]) == 3 and int(m.stats()["fallback"]) == 3
+
+
 @pytest.mark.parametrize("name", ["unigram", "prefix", "spm", "hash"])
 def test_item_pooling_bag_is_every_table_offset_into_one(name, data):
     cache = _cache(name, data)
@@ -268,3 +285,19 @@ def _quantizer_with(k: int) -> tuple:
 
     cfg = replace(q.config, model=replace(q.config.model, codebook_size=k))
     return (q.model, cfg, q.fingerprint, q.corpus_fingerprint, [])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_bags_equal_cpu_bags(data):
+    module = SemanticIdCollection.from_sids(SpmConfig(vocab_size=48, num_threads=1), data["ids"][:-5],
+                                            data["codes"][:-5], K, data["impressions"][:-5],
+                                            features=["candidate", "watch", "history"], fallback_rows=4)
+    items, hist_len = _batch(data, seed=4)
+    items["history"][:3] = data["ids"][-3:]  # unseen: fallback rows
+    kjt = _kjt(items, hist_len)
+    ref = module(kjt)
+    gpu = module.to("cuda")
+    out = gpu(kjt.to(torch.device("cuda")))
+    assert out.values().is_cuda and torch.equal(out.values().cpu(), ref.values())
+    assert torch.equal(out.lengths().cpu(), ref.lengths())
+    assert int(gpu.stats()["fallback"]) == 2 * int((items["history"][:3] >= 0).sum())
