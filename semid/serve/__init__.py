@@ -21,7 +21,7 @@ _EXPORTS = {
     "Artifact": "semid.serve.artifact", "FeatureSchema": "semid.serve.artifact", "load_artifact": "semid.serve.artifact",
     "export_run": "semid.serve.export",
     "Requests": "semid.serve.requests", "requests_from_arrow": "semid.serve.requests",
-    "requests_from_json": "semid.serve.requests",
+    "requests_from_json": "semid.serve.json_requests",
     "Scorer": "semid.serve.scorer", "Scores": "semid.serve.scorer",
     "score_file": "semid.serve.score",
     "ModelServer": "semid.serve.server",
