@@ -138,10 +138,17 @@ def validation_message(e: ValidationError) -> str:
     if kind == "json_invalid":
         return f"invalid JSON: {err.get('ctx', {}).get('error', err['msg'])}"
     if kind in ("model_type", "model_attributes_type", "dict_type") and not loc:
-        return ("the body must be a JSON object with a 'requests' list, e.g. "
-                '{"requests": [{"item_id": 1, "watch_item_id": 2, "history_item_ids": [3]}]}')
+        return validation_message_for_body()
+    if kind == "missing" and loc == ("requests",):
+        return validation_message_for_body()
     if kind == "missing":
         return f"{at} is missing" + (" (every request names its candidate item)" if loc[-1] == "item_id" else "")
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{at} must be an object, not {json_type(given)}"
+    if len(loc) >= 4 and loc[2] == "embedding":  # an element of an embedding (loc ends in the union's member)
+        return f"requests[{loc[1]}].embedding[{loc[3]}] must be a number, not {json_type(given)}"
+    if kind == "list_type" and loc == ("requests",):
+        return f"'requests' must be a non-empty list of objects, not {json_type(given)}"
     if kind == "extra_forbidden":
         fields = ", ".join(COLUMNS) if len(loc) > 1 else "requests, allow_unknown"
         return f"{at}: unknown field {loc[-1]!r} (fields: {fields})"
@@ -159,9 +166,12 @@ def validation_message(e: ValidationError) -> str:
         what = "a list of numbers" if loc[-1] == "embedding" else "a list of item ids" if "history" in str(loc[-1]) \
             else "a list"
         return f"{at} must be {what}, not {json_type(given)}"
-    if len(loc) >= 3 and loc[2] == "embedding":
-        return f"requests[{loc[1]}].embedding must be a list of numbers, not {json_type(given)} at {at}"
     return f"{at}: {err['msg']}" if at else err["msg"]
+
+
+def validation_message_for_body() -> str:
+    return ("the body must be a JSON object with a 'requests' list, e.g. "
+            '{"requests": [{"item_id": 1, "watch_item_id": 2, "history_item_ids": [3]}]}')
 
 
 def json_type(x: object) -> str:

@@ -89,8 +89,11 @@ class BodyLimits:
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
         chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
-        if length is None and not chunked:
-            return await _answer(send, 411, "a Content-Length header is required")
+        if length is None and not chunked:  # no body
+            if scope["method"] == "POST":
+                return await _answer(send, 411, "a Content-Length header is required")
+            await self.app(scope, receive, send)
+            return
         if length is not None:
             # uvicorn's parser (llhttp) has already refused a Content-Length that is not a byte count
             n = int(length)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 import threading
 from pathlib import Path
@@ -129,7 +130,8 @@ def _listen(host: str, port: int, backlog: int) -> socket.socket:
         return socket.create_server((host, port), family=family, backlog=backlog)
     except OSError as e:
         hint = "choose another --port" if e.errno == errno.EADDRINUSE else "check --host and --port"
-        raise SemidError(f"cannot listen on {host}:{port} ({e.strerror}); {hint}") from None
+        reason = os.strerror(e.errno) if e.errno else str(e)  # create_server's strerror names the address again
+        raise SemidError(f"cannot listen on {host}:{port} ({reason}); {hint}") from None
 
 
 def _warm_up(scorer: Scorer) -> None:

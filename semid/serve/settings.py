@@ -61,7 +61,9 @@ class ServeSettings:
             flag = flags.get(f.name, "--" + f.name.replace("_", "-"))
             if f.name == "port" and not 0 <= v <= 65535:
                 raise SemidError(f"--port must be in 0..65535 (0 picks a free one), got {v}")
-            if f.name in ("backlog", "max_connections", "workers", "max_body_bytes", "new_item_cache") and v < 1:
+            if f.name == "max_body_bytes" and v < 1:
+                raise SemidError(f"{flag} must be positive, got {v / (1 << 20):g}")
+            if f.name in ("backlog", "max_connections", "workers", "new_item_cache") and v < 1:
                 raise SemidError(f"{flag} must be >= 1, got {v}")
             if f.name == "queue" and v < 0:
                 raise SemidError(f"{flag} must be >= 0, got {v}")

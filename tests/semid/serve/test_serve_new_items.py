@@ -146,3 +146,52 @@ def test_hashing_represents_any_new_id_without_an_embedding(study):  # noqa: ANN
         s = Scorer(art).score(_arrays(ids, np.full(4, watch), None, day))
         assert s.status.tolist() == [1] * 4 and s.sid is None
         assert np.abs(s.logits - _reference_logits(art, ref, ids, watch, [], day, [day] * 4)).max() <= 1e-5
+
+
+def _one(ids: np.ndarray, emb: np.ndarray | None, day: int, watch: int = -1) -> Requests:
+    return _arrays(ids, np.full(len(ids), watch), emb, day)
+
+
+def test_the_new_item_cache_is_an_lru_bounded_by_entries(study, new_items):  # noqa: ANN001
+    ids, emb, table, day = new_items
+    art = load_artifact(study.spm)
+    scorer = Scorer(art, new_item_capacity=2)
+    cand = art.items.item_id[:1]
+    for i in range(3):  # three new items, one batch each: the first is evicted
+        scorer.score(_one(ids[i:i + 1], emb[i:i + 1], day))
+    stats, size, cap = scorer.cache_stats()
+    assert (size, cap, stats.misses, stats.evictions) == (2, 2, 3, 1)
+    with pytest.raises(UnknownItemError, match=f"field 'watch_item_id'.* e.g. {ids[0]} "):
+        scorer.score(_one(cand, None, day, watch=int(ids[0])))
+    assert scorer.score(_one(cand, None, day, watch=int(ids[1]))).status.tolist() == [0]  # a use: now most recent
+    scorer.score(_one(ids[3:4], emb[3:4], day))  # evicts ids[2], the least recently used, not ids[1]
+    with pytest.raises(UnknownItemError, match=f"e.g. {ids[2]} "):
+        scorer.score(_one(cand, None, day, watch=int(ids[2])))
+    scorer.score(_one(cand, None, day, watch=int(ids[1])))
+    assert scorer.cache_stats()[0].hits == 2
+    # a batch naming more new items than the bound is scored whole, then trimmed
+    s = scorer.score(_one(ids[:5], emb[:5], day))
+    assert s.status.tolist() == [1] * 5 and np.array_equal(s.sid, table.lookup(ids[:5]))
+    assert scorer.learned_items == 2
+
+
+def test_a_new_embedding_for_a_cached_id_is_encoded_again(study, new_items):  # noqa: ANN001
+    ids, emb, table, day = new_items
+    art = load_artifact(study.spm)
+    scorer = Scorer(art)
+    x = ids[:1]
+    first = scorer.score(_one(x, emb[:1], day))
+    j = next(j for j in range(1, N_NEW) if not np.array_equal(table.lookup(ids[j:j + 1]), table.lookup(x)))
+    second = scorer.score(_one(x, emb[j:j + 1], day))  # the same id, another item's embedding
+    assert np.array_equal(first.sid, table.lookup(x)) and np.array_equal(second.sid, table.lookup(ids[j:j + 1]))
+    stats = scorer.cache_stats()[0]
+    assert (stats.misses, stats.replaced, scorer.learned_items) == (2, 1, 1)
+    # scored exactly as a scorer that only ever saw the new embedding scores it, as candidate and as watch item
+    fresh = Scorer(art)
+    assert np.array_equal(second.logits, fresh.score(_one(x, emb[j:j + 1], day)).logits)
+    assert not np.array_equal(first.logits, second.logits)
+    cand = art.items.item_id[:3]
+    assert np.array_equal(scorer.score(_one(cand, None, day, watch=int(x[0]))).logits,
+                          fresh.score(_one(cand, None, day, watch=int(x[0]))).logits)
+    scorer.score(_one(x, emb[j:j + 1], day))  # the same embedding again: a hit, nothing encoded
+    assert scorer.cache_stats()[0].misses == 2

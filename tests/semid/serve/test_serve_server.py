@@ -1,5 +1,5 @@
-"""The HTTP endpoint on 127.0.0.1 (a free port): a scored batch, health and readiness, and every error path as
-a 4xx with a one-line reason (never a 500 with a traceback)."""
+"""The HTTP endpoint on 127.0.0.1 (a free port): a scored batch, health and readiness, every error path as a 4xx
+with a one-line reason (never a 500 with a traceback), the OpenAPI schema, and the `semid serve` command."""
 from __future__ import annotations
 
 import http.client
@@ -15,19 +15,22 @@ import pyarrow as pa
 import pytest
 
 from semid.serve import ModelServer, Scorer, load_artifact, requests_from_arrow
+from semid.serve.settings import ServeSettings
+
+from .conftest import one_line_error
 
 
 @pytest.fixture(scope="module")
 def server(study):  # noqa: ANN001, ANN201
-    with ModelServer(study.spm, port=0) as s:
-        assert s.loaded.wait(120) and s.scorer is not None, s.load_error
+    with ModelServer(study.spm, ServeSettings(port=0)) as s:
+        assert s.state.loaded.wait(120) and s.scorer is not None, s.state.load_error
         yield s
 
 
 def _call(server: ModelServer, method: str, path: str, body: bytes | str | None = None,
           headers: dict[str, str] | None = None) -> tuple[int, dict]:
-    host, port = server.httpd.server_address[:2]
-    conn = http.client.HTTPConnection(str(host), int(port), timeout=60)
+    host, port = server.address
+    conn = http.client.HTTPConnection(host, port, timeout=60)
     try:
         data = body.encode() if isinstance(body, str) else body
         conn.request(method, path, data, headers or {})
@@ -68,7 +71,7 @@ def test_health_readiness_and_schema(server):  # noqa: ANN001
 
 
 @pytest.mark.parametrize("body, status, reason", [
-    ("{not json", 400, "invalid JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
+    ("{not json", 400, "invalid JSON: key must be a string at line 1 column 2"),
     ("[1, 2]", 400, "the body must be a JSON object with a 'requests' list"),
     ('{"requests": []}', 400, "'requests' must be a non-empty list"),
     ('{"requests": [{"watch_item_id": 3}]}', 400, "requests[0].item_id is missing"),
@@ -76,7 +79,13 @@ def test_health_readiness_and_schema(server):  # noqa: ANN001
     ('{"requests": [{"item_id": 1, "history_item_ids": 5}]}', 400, "requests[0].history_item_ids must be a list"),
     ('{"requests": [{"item_id": 1, "history_item_ids": [1, -2]}]}', 400, "requests[0].history_item_ids[1] must be a "
      "non-negative"),
-    ('{"requests": [{"item_id": 1, "itemid": 2}]}', 400, "requests[0]: unknown field(s) 'itemid'"),
+    ('{"requests": [{"item_id": 1, "itemid": 2}]}', 400, "requests[0].itemid: unknown field 'itemid'"),
+    ('{"requests": [{"item_id": 1}], "extra": 1}', 400, "extra: unknown field 'extra' (fields: requests, allow_unknown)"),
+    ('{"requests": [{"item_id": 1, "embedding": [0.1, "x"]}]}', 400, "requests[0].embedding[1] must be a number, not "
+     "a string"),
+    ('{"requests": [{"item_id": true}]}', 400, "requests[0].item_id must be a non-negative integer, not a boolean"),
+    ('{"requests": [{"item_id": 1.5}]}', 400, "requests[0].item_id must be a non-negative integer, not a float"),
+    ('{"requests": [{"item_id": 99999999999999999999}]}', 400, "must be a non-negative 64-bit integer"),
     ('{"requests": [{"item_id": 1, "embedding": [0.1, 0.2]}]}', 400, "row 0 has dimension 2"),
     ('{"requests": [{"item_id": 1}], "allow_unknown": "yes"}', 400, "allow_unknown must be true or false"),
     ('{"requests": [{"item_id": 999999999}]}', 422, "field 'item_id': 1 item id(s) the model does not know"),
@@ -99,13 +108,13 @@ def test_allow_unknown_scores_an_unknown_item(server, study):  # noqa: ANN001
 
 def test_protocol_errors(server):  # noqa: ANN001
     assert _call(server, "GET", "/nope")[0] == 404
-    assert _call(server, "GET", "/score")[0] == 405
-    assert _call(server, "POST", "/healthz", "{}")[0] == 405
+    assert _call(server, "GET", "/score") == (405, {"error": "/score takes POST with a JSON body"})
+    assert _call(server, "POST", "/healthz", "{}") == (405, {"error": "/healthz takes GET"})
     assert _call(server, "DELETE", "/score")[0] == 405
     code, answer = _call(server, "POST", "/score", b"\xff\xfe", {"Content-Length": "2"})
-    assert code == 400 and "not UTF-8" in answer["error"]
-    host, port = server.httpd.server_address[:2]
-    conn = http.client.HTTPConnection(str(host), int(port), timeout=60)  # a POST without Content-Length
+    assert code == 400 and answer["error"].startswith("invalid JSON: ")
+    host, port = server.address
+    conn = http.client.HTTPConnection(host, port, timeout=60)  # a POST without Content-Length
     conn.putrequest("POST", "/score")
     conn.endheaders()
     resp = conn.getresponse()
@@ -113,9 +122,25 @@ def test_protocol_errors(server):  # noqa: ANN001
     conn.close()
 
 
+def test_the_openapi_schema_describes_the_request_and_the_answer(server):  # noqa: ANN001
+    conn = http.client.HTTPConnection(*server.address, timeout=60)
+    conn.request("GET", "/openapi.json")
+    resp = conn.getresponse()
+    doc = json.loads(resp.read())
+    conn.close()
+    assert resp.status == 200
+    body = doc["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/ScoreBody"}
+    schemas = doc["components"]["schemas"]
+    assert set(schemas["ScoreRequest"]["properties"]) == {"item_id", "watch_item_id", "history_item_ids", "embedding",
+                                                          "day", "first_day"}
+    assert schemas["ScoreRequest"]["required"] == ["item_id"] and schemas["ScoreBody"]["additionalProperties"] is False
+    assert {"200", "400", "413", "422", "503"} <= set(doc["paths"]["/score"]["post"]["responses"])
+
+
 def test_a_body_over_the_limit_is_refused_and_a_bug_is_a_500_without_traceback(study):  # noqa: ANN001
-    with ModelServer(study.hash, port=0, max_body_bytes=100) as s:
-        assert s.loaded.wait(120)
+    with ModelServer(study.hash, ServeSettings(port=0, max_body_bytes=100)) as s:
+        assert s.state.loaded.wait(120)
         code, answer = _call(s, "POST", "/score", json.dumps({"requests": [{"item_id": 1}] * 20}))
         assert code == 413 and "at most 100" in answer["error"]
 
@@ -128,13 +153,35 @@ def test_a_body_over_the_limit_is_refused_and_a_bug_is_a_500_without_traceback(s
 
 
 def test_readiness_reports_a_model_that_failed_to_load(tmp_path):  # noqa: ANN001
-    with ModelServer(tmp_path / "missing", port=0) as s:
-        assert s.loaded.wait(60)
+    with ModelServer(tmp_path / "missing", ServeSettings(port=0)) as s:
+        assert s.state.loaded.wait(60)
         assert _call(s, "GET", "/healthz")[0] == 200
         code, ready = _call(s, "GET", "/readyz")
         assert code == 503 and ready["status"] == "failed" and "no such model directory" in ready["error"]
         code, answer = _call(s, "POST", "/score", '{"requests": [{"item_id": 1}]}')
         assert code == 503 and "no such model directory" in answer["error"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--workers", "0"], "--workers must be >= 1, got 0"),
+    (["--body-timeout", "0"], "--body-timeout must be a positive number of seconds, got 0.0"),
+    (["--port", "70000"], "--port must be in 0..65535"),
+    (["--max-body-mb", "-1"], "--max-body-mb must be positive, got -1"),
+])
+def test_semid_serve_refuses_bad_settings_in_one_line(study, capsys, argv, expected):  # noqa: ANN001
+    from semid.cli import main
+
+    one_line_error(capsys, main(["serve", str(study.hash), *argv]), expected)
+
+
+def test_semid_serve_refuses_a_missing_model_and_a_busy_port_in_one_line(study, tmp_path, capsys):  # noqa: ANN001
+    from semid.cli import main
+
+    one_line_error(capsys, main(["serve", str(tmp_path / "nope")]), "no such model directory")
+    assert not (tmp_path / "nope").exists()
+    with ModelServer(study.hash, ServeSettings(port=0)) as s:
+        one_line_error(capsys, main(["serve", str(study.hash), "--port", str(s.address[1])]),
+                       f"cannot listen on 127.0.0.1:{s.address[1]} (Address already in use); choose another --port")
 
 
 def test_semid_serve_command_serves_until_interrupted(study):  # noqa: ANN001
@@ -157,7 +204,10 @@ def test_semid_serve_command_serves_until_interrupted(study):  # noqa: ANN001
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0 and "stopped" in out and "Traceback" not in err, err
+        # as every semid command stopped by a signal: 130 after SIGINT (143 after SIGTERM: test_serve_load.py)
+        assert proc.returncode == 130, (proc.returncode, err)
+        assert err.strip().splitlines() == ["semid: serve stopped by SIGINT: new connections refused, requests in "
+                                            "progress answered"], err
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
