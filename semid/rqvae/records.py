@@ -48,7 +48,7 @@ class _OptionalCodes(TypedDict, total=False):
 
 
 class SidHealth(_OptionalCodes, total=False):
-    """Reconstruction and SID statistics on a set of items (``semid.rqvae.train.sid_health``; health.json's
+    """Reconstruction and SID statistics on a set of items (``semid.rqvae.runs.sid_health``; health.json's
     ``heldout`` and ``all_items``): ``CodesSummary``'s keys and the reconstruction errors; on no items only
     ``items`` (0)."""
 
@@ -65,7 +65,7 @@ class CodebookAgreementResult(TypedDict):
 
 
 class QuantizerHealth(TypedDict, total=False):
-    """A quantizer run's ``health.json`` (``semid.rqvae.train._health``); ``quantizer`` and ``train`` say what ran
+    """A quantizer run's ``health.json`` (``semid.rqvae.runs.health_record``); ``quantizer`` and ``train`` say what ran
     (their keys depend on the quantizer kind)."""
 
     fingerprint: str

@@ -98,6 +98,7 @@ def test_killed_training_resumes_to_the_same_model(tiny_corpus: Path, tmp_path: 
 def test_interrupted_training_of_another_config_is_refused(tiny_corpus: Path, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture) -> None:
+    import semid.rqvae.frozen as frozen
     import semid.rqvae.train as train
 
     out = tmp_path / "run"
@@ -108,7 +109,7 @@ def test_interrupted_training_of_another_config_is_refused(tiny_corpus: Path, tm
         raise RuntimeError("crashed while exporting")
 
     with monkeypatch.context() as m:  # a crash after training: checkpoints at steps 10 and 20 are left
-        m.setattr(train, "export_frozen", crash)
+        m.setattr(frozen, "export_frozen", crash)  # Quantizer.save writes through it
         with pytest.raises(RuntimeError, match="crashed"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             train.train_rqvae(tiny_corpus, cfg, out, quiet=True)
@@ -138,7 +139,7 @@ def test_interrupted_training_of_another_config_is_refused(tiny_corpus: Path, tm
 
     # --overwrite discards an interrupted run of another config and starts over
     with monkeypatch.context() as m:
-        m.setattr(train, "export_frozen", crash)
+        m.setattr(frozen, "export_frozen", crash)  # Quantizer.save writes through it
         with pytest.raises(RuntimeError, match="crashed"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             train.train_rqvae(tiny_corpus, cfg, tmp_path / "b", quiet=True)

@@ -87,16 +87,16 @@ def test_a_run_made_by_other_stage1_code_is_retrained(tiny_corpus, tmp_path, mon
     """health.json records the Stage-1 code; `sids train` of a run whose code changed trains again."""
     import json
 
-    import semid.rqvae.train as train
+    import semid.rqvae.runs as runs
 
     out = tmp_path / "rq"
     args = ["sids", "train", "--corpus", str(tiny_corpus), "--config", "tiny", "--out", str(out)]
     assert main(args) == 0
     health = json.loads((out / "health.json").read_text())
-    assert health["code_fingerprint"] == train.code_fingerprint(*train.STAGE1_ROOMS)
+    assert health["code_fingerprint"] == runs.code_fingerprint(*runs.STAGE1_ROOMS)
     assert main(args) == 0  # same code: up to date
-    monkeypatch.setattr(train, "code_fingerprint", lambda *rooms: "other-code")
-    assert train._finished_run(out, health["fingerprint"]) is None
+    monkeypatch.setattr(runs, "code_fingerprint", lambda *rooms: "other-code")
+    assert runs.finished_run(out, health["fingerprint"]) is None
 
 
 def test_default_presets_give_the_same_bits_twice_and_a_large_holdout_is_scaled(tiny_corpus, tmp_path,
