@@ -2,5 +2,5 @@
 
 Errors, config loading and merging, atomic artifact writes, fingerprints, sorted-id lookups, progress
 bars, library-chatter silencing, CSV-log continuation, the test kill hook and lazy package exports.
-Imports nothing of the project above it (checked by ``../shared/tools/check_layers.py``).
+Imports nothing of the project above it (checked by ``tests/semid/core/test_layers.py`` against ``semid.core.layers``).
 """
