@@ -21,7 +21,9 @@ from torchrec import EmbeddingBagConfig
 from semid.datamodules import CONTEXT_DIM, Corpus, RankingDataModule, corpus_impressions, open_corpus, resolve_days
 from semid.embeddings import CacheFeatures, MchConfig, RepresentationConfig, TokenCache, build_token_cache, \
     embedding_bag_configs
+from semid.rankers.checkpoints import LOOP_STATE, load_failed, read_checkpoint, resume_fix
 from semid.rankers.config import RankFitConfig, learned_part, rank_config_from_dict
+from semid.rankers.divergence import DivergenceGuard
 from semid.rankers.metrics import flat_scalars
 from semid.rankers.module import RankerModule
 from semid.rankers.strategy import TorchRecStrategy, managed_sharding_types
@@ -104,7 +106,10 @@ class _DayCheckpoint(L.Callback):
         self.path = path
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.path)
+        # a SIGTERM or Ctrl-C during the write stops the run right after it: the new checkpoint is whole and the
+        # stop is the usual one line, not torch's wrapped exception from inside the collective save
+        with interrupt.deferred():
+            trainer.save_checkpoint(self.path)
 
 
 class _Position(L.Callback):
@@ -165,6 +170,12 @@ def _fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | 
         os.environ["OMP_NUM_THREADS"] = str(cfg.trainer.threads)
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     corpus = open_corpus(corpus_path)  # the data gate: refused before anything is written
+    ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    # a damaged checkpoint is refused before anything in `out` changes (token cache, logs, the W&B run)
+    saved = _saved_state(last) if resume else None
+    done = out / "results.json"
+    prev = _finished(done) if resume else None
     out.mkdir(parents=True, exist_ok=True)
     train_days, _ = resolve_days(corpus, cfg.data)
     sids = _read_sids(sids_path)  # once, before training: its fingerprint goes into results.json
@@ -175,12 +186,15 @@ def _fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | 
     dm.setup()
     run_fp = fingerprint_of([learned_part(cfg), corpus.fingerprint, cache.fingerprint if cache is not None else None,
                              code_fingerprint(*FIT_ROOMS)])
-    done = out / "results.json"
-    if resume and done.exists():
-        prev = json.loads(done.read_text())
-        if prev.get("fingerprint") == run_fp and prev.get("metrics") is not None:
-            prev["skipped"] = True  # same inputs, finished: nothing to do
-            return prev
+    if prev is not None and prev.get("fingerprint") == run_fp and prev.get("metrics") is not None:
+        prev["skipped"] = True  # same inputs, finished: nothing to do
+        return prev
+    if saved is not None and saved.get("semid_run_fingerprint") != run_fp:
+        if not restart_if_changed:  # before the loggers: a refused resume leaves the W&B run where it was
+            raise SemidError(f"{last} belongs to another run (fingerprint {saved.get('semid_run_fingerprint')}, "
+                             f"this run {run_fp}); pass --no-resume to start over or choose another --out")
+        shutil.rmtree(ckpt_dir)  # another configuration's checkpoint: this run starts over
+        saved = None
 
     module, tables = _build_module(cfg, cache, dm)
     strategy: TorchRecStrategy | str = "auto"
@@ -189,8 +203,7 @@ def _fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | 
     elif cfg.trainer.devices * cfg.trainer.num_nodes > 1:
         strategy = "ddp"
 
-    ckpt_dir = out / "checkpoints"
-    ckpt = _DayCheckpoint(ckpt_dir / "last.ckpt")
+    ckpt = _DayCheckpoint(last)
     throughput = _Throughput()
     n_days = len(dm.train_days) if max_train_days is None else min(max_train_days, len(dm.train_days))
     trainer = L.Trainer(
@@ -198,27 +211,22 @@ def _fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | 
         strategy=strategy, max_epochs=n_days, reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
         logger=build_loggers(cfg.trainer.loggers, out, run_name=f"{rep.name}-{run_fp}",
                              project=cfg.trainer.wandb_project, group=cfg.trainer.wandb_group, config=asdict(cfg)),
-        callbacks=[ckpt, throughput, _Position(out), *kill_hooks()],
+        # the guard before the checkpoint: a diverged day is never saved
+        callbacks=[DivergenceGuard(out, cfg.optim, tables=not dense), ckpt, throughput, _Position(out),
+                   *kill_hooks()],
         deterministic=cfg.trainer.deterministic, log_every_n_steps=cfg.trainer.log_every_n_steps,
         enable_progress_bar=cfg.trainer.progress_bar if cfg.trainer.progress_bar is not None else progress_enabled(),
         enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(out))
-    last = ckpt_dir / "last.ckpt"
-    _recover_interrupted_save(last)
     module.run_fingerprint = run_fp
     module.predictions_dir = out / "predictions"
-    if resume and last.exists():
-        try:
-            state = _check_resumable(last, run_fp)
-            step = int(state.get("global_step", 0))
-            if trainer.is_global_zero:
-                print(f"resuming {last} (saved at the end of a day, step {step})", flush=True)
-                _continue_csv_logs(trainer, step)
-        except SemidError:
-            if not restart_if_changed:
-                raise
-            shutil.rmtree(ckpt_dir)  # another configuration's checkpoint: this run starts over
+    if saved is not None:
+        _recover_interrupted_save(last)
+        step = int(saved.get("global_step", 0))  # type: ignore[call-overload]
+        if trainer.is_global_zero:
+            print(f"resuming {last} (saved at the end of a day, step {step})", flush=True)
+            _continue_csv_logs(trainer, step)
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume and last.exists() else None)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if saved is not None else None)
     results = {
         "representation": rep.name,
         "representation_kind": rep.kind,
@@ -281,22 +289,53 @@ def _read_sids(sids_path: Path | None) -> SidTable | None:
 def is_up_to_date(out: Path, cfg: RankFitConfig, corpus_fingerprint: str, sids_fingerprint: str | None) -> bool:
     """A finished run in ``out`` made from exactly these inputs (checked without loading any model or
     table: the caller passes the fingerprints it already holds)."""
-    done = out / "results.json"
-    if not done.exists():
+    try:
+        prev = _finished(out / "results.json")
+    except SemidError:
+        return False  # unreadable: the fit that reruns it says so in one line
+    if prev is None:
         return False
-    prev = json.loads(done.read_text())
     return (prev.get("metrics") is not None and prev.get("corpus_fingerprint") == corpus_fingerprint
             and prev.get("code_fingerprint") == code_fingerprint(*FIT_ROOMS)
             and prev.get("learned_config") == json.loads(json.dumps(learned_part(cfg)))
             and prev.get("sids_fingerprint") == sids_fingerprint)
 
 
+def _parked(last: Path) -> Path:
+    """Where a save parks the previous checkpoint while it renames the new one in (TorchRecStrategy.save_checkpoint)."""
+    return last.with_name(f".{last.name}.old-dcp")
+
+
+def _saved_state(last: Path) -> dict[str, Any] | None:
+    """The loop state of the checkpoint a resume would start from (``last``, or the previous one that a kill between
+    a save's two renames left parked), checked whole; None when there is none. Changes nothing on disk."""
+    if last.exists():
+        return read_checkpoint(last)
+    if (_parked(last) / LOOP_STATE).exists():
+        return read_checkpoint(_parked(last), resume_fix(_parked(last)))
+    return None
+
+
 def _recover_interrupted_save(last: Path) -> None:
     """A kill between the two renames of a checkpoint save leaves only the previous checkpoint, parked
     as ``.last.ckpt.old-dcp`` (see TorchRecStrategy.save_checkpoint): put it back."""
-    old = last.with_name(f".{last.name}.old-dcp")
-    if not last.exists() and (old / "lightning_state.pt").exists():
+    old = _parked(last)
+    if not last.exists() and (old / LOOP_STATE).exists():
         os.replace(old, last)
+
+
+def _finished(done: Path) -> FitResults | None:
+    """A previous attempt's ``results.json`` (None when there is none); unreadable, it is one line naming it."""
+    if not done.exists():
+        return None
+    try:
+        prev = json.loads(done.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SemidError(f"{done}: not valid JSON ({e}); delete it, or rerun with --no-resume") from None
+    if not isinstance(prev, dict):
+        raise SemidError(f"{done}: holds a JSON {type(prev).__name__}, not a run's results; delete it, or rerun "
+                         "with --no-resume")
+    return prev  # type: ignore[return-value]
 
 
 def _continue_csv_logs(trainer: L.Trainer, step: int) -> None:
@@ -304,18 +343,6 @@ def _continue_csv_logs(trainer: L.Trainer, step: int) -> None:
     for lg in trainer.loggers:
         if isinstance(lg, CSVLogger):
             continue_csv_log(lg, rows_through_step(Path(lg.log_dir) / "metrics.csv", step))
-
-
-def _check_resumable(last: Path, run_fp: str) -> dict[str, Any]:
-    """The checkpoint's Lightning state, if it is this run's; else a one-line error."""
-    # sharded runs write a DCP directory with the loop state beside it; Dense Input one Lightning file
-    path = last / "lightning_state.pt" if last.is_dir() else last
-    state = torch.load(path, map_location="cpu", weights_only=False) if path.exists() else {}
-    found = state.get("semid_run_fingerprint")
-    if found != run_fp:
-        raise SemidError(f"{last} belongs to another run (fingerprint {found}, this run {run_fp}); pass "
-                         "--no-resume to start over or choose another --out")
-    return state
 
 
 def summary_line(results: FitResults | EvalResults) -> str:
@@ -335,7 +362,18 @@ def summary_line(results: FitResults | EvalResults) -> str:
 
 
 def read_results(path: Path) -> FitResults:
-    return json.loads((path / "results.json").read_text())
+    """A finished run's ``results.json`` (``path``: the run directory); missing or unreadable, one line naming it.
+
+    >>> read_results(Path("no/such/run"))
+    Traceback (most recent call last):
+    ...
+    semid.core.errors.SemidError: no/such/run/results.json does not exist (train the run first with `semid rank fit`)
+    """
+    done = Path(path) / "results.json"
+    prev = _finished(done)
+    if prev is None:
+        raise SemidError(f"{done} does not exist (train the run first with `semid rank fit`)")
+    return prev
 
 
 def evaluate(run_dir: Path, day: int | None = None, checkpoint: Path | None = None) -> EvalResults:
@@ -349,6 +387,8 @@ def evaluate(run_dir: Path, day: int | None = None, checkpoint: Path | None = No
     ckpt = checkpoint or run_dir / "checkpoints" / "last.ckpt"
     if not ckpt.exists():
         raise SemidError(f"{ckpt} does not exist (the run has no checkpoint to evaluate)")
+    retrain = f"retrain the run with `semid rank fit --no-resume --out {run_dir}`"
+    read_checkpoint(ckpt, retrain)  # a damaged checkpoint is one line before any work
     corpus = open_corpus(corpus_path)  # the data gate: refused before anything is written
     if corpus.fingerprint != prev["corpus_fingerprint"]:
         raise SemidError(f"{corpus_path} changed since the run was trained (fingerprint {corpus.fingerprint}, "
@@ -366,11 +406,16 @@ def evaluate(run_dir: Path, day: int | None = None, checkpoint: Path | None = No
         raise SemidError(f"--day {dm.forced_eval_day} is not a day of {corpus_path}")
     module, _ = _build_module(cfg, cache, dm)
     strategy: TorchRecStrategy | str = _torchrec_strategy(cfg) if cache is not None else "auto"
+    if isinstance(strategy, TorchRecStrategy):
+        strategy.damaged_fix = retrain
     trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, strategy=strategy, logger=False,
                         enable_progress_bar=False, enable_model_summary=False)
     if cache is None:
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        module.load_state_dict(state["state_dict"])
+        try:
+            module.load_state_dict(state["state_dict"])
+        except (KeyError, RuntimeError) as e:  # read_checkpoint saw a loop state; the weights may still not fit
+            raise load_failed(e, ckpt, retrain) from None
         trainer.validate(module, datamodule=dm)
     else:
         trainer.validate(module, datamodule=dm, ckpt_path=str(ckpt))

@@ -46,6 +46,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 from semid.core.errors import SemidError, out_of_room
+from semid.rankers.checkpoints import LOOP_STATE, load_failed, read_checkpoint
 from semid.rankers.records import TablePlan
 
 if TYPE_CHECKING:  # types only: torchrec is imported inside the functions using it (~0.5 s more at import time)
@@ -59,7 +60,7 @@ if TYPE_CHECKING:  # types only: torchrec is imported inside the functions using
 
     from semid.embeddings.torchrec_io import FusedParams
 
-_LOOP_STATE = "lightning_state.pt"
+_LOOP_STATE = LOOP_STATE
 _ROW_BLOCK = 4096
 
 
@@ -141,6 +142,9 @@ class TorchRecStrategy(DDPStrategy):
         self.fused_params = dict(fused_params or {})
         self.table_seed = table_seed
         self.plan: ShardingPlan | None = None
+        # the end of the one-line error for a damaged checkpoint (None: rerun with --no-resume or delete it);
+        # `rank eval` tells the user to retrain instead
+        self.damaged_fix: str | None = None
 
     # -- environment --------------------------------------------------------------------------------
     def setup_environment(self) -> None:
@@ -273,6 +277,9 @@ class TorchRecStrategy(DDPStrategy):
         if self.is_global_zero:
             old = final.with_name(f".{final.name}.old-dcp")
             if final.exists():
+                # a kill during an earlier save's last rmtree leaves part of an old one: os.replace cannot
+                # rename onto a non-empty directory
+                shutil.rmtree(old, ignore_errors=True)
                 os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
@@ -285,7 +292,7 @@ class TorchRecStrategy(DDPStrategy):
         if not (path / _LOOP_STATE).exists():
             raise SemidError(f"{path} is not a semid sharded checkpoint (no {_LOOP_STATE}); "
                              "pass a checkpoint directory written by `semid rank fit`")
-        loop = torch.load(path / _LOOP_STATE, map_location="cpu", weights_only=False)
+        loop = read_checkpoint(path, self.damaged_fix)
         saved_world = loop.get("semid_world_size", self.world_size)
         if saved_world != self.world_size and _managed_tables(self.model):
             # row-wise MCH state is per rank: each rank's sorted ids are those of its own block of the id space
@@ -294,7 +301,14 @@ class TorchRecStrategy(DDPStrategy):
                              f"(resume with trainer.devices={saved_world}, or pass --no-resume to start over)")
         fitting = self.lightning_module.trainer.state.fn == TrainerFn.FITTING
         state = self._dcp_state(with_optimizer=fitting, for_load=True)
-        dcp.load(state, checkpoint_id=str(path))
+        try:
+            dcp.load(state, checkpoint_id=str(path))
+        except BaseException as e:  # DCP's CheckpointException derives from BaseException
+            if _interrupted(e):
+                raise KeyboardInterrupt from None  # a signal during the load: the usual one line
+            # bytes garbled inside a shard of the right length: read_checkpoint cannot see them without reading
+            # every tensor twice
+            raise load_failed(e, path, self.damaged_fix) from None
         self.model.load_state_dict(state["model"])
         if "optim" in state:
             self.optimizers[0].load_state_dict(state["optim"])
@@ -338,6 +352,15 @@ class TorchRecStrategy(DDPStrategy):
         # initialises its own group instead of inheriting this run's
         if getattr(self, "_owns_process_group", False) and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _interrupted(e: BaseException) -> bool:
+    """Whether ``e`` is, or DCP wrapped, a KeyboardInterrupt (the CLI's SIGINT and SIGTERM)."""
+    if isinstance(e, KeyboardInterrupt):
+        return True
+    failures = getattr(e, "failures", None)
+    return isinstance(failures, dict) and any(isinstance(f, tuple) and isinstance(f[0], KeyboardInterrupt)
+                                              for f in failures.values())
 
 
 def sparse_lookup_paths(model: nn.Module) -> dict[str, str]:

@@ -4,11 +4,18 @@ Long stages say where they are (``at("rank fit: training day 3")``); the CLI tur
 KeyboardInterrupt as Ctrl-C, so Lightning's graceful shutdown runs, and reports the position. Lightning
 ends its own interrupt handling with ``exit(1)``; ``interrupted()`` tells the CLI that exit came from a
 signal.
+
+A signal that arrives while a checkpoint is being written is held until the write ends (``deferred()``): the
+checkpoint on disk is then the new one, whole, and the run stops with the same line. Raised inside the write,
+it surfaced as torch's CheckpointException (DCP wraps every rank's exception) and a long traceback.
 """
 from __future__ import annotations
 
+import contextlib
 import signal
+import threading
 from types import FrameType
+from typing import Iterator
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 _state: dict[str, object] = {"where": "", "signal": None}
@@ -43,3 +50,36 @@ def message() -> tuple[str, int]:
     where = f" during {_state['where']}" if _state["where"] else ""
     return (f"semid: stopped by {name}{where}; finished stages and checkpoints are kept, rerun the same command "
             "to resume", EXIT_CODES.get(sig, 130))
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the block runs, then act on the first one held as its handler would have
+    (``install()``'s or Python's Ctrl-C handler: ``KeyboardInterrupt``). For writes that must not stop halfway
+    (a checkpoint save: every rank finishes the collective write, then all stop). Signals left to their default
+    action (SIGTERM outside the CLI) still end the process at once: the writes are atomic renames anyway.
+
+    >>> with deferred():
+    ...     pass
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers can only be changed (and signals only arrive) in the main thread
+        return
+    held: list[int] = []
+    previous = {s: signal.getsignal(s) for s in EXIT_CODES}
+    ours = {s for s, h in previous.items() if h in (_raise, signal.default_int_handler)}
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        held.append(signum)
+
+    for s in ours:
+        signal.signal(s, hold)
+    try:
+        yield
+    finally:
+        for s in ours:
+            signal.signal(s, previous[s])
+    if held:
+        handler = previous[held[0]]
+        if callable(handler):
+            handler(held[0], None)
