@@ -146,11 +146,13 @@ def test_read_day_keeps_each_files_own_day_column_and_types(tmp_path):
     f = c / "impressions" / "day=0001" / "part-0000.parquet"
     t = pq.read_table(f)
     t = t.set_column(0, "day", pa.array(t["day"].to_numpy().astype(np.int64)))
-    t = t.select(["user_id", "item_id", "day", "click", "watch_item_id"]).replace_schema_metadata({"src": "import"})
+    # every file keeps `engaged` (a column is in all impression files or in none: issue 32)
+    t = t.select(["user_id", "item_id", "day", "click", "watch_item_id", "engaged"]).replace_schema_metadata(
+        {"src": "import"})
     pq.write_table(t, f)
     got = Corpus(c).read_day(1)
     assert got.schema.equals(_direct(c, 1).schema, check_metadata=True) and got.equals(_direct(c, 1))
-    assert got.column_names == ["user_id", "item_id", "day", "click", "watch_item_id"]
+    assert got.column_names == ["user_id", "item_id", "day", "click", "watch_item_id", "engaged"]
     assert got.schema.field("day").type == pa.int64() and got.schema.metadata == {b"src": b"import"}
     # a file whose rows claim another day is read as it is (the validator names it), not relabelled
     t2 = t.set_column(2, "day", pa.array([7] * t.num_rows, pa.int64()))
