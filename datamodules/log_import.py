@@ -20,7 +20,7 @@ Example::
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (d / "log.csv").write_text("user,item,time,rating\\n1,10,956620800,5\\n2,11,956707200,2\\n")
+    >>> _ = (d / "log.csv").write_text("user_id,item_id,time,rating\\n1,10,956620800,5\\n2,11,956707200,2\\n")
     >>> import numpy as np, pyarrow as pa, pyarrow.parquet as pq
     >>> from semid.datamodules.corpus import embedding_array
     >>> pq.write_table(pa.table({"item_id": [10, 11], "embedding": embedding_array(np.eye(2, 4))}),
