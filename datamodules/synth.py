@@ -22,6 +22,12 @@
   the daily share of new items (``new_item_share``) and a user-taste term that only the click history
   reveals (``history_weight``). Each defaults to today's behaviour: a preset without them gives the
   same bytes as before they existed.
+* **Co-engagement clusters** (issue 33, ``coengage_clusters``) — behaviour that content does not show: every
+  item falls in one of C hidden clusters drawn independently of its topic (so clusters cut across topics); a
+  user's taste for a cluster enters the click logit (``coengage_weight``) and a share of candidates
+  (``coengage_fraction``) comes from the watch item's cluster, so items of a cluster get clicked together.
+  ``coengage_content`` (0 by default) adds a faint cluster direction to the embeddings. The clusters are written
+  as ``items.gt_coengage_cluster`` and the knobs, with the realised co-click share, in the regime record.
 
 Generation is chunked (items and impressions) with per-chunk seeded streams; memory is bounded by
 per-item metadata (no embedding matrix is held for more than one chunk).
@@ -91,6 +97,11 @@ class SynthConfig:
     # weight of a user-taste term over level-1 topics: logit += history_weight * t(u, topic_1(i)); the user
     # is never a feature, so only the click history (not the one watch item) can reveal the taste
     history_weight: float = 0.0
+    # hidden co-engagement clusters (0: none, the corpus before the knob); see the module docstring
+    coengage_clusters: int = 0
+    coengage_weight: float = 1.0  # logit weight of the user's taste for the candidate's cluster (unit variance)
+    coengage_fraction: float = 0.2  # share of candidates drawn from the watch item's cluster (of the global draws)
+    coengage_content: float = 0.0  # norm of a cluster direction added to each embedding (before L2 norm)
 
     def __post_init__(self) -> None:
         if len(self.hierarchy) != len(self.level_scales):
@@ -121,6 +132,11 @@ class SynthConfig:
             require(self.content_weight ** 2 + self.memorization_weight ** 2 > 0, "memorization_share",
                     "needs content_weight or memorization_weight != 0 (it splits their total)")
         require_positive(self.history_weight, "history_weight", allow_zero=True)
+        require_int(self.coengage_clusters, "coengage_clusters", minimum=0)
+        require_positive(self.coengage_weight, "coengage_weight", allow_zero=True)
+        require_positive(self.coengage_fraction, "coengage_fraction", allow_zero=True,
+                         maximum=1.0 - self.related_fraction - self.interest_fraction)
+        require_positive(self.coengage_content, "coengage_content", allow_zero=True)
         require(self.initial_items >= 1, "new_item_share" if self.new_item_share is not None else "items_per_row",
                 f"leaves {self.initial_items} initial items ({self.catalogue_size} items, "
                 f"{self.new_items_per_day} a day for {self.n_days - 1} days): lower new_item_share or raise "
@@ -180,7 +196,7 @@ def _rng(seed: int, *stream: int) -> np.random.Generator:
 
 
 # streams of the seed sequence: one per concern, so changing one size leaves the others alone
-_TOPICS, _ITEMS, _USERS, _EMB, _DAY, _CLICK, _TASTE = range(7)
+_TOPICS, _ITEMS, _USERS, _EMB, _DAY, _CLICK, _TASTE, _COENGAGE = range(8)
 TASTE_RANK = 8  # t(u, n) = a_u . b_n / sqrt(r): a rank-8 taste has unit variance and is cheap for 1M users
 
 
@@ -206,6 +222,11 @@ class _World:
     user_interest: np.ndarray  # float32 [U, C0], rows sum to 1
     user_taste: np.ndarray  # float32 [U, r] a_u of the history term
     topic_taste: np.ndarray  # float32 [n_nodes_1, r] b_n of the history term
+    # co-engagement clusters (coengage_clusters > 0), else None
+    cluster: np.ndarray | None = None  # int32 [N] hidden cluster of each item
+    user_cluster_taste: np.ndarray | None = None  # float32 [U, r]
+    cluster_taste: np.ndarray | None = None  # float32 [C, r]
+    cluster_dirs: np.ndarray | None = None  # float32 [C, D] unit directions (coengage_content)
     interest_z_mean: float = 0.0
     interest_z_std: float = 1.0
     content_mean: float = 0.0
@@ -296,6 +317,14 @@ def _build_world(cfg: SynthConfig) -> _World:
                    user_id, activity / activity.sum(), interest, user_taste, topic_taste)
     z = np.log(interest + 1e-3)
     world.interest_z_mean, world.interest_z_std = float(z.mean()), float(z.std() + 1e-9)
+    if cfg.coengage_clusters:  # its own stream, drawn only with the knob on: every other draw is unchanged
+        crng = _rng(cfg.seed, _COENGAGE)
+        k = cfg.coengage_clusters
+        world.cluster = crng.integers(0, k, size=n).astype(np.int32)  # independent of the topic: cuts across it
+        world.user_cluster_taste = crng.normal(size=(u, TASTE_RANK)).astype(np.float32)
+        world.cluster_taste = (crng.normal(size=(k, TASTE_RANK)) / math.sqrt(TASTE_RANK)).astype(np.float32)
+        dirs = crng.normal(size=(k, d))
+        world.cluster_dirs = (dirs / np.linalg.norm(dirs, axis=1, keepdims=True)).astype(np.float32)
     return world
 
 
@@ -305,6 +334,8 @@ def _item_embeddings(world: _World, rows: np.ndarray, chunk: int) -> tuple[np.nd
     rng = _rng(cfg.seed, _EMB, chunk)
     noise = rng.normal(0.0, cfg.item_noise / math.sqrt(cfg.dim), size=(len(rows), cfg.dim)).astype(np.float32)
     emb = world.node_centres[-1][world.leaf[rows]] + noise
+    if cfg.coengage_content and world.cluster is not None and world.cluster_dirs is not None:
+        emb = emb + cfg.coengage_content * world.cluster_dirs[world.cluster[rows]]
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     # the style score reads the item-level variation only, standardised: content the tree does not hold
     style = (noise @ world.style) / (cfg.item_noise / math.sqrt(cfg.dim))
@@ -326,6 +357,23 @@ class _DaySampler:
             starts = np.searchsorted(nodes, np.arange(n_nodes), side="left")
             ends = np.searchsorted(nodes, np.arange(n_nodes), side="right")
             self.group_bounds.append((starts, ends))
+        if world.cluster is not None:  # co-engagement clusters: items sorted by cluster, for sample_cluster
+            self.cluster_order = np.argsort(world.cluster, kind="stable")
+            c = world.cluster[self.cluster_order]
+            k = cfg.coengage_clusters
+            self.cluster_bounds = (np.searchsorted(c, np.arange(k), side="left"),
+                                   np.searchsorted(c, np.arange(k), side="right"))
+
+    def sample_cluster(self, rng: np.random.Generator, cluster: np.ndarray) -> np.ndarray:
+        """Item rows drawn by popularity within each given co-engagement cluster."""
+        cum, (starts, ends) = self.cluster_cum, self.cluster_bounds
+        s, e = starts[cluster], ends[cluster]
+        lo = np.where(s > 0, cum[np.maximum(s - 1, 0)], 0.0)
+        hi = np.where(e > 0, cum[np.maximum(e - 1, 0)], 0.0)
+        empty = hi - lo <= 0
+        lo[empty], hi[empty] = 0.0, cum[-1]
+        pos = np.searchsorted(cum, lo + rng.random(len(cluster)) * (hi - lo), side="right")
+        return self.cluster_order[np.minimum(pos, len(cum) - 1)]
 
     def set_day(self, day: int) -> np.ndarray:
         w = self.world
@@ -335,6 +383,8 @@ class _DaySampler:
         decay = cfg.evergreen_floor + (1 - cfg.evergreen_floor) * np.exp2(-np.maximum(age, 0) / cfg.half_life_days)
         weight = np.where(alive, w.base_pop * decay, 0.0)
         self.cum = np.cumsum(weight[self.order])
+        if w.cluster is not None:
+            self.cluster_cum = np.cumsum(weight[self.cluster_order])
         return weight
 
     def sample(self, rng: np.random.Generator, level: int | None, group: np.ndarray | None, m: int) -> np.ndarray:
@@ -380,11 +430,17 @@ def _logits(world: _World, users: np.ndarray, watch: np.ndarray, cand: np.ndarra
     content_part = w_content * content
     item_part = w_item * world.quality[cand]
     full = world.bias + content_part + item_part
+    coengage_part = np.zeros_like(full)
+    if world.cluster is not None and world.user_cluster_taste is not None and world.cluster_taste is not None:
+        taste = np.einsum("ij,ij->i", world.user_cluster_taste[users], world.cluster_taste[world.cluster[cand]])
+        coengage_part = (cfg.coengage_weight * taste).astype(full.dtype)
+        full = full + coengage_part
     history_part = np.zeros_like(full)
     if cfg.history_weight:  # skipped at 0, so the default's logits are the same floats as before the knob
         history_part = (cfg.history_weight * _taste(world, users, cand)).astype(full.dtype)
         full = full + history_part
-    return {"content": content_part, "item": item_part, "history": history_part, "full": full}
+    return {"content": content_part, "item": item_part, "history": history_part, "coengage": coengage_part,
+            "full": full}
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -427,6 +483,10 @@ class _ImpressionSim:
         cand[idx] = s.sample(rng, rel_level, w.node_of(w.leaf[watch[idx]], rel_level), len(idx))
         idx = np.flatnonzero(by_interest)
         cand[idx] = s.sample(rng, 0, _categorical_rows(w.user_interest[users[idx]], rng), len(idx))
+        if w.cluster is not None:  # "also engaged with": the watch item's co-engagement cluster
+            idx = np.flatnonzero((r >= cfg.related_fraction + cfg.interest_fraction) &
+                                 (r < cfg.related_fraction + cfg.interest_fraction + cfg.coengage_fraction))
+            cand[idx] = s.sample_cluster(rng, w.cluster[watch[idx]])
         parts = _logits(w, users, watch, cand)
         click = rng.random(m) < _sigmoid(parts["full"])
         eng_logit = w.engaged_bias + 0.8 * w.quality_engaged[cand] + 0.5 * parts["content"]
@@ -527,6 +587,8 @@ class _GroundTruth:
             # realised on impressions: popular items weigh q_i by their impressions
             "memorization_share_measured": var["item"] / max(var["item"] + var["content"], 1e-30),
             "history_weight": cfg.history_weight,
+            "coengage_clusters": cfg.coengage_clusters, "coengage_weight": cfg.coengage_weight,
+            "coengage_fraction": cfg.coengage_fraction, "coengage_content": cfg.coengage_content,
             "history_variance_share_measured": var["history"] / max(sum(var.values()), 1e-30),
             "auc_oracle_history_only": _auc(r["history"], click) if len(click) else None,
             "auc_oracle_without_history_term": _auc(r["full"] - r["history"], click) if len(click) else None,
@@ -550,6 +612,8 @@ def generate(cfg: SynthConfig, out: str | Path, *, overwrite: bool = False, pres
     n = cfg.n_items
     extra = {"gt_topic_path": pa.list_(pa.int32(), len(cfg.hierarchy)), "gt_quality": pa.float32(),
              "title": pa.string()}
+    if world.cluster is not None:
+        extra["gt_coengage_cluster"] = pa.int32()
     with CorpusWriter(out, cfg.dim, overwrite=overwrite, item_extra=extra) as writer:
         with bar("synth items", total=n, unit="item") as pb:
             for chunk, start in enumerate(range(0, n, cfg.chunk_items)):
@@ -564,12 +628,14 @@ def generate(cfg: SynthConfig, out: str | Path, *, overwrite: bool = False, pres
                 writer.write_items(world.item_id[rows], emb, world.first_day[rows],
                                    gt_topic_path=pa.FixedSizeListArray.from_arrays(
                                        pa.array(path.reshape(-1).astype(np.int32)), len(cfg.hierarchy)),
-                                   gt_quality=world.quality[rows], title=titles)
+                                   gt_quality=world.quality[rows], title=titles,
+                                   **({"gt_coengage_cluster": world.cluster[rows]} if world.cluster is not None else {}))
                 pb.update(len(rows))
         sim = _ImpressionSim(world)
         _calibrate(world, sim.sampler)  # set_day below resets the sampler's only state
         truth = _GroundTruth()
         per_day = []
+        co_clicks = np.zeros(2, np.int64)  # clicks with a watch item in the candidate's cluster, all clicks
         with bar("synth impressions", total=cfg.n_days * cfg.impressions_per_day, unit="imp") as pb:
             for day in range(cfg.n_days):
                 weight = sim.sampler.set_day(day)
@@ -585,6 +651,10 @@ def generate(cfg: SynthConfig, out: str | Path, *, overwrite: bool = False, pres
                         "watch_item_id": world.item_id[o["watch"]], "item_id": world.item_id[o["cand"]],
                         "click": o["click"].astype(np.int8), "engaged": o["engaged"].astype(np.int8)})
                     clicks += int(o["click"].sum())
+                    if world.cluster is not None:
+                        c = o["click"]
+                        co_clicks += [int((world.cluster[o["watch"][c]] == world.cluster[o["cand"][c]]).sum()),
+                                      int(c.sum())]
                     new_imps += int(new.sum())
                     left -= m
                     chunk += 1
@@ -597,6 +667,9 @@ def generate(cfg: SynthConfig, out: str | Path, *, overwrite: bool = False, pres
         summary["content_std_raw"] = world.content_std
         summary["click_bias"] = world.bias
         summary["regime"] = truth.regime(world)
+        if world.cluster is not None:  # realised: how much more often than chance a click shares the watch's cluster
+            summary["regime"]["coengage_click_share_same_cluster"] = float(co_clicks[0] / max(co_clicks[1], 1))
+            summary["regime"]["coengage_chance_share"] = 1.0 / cfg.coengage_clusters
         path = writer.close({
             "source": "synthetic",
             "preset": preset,
