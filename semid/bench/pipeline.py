@@ -300,8 +300,7 @@ def run_pipeline_bench(cfg: PipelineBenchConfig, log: Callable[[str], None] = pr
         log(f"rqvae_encode: {r['encode_items_per_s']:,.0f} items/s, peak {r['peak_rss_mb']:,.0f} MB")
         if sids is None:
             sids = Path(r["sids"])
-    needs_sids = "tokens" in stages or ("rank_fit" in stages and any(not r.startswith("hash")
-                                                                     for r in cfg.representations))
+    needs_sids = "tokens" in stages or ("rank_fit" in stages and any(_reads_sids(r) for r in cfg.representations))
     if sids is None and needs_sids:
         raise SemidError("the tokens and SID-based rank_fit stages need SIDs: pass --sids (or --rqvae, or include "
                          "the rqvae_encode stage)")
@@ -368,3 +367,10 @@ def render_markdown(res: JsonObject) -> str:
 
 if __name__ == "__main__":
     _child_main(sys.argv[1], sys.argv[2])
+
+
+def _reads_sids(representation: str) -> bool:
+    """Whether a representation's tokenizer reads the SID table (asked of the tokenizer, not guessed from its name)."""
+    from semid.embeddings import build_tokenizer, load_representation_config  # the tokenizers load torch: only here
+
+    return build_tokenizer(load_representation_config(representation)).needs_sids
