@@ -448,7 +448,9 @@ class Experiment:
     def with_training_days(self, q: QuantizerSpec, corpus: Path) -> QuantizerSpec:
         """``q`` with, for a behaviour-aware quantizer (``rqvae_cooc``), its co-engaged pairs limited to the
         rankers' training days (every day before the evaluation day): the evaluation day never shapes its SIDs."""
-        cfg = load_rqvae_config(q.rqvae or self.cfg.rqvae, list(self.cfg.rqvae_overrides) + list(q.overrides))
+        # a probe for the kind: a behaviour-aware config is refused without its days, which are set below
+        cfg = load_rqvae_config(q.rqvae or self.cfg.rqvae, [*self.cfg.rqvae_overrides, *q.overrides,
+                                                             "cooccur.last_day=0"])
         if cfg.quantizer != "rqvae_cooc":
             return q
         data = load_rank_config(DEFAULT_RANKER, list(self.cfg.ranker_overrides)).data
