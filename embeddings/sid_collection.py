@@ -188,6 +188,10 @@ class SemanticIdCollection(nn.Module):
                 raise SemidError(f"representation '{tokenizer.name}' ({tokenizer.kind}) tokenises SIDs: pass "
                                  "sids=[N, L] for the items")
             if isinstance(sids, SidTable):
+                if (sids.levels, sids.codebook_size) != (tokenizer.levels, tokenizer.codebook_size):
+                    raise SidSpaceError(f"argument 'sids' is a SID table of L={sids.levels}, K={sids.codebook_size} "
+                                        f"but the tokenizer was fitted on L={tokenizer.levels}, "
+                                        f"K={tokenizer.codebook_size} (use SIDs from the same quantizer)")
                 codes = sids.lookup(ids[order])
             else:
                 arr = np.asarray(sids.detach().cpu().numpy() if hasattr(sids, "detach") else sids)  # type: ignore[attr-defined]

@@ -255,6 +255,9 @@ def test_bad_inputs_each_raise_one_clear_line(data):
         SemanticIdCollection.from_sids(HashConfig(), np.array([1.0, 2.0]), features=["c"])
     with pytest.raises(SidSpaceError, match="argument 'sids' has shape .*L=4 levels"):
         SemanticIdCollection.from_tokenizer(m.tokenizer, [1, 2], np.zeros((2, 5), np.int32), features=["c"])
+    with pytest.raises(SidSpaceError, match="SID table of L=4, K=16 but the tokenizer was fitted on L=4, K=8"):
+        SemanticIdCollection.from_tokenizer(m.tokenizer, [1, 2], sid_table([1, 2], np.zeros((2, L), np.int32), 16),
+                                            features=["c"])
     with pytest.raises(SidSpaceError, match=r"outside \[0, K=8\)"):
         SemanticIdCollection.from_tokenizer(m.tokenizer, [1, 2], np.full((2, L), K), features=["c"])
     with pytest.raises(SidSpaceError, match="argument 'quantizer' has codebook_size=16"):
