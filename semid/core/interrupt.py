@@ -54,10 +54,11 @@ def message() -> tuple[str, int]:
 
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM while the block runs, then act on the first one held as its handler would have
-    (``install()``'s or Python's Ctrl-C handler: ``KeyboardInterrupt``). For writes that must not stop halfway
-    (a checkpoint save: every rank finishes the collective write, then all stop). Signals left to their default
-    action (SIGTERM outside the CLI) still end the process at once: the writes are atomic renames anyway.
+    """Hold SIGINT and SIGTERM while the block runs, then call the handler of the first one held, as it would have
+    been called (``install()``'s, Python's Ctrl-C one, or Lightning's wrapper of them: ``KeyboardInterrupt``). For
+    writes that must not stop halfway (a checkpoint save: every rank finishes the collective write, then all stop).
+    Signals left to their default action (SIGTERM outside the CLI) still end the process at once: the writes are
+    atomic renames anyway.
 
     >>> with deferred():
     ...     pass
@@ -67,7 +68,8 @@ def deferred() -> Iterator[None]:
         return
     held: list[int] = []
     previous = {s: signal.getsignal(s) for s in EXIT_CODES}
-    ours = {s for s, h in previous.items() if h in (_raise, signal.default_int_handler)}
+    # any Python handler: Lightning's trainer wraps install()'s SIGTERM handler in its own (_HandlersCompose)
+    ours = {s for s, h in previous.items() if callable(h)}
 
     def hold(signum: int, frame: FrameType | None) -> None:
         held.append(signum)
