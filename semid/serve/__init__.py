@@ -6,9 +6,12 @@
   ``manifest.json`` (``artifact.py``).
 * ``semid score MODEL_DIR --requests R.parquet --out S.parquet`` (``score.py``): streaming batch scoring; an
   item the artifact never saw gets its SID from the frozen encoder and its tokens on the fly (``scorer.py``).
-* ``semid serve MODEL_DIR`` (``server.py``): the same scorer behind a small standard-library HTTP endpoint.
-* ``semid serve-bench`` (``bench.py``): p50/p99 latency and requests/s; ``parity.py`` checks an export
-  against the training run's own evaluation.
+* ``semid serve MODEL_DIR`` (``server.py``): the same scorer behind uvicorn + FastAPI (``app.py``: typed request
+  models in ``json_requests.py``, limits in ``limits.py`` and ``settings.py``, ``/metrics`` in ``metrics.py``,
+  the drain on SIGTERM in ``http_server.py``); new items in a bounded LRU (``new_items.py``).
+* ``semid serve-bench`` (``bench.py``): p50/p99 latency and requests/s; with ``--clients``, concurrent clients
+  against a ``semid serve`` process (``loadtest.py``); ``parity.py`` checks an export against the training run's
+  own evaluation.
 
 Loading an artifact needs semid's model, tokenizer and encoder code (``semid.rankers.model``, ``embeddings``,
 ``semid.rqvae``) but no corpus, no Lightning and no training code. Names load on first use (PEP 562).
@@ -24,7 +27,8 @@ _EXPORTS = {
     "requests_from_json": "semid.serve.json_requests",
     "Scorer": "semid.serve.scorer", "Scores": "semid.serve.scorer",
     "score_file": "semid.serve.score",
-    "ModelServer": "semid.serve.server",
+    "ModelServer": "semid.serve.server", "ServeSettings": "semid.serve.settings", "create_app": "semid.serve.app",
+    "NewItemCache": "semid.serve.new_items", "run_load": "semid.serve.loadtest",
     "check_parity": "semid.serve.parity", "day_requests": "semid.serve.parity",
 }
 __all__ = sorted(_EXPORTS)

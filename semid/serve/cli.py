@@ -173,7 +173,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    server = ModelServer(args.model, settings, log=log)
+    server = ModelServer(args.model, settings, log=log, stop_on_load_error=True)
     print(f"serving {args.model} on {server.url} ({'; '.join(['POST /score', 'GET /healthz, /readyz, /schema, /metrics'])});"
           " Ctrl-C or SIGTERM drains and stops", flush=True)
     try:
@@ -181,6 +181,8 @@ def _serve(args: argparse.Namespace) -> int:
             stopped_by = server.serve_forever()
     finally:
         server.close()
+    if server.state.load_error is not None:
+        raise SemidError(server.state.load_error)
     if stopped_by is None:
         return 0
     name = signal.Signals(stopped_by).name

@@ -46,12 +46,13 @@ from semid.serve.settings import ServeSettings
 
 class ModelServer:
     """An HTTP server for one artifact. ``start()`` serves from a background thread (tests, benchmarks);
-    ``serve_forever()`` from the calling one (``semid serve``: it returns the signal that stopped it)."""
+    ``serve_forever()`` from the calling one (``semid serve``: it returns the signal that stopped it). With
+    ``stop_on_load_error`` a model that fails to load stops the server; otherwise ``/readyz`` reports why."""
 
     def __init__(self, model: str | Path | Artifact, settings: ServeSettings = ServeSettings(), *,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, stop_on_load_error: bool = False) -> None:
         settings.check()
-        self.model, self.settings = model, settings
+        self.model, self.settings, self.stop_on_load_error = model, settings, stop_on_load_error
         self.state = ServeState(settings, log)
         self.app = create_app(self.state)
         self.sock = _listen(settings.host, settings.port, settings.backlog)
@@ -88,6 +89,8 @@ class ModelServer:
             s.scorer = scorer
         except SemidError as e:
             s.load_error = " ".join(str(e).split())
+            if self.stop_on_load_error:  # `semid serve`: a model that cannot load is one line and exit 2
+                self.server.should_exit = True
         finally:
             s.loaded.set()
 

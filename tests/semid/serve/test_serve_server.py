@@ -224,3 +224,17 @@ def test_serve_bench_measures_every_model_batch_size_and_path(study, tmp_path): 
                      for p in ("in-process", "http")}
     assert all(r["calls"] >= 4 and 0 < r["p50_ms"] <= r["p99_ms"] and r["requests_per_s"] > 0 for r in rows)
     assert "| spm_64 | int8 | 8 | http |" in (tmp_path / "serve.md").read_text()
+
+
+def test_semid_serve_stops_in_one_line_when_the_model_cannot_load(study, tmp_path, capsys):  # noqa: ANN001
+    import shutil
+
+    from semid.cli import main
+
+    broken = tmp_path / "broken"
+    shutil.copytree(study.hash, broken)
+    ranker = broken / "ranker.pt"
+    ranker.write_bytes(ranker.read_bytes()[:100])  # truncated
+    before = sorted(p.name for p in broken.iterdir())
+    one_line_error(capsys, main(["serve", str(broken), "--port", "0"]), f"{ranker}: ")
+    assert sorted(p.name for p in broken.iterdir()) == before
