@@ -23,7 +23,7 @@ import html
 from pathlib import PurePath
 
 CLI_DIR = "reference/cli"
-USAGE_WIDTH = 100  # a fixed width: the usage must not depend on the terminal that generated the page
+USAGE_WIDTH = 78  # a fixed width: the usage must not depend on the terminal, and fits the page's column
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argparse.ArgumentParser]]:
@@ -45,11 +45,15 @@ def _text(s: str | None) -> str:
 
 
 def _code(s: str) -> str:
-    return "`" + s.replace("|", "\\|") + "`"
+    # a `|` inside a code span still splits a Markdown table cell, and an escaped one shows its backslash:
+    # alternatives become separate code spans
+    return " \\| ".join(f"`{part}`" for part in s.split("|"))
 
 
 def _default(action: argparse.Action) -> str:
     d = action.default
+    if action.required:
+        return "required"
     if d is None or d is argparse.SUPPRESS or isinstance(action, (argparse._StoreTrueAction,
                                                                   argparse._StoreFalseAction)):
         return ""

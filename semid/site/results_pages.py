@@ -206,6 +206,13 @@ def study_page(report: JsonObject, title: str, source: str, slug: str = "small-s
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _markdown_list(line: str) -> str:
+    """regimes.md nests its lists by 2 spaces (GitHub's Markdown); Python-Markdown, which mkdocs uses, needs 4."""
+    body = line.lstrip(" ")
+    depth = (len(line) - len(body)) // 2
+    return " " * (4 * depth) + body if body.startswith("- ") else line
+
+
 def _knobs(cell: JsonObject) -> str:
     return ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in (cell.get("knobs") or {}).items())
 
@@ -226,7 +233,7 @@ def regimes_page(report: JsonObject, title: str, source: str, slug: str = "regim
     if "regime_map.png" in figures:
         lines += [f"![regime map]({slug}/regime_map.png)", ""]
     if report.get("paragraph"):
-        lines += ["## Which corpus property flips which finding", "", *report["paragraph"], ""]
+        lines += ["## Which corpus property flips which finding", "", *map(_markdown_list, report["paragraph"]), ""]
     lines += ["## Regime table", "",
               "**R** reproduces, **C** contradicted, **I** inconclusive; the estimate (Δ% vs the claim's reference; "
               "lookups for (f), cosine for (g)) with its 95% interval.", "",
