@@ -179,7 +179,7 @@ def test_cli_quantizer_flag(tiny_corpus: Path, tmp_path: Path, capsys: pytest.Ca
     assert _run("sids", "train", "--corpus", tiny_corpus, "--config", "tiny", "--quantizer", "kmeans",
                 "--out", tmp_path / "x") == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "quantizer must be one of rqvae, rqkmeans, got 'kmeans'" in err
+    assert len(err.splitlines()) == 1 and "quantizer must be one of rqvae, rqkmeans, rqvae_cooc, got 'kmeans'" in err
     assert _run("sids", "train", "--corpus", tiny_corpus, "--config", "tiny_rqkmeans", "--out", tmp_path / "x",
                 "--set", "rqkmeans.backend=gpu") == 2
     err = capsys.readouterr().err.strip()
