@@ -226,6 +226,9 @@ def import_log(interactions: Path, items: Path | None, out: Path, *, user: str =
                log: Callable[[str], None] | None = None) -> Path:
     """Import ``interactions`` (and the items table ``items``) as a corpus at ``out``; see the module docstring."""
     say = log or (lambda _: None)
+    interactions, out = Path(interactions), Path(out)
+    items = Path(items) if items is not None else None
+    embeddings = Path(embeddings) if embeddings is not None else None
     # every flag is checked before any file is read
     period_days = parse_period(period)
     texts = [c.strip() for c in text.split(",")] if isinstance(text, str) else list(text or [])
