@@ -86,6 +86,10 @@ class DivergenceGuard(L.Callback):
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if not stop:
             return
+        if trainer.global_rank != 0:
+            # every rank reached the same verdict (all-reduced above): rank 0 says it in one line for the run,
+            # the others leave with the same exit status and nothing more (the CLI prints each SemidError)
+            raise SystemExit(SemidError.exit_code)
         day = getattr(batch, "day", None)
         day_text = f"day {day}" if day is not None and not (isinstance(day, float) and math.isnan(day)) else \
             f"training day index {trainer.current_epoch}"

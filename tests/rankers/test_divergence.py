@@ -77,3 +77,19 @@ def test_first_nonfinite_names_the_parameter() -> None:
     with torch.no_grad():
         m[1].weight[0, 1] = math.inf
     assert first_nonfinite(m) == "1.weight"
+
+
+def test_two_processes_stop_together_with_one_line(signal_corpus, tmp_path) -> None:
+    # every rank must stop at the same step (a rank that stopped alone would leave the other waiting in a collective)
+    # and the run says it once, from rank 0
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "semid.cli", *_args(signal_corpus, out, "hash_8k", "trainer.devices=2",
+                                                     "sharding.sharding_types=[table_wise]", "optim.dense_lr=1.0e+30")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("semid:")]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-3000:]
+    assert "training diverged on day 0" in lines[0] and "Traceback" not in done.stderr
+    assert not out.exists()
