@@ -25,9 +25,11 @@ import http.client
 import itertools
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -59,17 +61,27 @@ class ServerProcess:
         try:
             line = self.proc.stdout.readline()  # type: ignore[union-attr]
             if " on http://127.0.0.1:" not in line:
-                raise SemidError(f"`semid serve {model}` did not start ({line.strip() or 'no output'}; run it alone "
-                                 "to see why)")
+                self.proc.wait(30)
+                raise SemidError(f"`semid serve {model}` did not start ({self._last_words(log) or 'no output'})")
             self.port = int(line.split(" on http://127.0.0.1:")[1].split(" ")[0])
             deadline = time.monotonic() + ready_timeout
             while (status := self._ready()) != 200:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
+                if self.proc.poll() is not None:
+                    raise SemidError(f"`semid serve {model}` stopped ({self._last_words(log) or 'no output'})")
+                if time.monotonic() > deadline:
                     raise SemidError(f"`semid serve {model}` was not ready within {ready_timeout:g} s (status {status})")
                 time.sleep(0.1)
         except BaseException:
             self.kill()
             raise
+
+    def _last_words(self, log: Path | None) -> str:
+        """The server's last stderr line (its one-line error), if it was logged."""
+        if log is None or not log.exists():
+            return ""
+        self._log.flush()  # type: ignore[union-attr]
+        lines = log.read_text().strip().splitlines()
+        return lines[-1].removeprefix("semid: error: ") if lines else ""
 
     def _ready(self) -> int:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
@@ -228,16 +240,19 @@ def run_load(model_dir: str | Path, clients: list[int], batch_sizes: list[int], 
     bodies = {b: [json_body(synthetic_requests(artifact, b, seed=seed * 1000 + b * 10 + i)) for i in range(N_BODIES)]
               for b in batch_sizes}
     extra = ["--threads", str(threads)] if threads else []
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-    server = ServerProcess(model_dir, extra, log=out / "server.log" if out is not None else None)
     levels: list[LoadLevel] = []
-    try:
-        for b in batch_sizes:
-            for c in clients:
-                levels.append(run_level(server.port, bodies[b], b, c, seconds, max_requests))
-    finally:
-        server.stop()
+    with tempfile.TemporaryDirectory() as tmp:  # the server's stderr; kept in ``out`` only after a whole run
+        log = Path(tmp) / "server.log"
+        server = ServerProcess(model_dir, extra, log=log)
+        try:
+            for b in batch_sizes:
+                for c in clients:
+                    levels.append(run_level(server.port, bodies[b], b, c, seconds, max_requests))
+        finally:
+            server.stop()
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, out / "server.log")
     single = [lv["items_per_s"] for lv in levels if lv["clients"] == 1]
     most = max(clients)
     at_most = max(lv["items_per_s"] for lv in levels if lv["clients"] == most)
