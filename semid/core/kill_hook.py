@@ -13,6 +13,8 @@ from typing import Any
 
 import lightning as L
 
+from semid.core.errors import SemidError
+
 ENV = "SEMID_TEST_KILL_AT_STEP"
 SIGNAL_ENV = "SEMID_TEST_KILL_SIGNAL"
 
@@ -28,6 +30,16 @@ class KillAtStep(L.Callback):
 
 
 def kill_hooks() -> list[L.Callback]:
+    """The hook that ``SEMID_TEST_KILL_AT_STEP`` asks for, or none; a malformed value is one line naming it.
+
+    >>> kill_hooks() if ENV not in os.environ else []
+    []
+    """
     step = os.environ.get(ENV)
-    signum = signal.Signals[f"SIG{os.environ.get(SIGNAL_ENV, 'KILL')}"]
-    return [KillAtStep(int(step), signum)] if step else []
+    if not step:
+        return []
+    name = os.environ.get(SIGNAL_ENV, "KILL")
+    if not step.isdigit() or name not in ("KILL", "TERM", "INT"):
+        raise SemidError(f"{ENV}={step} {SIGNAL_ENV}={name}: expected a step number and one of KILL, TERM, INT "
+                         f"(unset {ENV} outside tests)")
+    return [KillAtStep(int(step), signal.Signals[f"SIG{name}"])]

@@ -35,6 +35,8 @@ def exclusive(directory: Path, what: str) -> Iterator[None]:
     import fcntl
 
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise SemidError(f"{directory}: is a file, not a directory (choose another --out)")
     directory.mkdir(parents=True, exist_ok=True)
     fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:

@@ -120,3 +120,17 @@ def test_a_truncated_dense_input_checkpoint_is_one_line(signal_corpus, tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith(f"semid: error: {ckpt}: the checkpoint is damaged ("), err
     assert _tree(out) == before
+
+
+def test_rank_eval_of_a_damaged_checkpoint_is_one_line(signal_corpus, tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    fit(load_rank_config(representation="hash_8k", overrides=FAST), signal_corpus, out)
+    ckpt = out / "checkpoints" / "last.ckpt"
+    _truncate(ckpt / ".metadata")
+    before = _tree(out)
+    capsys.readouterr()
+    assert main(["rank", "eval", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"semid: error: {ckpt / '.metadata'}: the checkpoint is damaged"), err
+    assert err[0].endswith(f"retrain the run with `semid rank fit --no-resume --out {out}`")
+    assert _tree(out) == before
