@@ -28,6 +28,7 @@ Example::
 """
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -184,8 +185,6 @@ def _score(state: ServeState, scorer: Scorer, raw: bytes) -> tuple[int, bytes, i
 
 
 def _line(e: BaseException | str) -> bytes:
-    import json
-
     return (json.dumps({"error": " ".join(str(e).split())}) + "\n").encode()
 
 

@@ -174,8 +174,8 @@ def _serve(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     server = ModelServer(args.model, settings, log=log, stop_on_load_error=True)
-    print(f"serving {args.model} on {server.url} ({'; '.join(['POST /score', 'GET /healthz, /readyz, /schema, /metrics'])});"
-          " Ctrl-C or SIGTERM drains and stops", flush=True)
+    print(f"serving {args.model} on {server.url} (POST /score; GET /healthz, /readyz, /schema, /metrics); Ctrl-C or "
+          "SIGTERM drains and stops", flush=True)
     try:
         with quiet_libraries():
             stopped_by = server.serve_forever()
