@@ -224,7 +224,16 @@ def import_log(interactions: Path, items: Path | None, out: Path, *, user: str =
                encoding: str = "utf-8", fmt: str | None = None, items_format: str | None = None,
                drop_missing: bool = False, overwrite: bool = False, cache_dir: Path | None = None,
                log: Callable[[str], None] | None = None) -> Path:
-    """Import ``interactions`` (and the items table ``items``) as a corpus at ``out``; see the module docstring."""
+    """Import ``interactions`` (and the items table ``items``) as a corpus at ``out``; see the module docstring.
+
+    >>> import tempfile, pathlib, numpy as np, pyarrow as pa, pyarrow.parquet as pq
+    >>> from semid.datamodules.corpus import embedding_array
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "log.csv").write_text("user_id,item_id,day,click\\n1,10,0,1\\n2,11,0,0\\n1,11,1,1\\n")
+    >>> pq.write_table(pa.table({"item_id": [10, 11], "embedding": embedding_array(np.eye(2, 4))}), d / "e.parquet")
+    >>> import_log(d / "log.csv", None, d / "corpus", day="day", label="click", embeddings=d / "e.parquet").name
+    'corpus'
+"""
     say = log or (lambda _: None)
     interactions, out = Path(interactions), Path(out)
     items = Path(items) if items is not None else None

@@ -90,7 +90,17 @@ def import_mind(folders: list[Path] | Path, out: Path, *, text_model: str = "min
                 since: str | None = None, until: str | None = None, encoding: str = "utf-8",
                 overwrite: bool = False, cache_dir: Path | None = None,
                 log: Callable[[str], None] | None = None) -> Path:
-    """Import MIND folders (each with behaviors.tsv and news.tsv) as a corpus at ``out``; see the module docstring."""
+    """Import MIND folders (each with behaviors.tsv and news.tsv) as a corpus at ``out``; see the module docstring.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "news.tsv").write_text("".join(f"N{i}\\tsports\\tgolf\\tTitle {i}\\tAbstract {i}\\t\\t[]\\t[]\\n"
+    ...                                         for i in range(4)))
+    >>> _ = (d / "behaviors.tsv").write_text("1\\tU1\\t11/11/2019 9:05:58 AM\\tN0\\tN1-1 N2-0\\n"
+    ...                                      "2\\tU2\\t11/12/2019 3:15:00 PM\\tN1\\tN3-0 N2-1\\n")
+    >>> import_mind(d, d / "corpus").name
+    'corpus'
+"""
     from semid.datamodules.text_embeddings import embed_texts, resolve_text_model
 
     say = log or (lambda _: None)

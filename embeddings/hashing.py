@@ -11,6 +11,13 @@ from semid.embeddings.tokenizer import Jagged, TableSpec, Tokenizer, require
 
 @dataclass
 class HashConfig:
+    """Random hashing of item ids into ``rows`` rows: the paper's baseline (8K rows is its reference).
+
+    >>> from semid.embeddings import HashConfig
+    >>> HashConfig(rows=4096).rows
+    4096
+    """
+
     kind: str = "hash"
     name: str = "hash"  # table name
     rows: int = 8192  # S: the table size (the paper's reference baseline is 8K rows)

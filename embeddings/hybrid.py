@@ -15,6 +15,14 @@ from semid.rqvae import SidTable
 
 @dataclass
 class HybridConfig:
+    """Several representations side by side, each with its own tables (e.g. SPM pieces plus a hashed id).
+
+    >>> from semid.embeddings import HashConfig, HybridConfig, SpmConfig
+    >>> [p.name for p in HybridConfig(parts=[SpmConfig(name="spm", vocab_size=512),
+    ...                                      HashConfig(name="id", rows=1024)]).parts]
+    ['spm', 'id']
+    """
+
     kind: str = "hybrid"
     name: str = "hybrid"
     parts: list[Any] = field(default_factory=list)  # representation configs (each with a distinct name)

@@ -98,6 +98,14 @@ class _SidTokenizer(Tokenizer):
 
 @dataclass
 class NgramConfig:
+    """N-gram SIDs: an item's L codes in non-overlapping groups of ``n`` (n=1 unigram-SID: L tables of K rows;
+    n=2 bigram-SID: L/2 tables of K^2 rows), an item's embedding the sum of its groups' rows.
+
+    >>> from semid.embeddings import NgramConfig
+    >>> NgramConfig(n=2).n
+    2
+    """
+
     kind: str = "ngram"
     name: str = "ngram"  # table name (per_group: name_0, name_1, ...)
     n: int = 1  # group size: 1 = unigram-SID, 2 = bigram-SID
@@ -132,6 +140,14 @@ class NgramTokenizer(_SidTokenizer):
 
 @dataclass
 class PrefixNgramConfig:
+    """Prefix-n-gram SIDs: one piece per SID prefix (lengths ``min_length``..``max_length``), each prefix length
+    with a table of at most ``rows_per_level`` rows (longer prefixes are hashed into it).
+
+    >>> from semid.embeddings import PrefixNgramConfig
+    >>> PrefixNgramConfig(rows_per_level=1 << 16).rows_per_level
+    65536
+    """
+
     kind: str = "prefix_ngram"
     name: str = "prefix"  # table name (per_group: name_1 .. name_L, by prefix length)
     rows_per_level: int | None = 1 << 20  # budget per prefix length; longer prefixes are hashed into it

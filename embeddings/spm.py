@@ -98,6 +98,14 @@ def sid_strings(codes: np.ndarray, codebook_size: int) -> np.ndarray:
 
 @dataclass
 class SpmConfig:
+    """SPM-SID: SentencePiece (BPE) learned on impression-weighted SIDs; one table of ``vocab_size`` rows whose
+    rows are variable-length pieces (frequent code runs merge, rare ones fall back to single codes).
+
+    >>> from semid.embeddings import SpmConfig
+    >>> SpmConfig(vocab_size=1024).vocab_size
+    1024
+    """
+
     kind: str = "spm"
     name: str = "spm"  # table name
     vocab_size: int = 8192  # table rows (an upper bound: a small corpus may support fewer pieces)

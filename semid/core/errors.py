@@ -11,13 +11,27 @@ _NO_ROOM_TEXT = ("No space left on device", "File too large", "file write failed
 
 
 class SemidError(Exception):
-    """Something the user can fix. The message says what is wrong and how to fix it."""
+    """Something the user can fix. The message says what is wrong and how to fix it; the CLI prints it as one
+    line and exits 2.
+
+    >>> import semid
+    >>> try:
+    ...     semid.SemanticIdCollection.from_sids(semid.HashConfig(rows=8), [1, 2], features=[])
+    ... except semid.SemidError as e:
+    ...     print(type(e).__name__)
+    SemidError
+    """
 
     exit_code = 2
 
 
 class DataError(SemidError):
-    """A corpus or artifact file does not match the data contract."""
+    """A corpus or artifact file does not match the data contract; the message names the file and the field.
+
+    >>> from semid import DataError
+    >>> str(DataError("items.parquet", "embedding", "dimension 0", "re-import the items"))[:40]
+    "items.parquet: field 'embedding': dimens"
+    """
 
     def __init__(self, path: object, field: str | None, problem: str, fix: str | None = None) -> None:
         where = f"{path}" + (f": field '{field}'" if field else "")
@@ -30,7 +44,12 @@ class DataError(SemidError):
 
 
 class FingerprintMismatch(SemidError):
-    """An artifact was built from different inputs than the ones it is used with."""
+    """An artifact was built from different inputs than the ones it is used with.
+
+    >>> from semid import FingerprintMismatch, SemidError
+    >>> issubclass(FingerprintMismatch, SemidError)
+    True
+    """
 
 
 def out_of_room(exc: BaseException, target: object = None) -> SemidError | None:

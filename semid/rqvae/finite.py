@@ -21,7 +21,12 @@ from semid.core.errors import SemidError
 
 
 class TrainingDiverged(SemidError):
-    """Training produced a non-finite loss or weight; nothing was exported."""
+    """Training produced a non-finite loss or weight; nothing was exported. The message names the step and a fix.
+
+    >>> import semid
+    >>> issubclass(semid.TrainingDiverged, semid.SemidError)  # the CLI prints it as one line, exit 2
+    True
+    """
 
 
 def diverged_message(what: str, where: str, problem: str, magnitude: float, fix: str = "lower train.lr") -> str:

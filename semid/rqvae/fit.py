@@ -65,7 +65,15 @@ def fit_quantizer(data: "ArrayLike | pa.Table", config: RqvaeConfig | None = Non
     ``data``: embeddings [N, D] (numpy or torch), or an Arrow table with columns ``item_id`` and ``embedding``;
     ``weights``: impressions per item [N] (or, for a table, the name of its column holding them); ``item_ids``:
     ids of array rows (default 0..N-1). Items are taken in id order, so the result does not depend on the rows'
-    order. The returned ``Quantizer``'s ``corpus_fingerprint`` hashes the ids, embeddings and weights."""
+    order. The returned ``Quantizer``'s ``corpus_fingerprint`` hashes the ids, embeddings and weights.
+
+    >>> import numpy as np, semid
+    >>> emb = np.random.default_rng(0).normal(size=(256, 8)).astype(np.float32)
+    >>> q = semid.fit_quantizer(emb, semid.RqvaeConfig(quantizer="rqkmeans", levels=2, codebook_size=4,
+    ...                                                  holdout_items=0))
+    >>> q.encode(emb[:3]).shape
+    (3, 2)
+    """
     cfg = config if config is not None else RqvaeConfig()
     ids, emb, w = _inputs(data, weights, item_ids)
     _check_in_memory(cfg)

@@ -64,7 +64,16 @@ def build_model(cfg: RqvaeConfig) -> Rqvae | RqkmeansModel:
 @dataclass
 class Quantizer:
     """A frozen quantizer of either kind (RQ-VAE or residual k-means): ``encode`` embeddings into SIDs,
-    ``assign`` a ``SidTable``, ``save`` / ``load`` the export (example in the module docstring).
+    ``assign`` a ``SidTable``, ``save`` / ``load`` the export.
+
+    >>> import tempfile, numpy as np, semid
+    >>> emb = np.random.default_rng(0).normal(size=(256, 8)).astype(np.float32)
+    >>> q = semid.fit_quantizer(emb, semid.RqvaeConfig(quantizer="rqkmeans", levels=2, codebook_size=4,
+    ...                                                  holdout_items=0))
+    >>> path = q.save(tempfile.mkdtemp() + "/q.pt")
+    >>> bool((semid.Quantizer.load(path).encode(emb) == q.encode(emb)).all()), q.assign(np.arange(256), emb).levels
+    (True, 2)
+
 
     Fingerprints: ``fingerprint`` names the model (its kind, the config that decides it, the data and the seed;
     ``semid.rqvae.config.rqvae_fingerprint``), ``corpus_fingerprint`` the data it was trained on (a corpus's, or

@@ -30,6 +30,15 @@ _META = b"semid.rqvae.sid_table"
 
 @dataclass(frozen=True)
 class SidTable:
+    """Items and their Semantic IDs: ``item_id`` [N] sorted, ``codes`` [N, L] in [0, K), and the fingerprint of
+    the quantizer that made them (``semid.sid_table`` builds one from arrays).
+
+    >>> import semid
+    >>> t = semid.sid_table([5, 2], [[1, 0], [0, 3]], codebook_size=4)
+    >>> t.levels, t.lookup([5]).tolist()
+    (2, [[1, 0]])
+    """
+
     item_id: np.ndarray  # int64 [N], sorted ascending, unique
     codes: np.ndarray  # int32 [N, L], each in [0, codebook_size)
     codebook_size: int  # K

@@ -1,0 +1,57 @@
+"""semid's public Python surface: Semantic IDs in your own TorchRec model, with no semid corpus.
+
+Stage 1, in memory: ``fit_quantizer`` trains a quantizer (the paper's RQ-VAE, or residual k-means) from an
+(N, D) array, tensor or Arrow table of item content embeddings, optionally weighted by impressions, and returns a
+frozen ``Quantizer`` (``encode``, ``assign``, ``save`` / ``load``). Stage 2: ``SemanticIdCollection`` sits in front
+of an ordinary ``EmbeddingBagCollection``, as TorchRec's ``ManagedCollisionCollection`` does, and turns a
+``KeyedJaggedTensor`` of raw item ids into the pieces of a representation: random hashing (the baseline),
+unigram / n-gram, prefix-n-gram, SentencePiece (SPM) over impression-weighted SIDs, or the random-SID control.
+Representations are plain dataclasses (``SpmConfig(vocab_size=1024)``, ``HashConfig(rows=4096)``, ...).
+
+Your own logs become a semid corpus (for ``semid experiment``) with ``import_log`` or ``import_mind``.
+
+    >>> import semid
+    >>> sorted(semid.__all__) == sorted(__all__)
+    True
+
+Every name here is importable from ``semid`` itself (loaded on first use) and from this module.
+"""
+from __future__ import annotations
+
+from semid.core.errors import DataError, FingerprintMismatch, SemidError
+from semid.core.version import __version__
+from semid.datamodules.log_import import import_log
+from semid.datamodules.mind import import_mind
+from semid.embeddings.hashing import HashConfig
+from semid.embeddings.hybrid import HybridConfig
+from semid.embeddings.ngram import NgramConfig, PrefixNgramConfig
+from semid.embeddings.random_sid import RandomSidConfig
+from semid.embeddings.sid_collection import SemanticIdCollection
+from semid.embeddings.sid_errors import (ContentDimError, DeviceMismatchError, IdDtypeError, SidSpaceError,
+                                         UnknownFeatureError, UnknownItemError)
+from semid.embeddings.sid_tokenizer import SidTokenizer, sid_table
+from semid.embeddings.spm import SpmConfig
+from semid.rqvae.config import RqvaeConfig
+from semid.rqvae.finite import TrainingDiverged
+from semid.rqvae.fit import fit_quantizer
+from semid.rqvae.frozen import Quantizer
+from semid.rqvae.sid_table import SidTable
+
+# where each public name is defined: semid/__init__.py loads them from there lazily (importing semid must not
+# import torch), and the test of the public surface checks that this module and that map agree
+SOURCES: dict[str, str] = {
+    "SemidError": "semid.core.errors", "DataError": "semid.core.errors",
+    "FingerprintMismatch": "semid.core.errors", "__version__": "semid.core.version",
+    "import_log": "semid.datamodules.log_import", "import_mind": "semid.datamodules.mind",
+    "fit_quantizer": "semid.rqvae.fit", "Quantizer": "semid.rqvae.frozen", "RqvaeConfig": "semid.rqvae.config",
+    "SidTable": "semid.rqvae.sid_table", "TrainingDiverged": "semid.rqvae.finite",
+    "SemanticIdCollection": "semid.embeddings.sid_collection", "SidTokenizer": "semid.embeddings.sid_tokenizer",
+    "sid_table": "semid.embeddings.sid_tokenizer",
+    "HashConfig": "semid.embeddings.hashing", "NgramConfig": "semid.embeddings.ngram",
+    "PrefixNgramConfig": "semid.embeddings.ngram", "SpmConfig": "semid.embeddings.spm",
+    "RandomSidConfig": "semid.embeddings.random_sid", "HybridConfig": "semid.embeddings.hybrid",
+    "UnknownFeatureError": "semid.embeddings.sid_errors", "IdDtypeError": "semid.embeddings.sid_errors",
+    "SidSpaceError": "semid.embeddings.sid_errors", "ContentDimError": "semid.embeddings.sid_errors",
+    "DeviceMismatchError": "semid.embeddings.sid_errors", "UnknownItemError": "semid.embeddings.sid_errors",
+}
+__all__ = sorted(SOURCES)
