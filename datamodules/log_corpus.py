@@ -2,10 +2,19 @@
 (any log) and of its MIND layout.
 
 Pass 1 (``Spill``): each block, already checked and converted (user, catalogue row, Unix seconds, labels), is
-bucketed by UTC calendar day into small Parquet files in a hidden temporary folder next to the output; memory
-holds at most ``SPILL_ROWS`` buffered rows plus per-item and per-user state. Pass 2 (``write_corpus``) reads the
-buckets one corpus period at a time, in order, and writes the day partitions through ``CorpusWriter`` (itself a
-temporary directory renamed into place at the end): nothing is left behind if any step fails.
+bucketed by UTC calendar day into small Parquet files (sorted by time) in a hidden temporary folder next to the
+output; memory holds at most ``SPILL_ROWS`` buffered rows plus per-item state and a row count per UTC hour. Pass 2
+(``write_corpus``) reads the buckets one corpus period at a time, in order, and writes the day partitions through
+``CorpusWriter`` (itself a temporary directory renamed into place at the end): nothing is left behind if any step
+fails.
+
+Memory is bounded, not by the log's length: pass 2 holds one *slice* of a period at a time, whole UTC hours
+adding up to at most ``SLICE_ROWS`` rows (one hour larger than that is a slice of its own, so the bound is
+``max(SLICE_ROWS, the busiest hour)``). A period of at most ``SLICE_ROWS`` rows is one slice, sorted by user then
+time; a larger one is written as one part per slice, each sorted by user then time (the same rows and context items
+as one slice would give: the previous positive is carried across slices as it is across periods, and a slice
+boundary is an hour boundary, so equal timestamps never straddle one). What does grow is per user and per item:
+the previous-positive state (16 bytes per user who clicked), text user ids, the first day and popularity per item.
 
 What pass 2 derives, per period (every rule is recorded in corpus.json's ``import``):
 
@@ -43,7 +52,10 @@ from semid.core.progress import bar
 from semid.core.records import JsonObject
 
 DAY = 86400
-SPILL_ROWS = 1_000_000  # rows buffered before a flush: ~50 MB of int64 columns (and a copy while flushing)
+SPILL_ROWS = 1_000_000  # rows buffered before a flush: ~35 MB of columns (and a copy while flushing)
+SLICE_ROWS = 1_000_000  # rows pass 2 holds at once (~150 B each with its sorts and outputs), see the docstring
+SPILL_ROW_GROUP = 65_536  # spill files are sorted by time: a slice's read skips other hours' row groups
+HOUR = 3600
 _NEVER = np.iinfo(np.int64).max
 
 
@@ -76,6 +88,7 @@ class Spill:
     _buffered: int = 0
     _flushes: int = 0
     _days: set[int] = field(default_factory=set)
+    _hours: dict[int, int] = field(default_factory=dict)  # rows per UTC hour (ts // HOUR): pass 2's slices
 
     def __post_init__(self) -> None:
         parent = self.out.absolute().parent
@@ -88,6 +101,9 @@ class Spill:
             return
         day = b.ts // DAY
         np.minimum.at(self.first_day, b.item, day)
+        hours, counts = np.unique(b.ts // HOUR, return_counts=True)
+        for h, n in zip(hours.tolist(), counts.tolist()):
+            self._hours[h] = self._hours.get(h, 0) + n
         self.rows += len(b.user)
         self.clicks += int(b.click.sum())
         self._buffer.append(b)
@@ -99,9 +115,9 @@ class Spill:
         if not self._buffer:
             return
         cols = {k: np.concatenate([getattr(b, k) for b in self._buffer]) for k in self._columns()}
-        day = cols["ts"] // DAY
-        order = np.argsort(day, kind="stable")
-        day = day[order]
+        # by time (stable: equal times keep their source order), hence by day too: a day's file is sorted by time
+        order = np.argsort(cols["ts"], kind="stable")
+        day = cols["ts"][order] // DAY
         bounds = np.r_[0, np.flatnonzero(day[1:] != day[:-1]) + 1, len(day)]
         for s, e in zip(bounds[:-1], bounds[1:]):
             d = int(day[s])
@@ -109,7 +125,7 @@ class Spill:
             folder.mkdir(exist_ok=True)
             sel = order[s:e]
             pq.write_table(pa.table({k: v[sel] for k, v in cols.items()}), folder / f"part-{self._flushes}.parquet",
-                           compression="none")  # written once, read once: speed over size
+                           compression="none", row_group_size=SPILL_ROW_GROUP)  # written once, read once: speed
             self._days.add(d)
         self._flushes += 1
         self._buffer, self._buffered = [], 0
@@ -121,9 +137,29 @@ class Spill:
     def days(self) -> list[int]:
         return sorted(self._days)
 
-    def read(self, days: list[int]) -> dict[str, np.ndarray]:
+    def slices(self, days: list[int], max_rows: int) -> list[tuple[int, int] | None]:
+        """Time ranges [lo, hi) (Unix seconds, on hour boundaries) that split ``days`` into runs of whole hours of at
+        most ``max_rows`` rows each (an hour larger than that alone); ``[None]`` when the days fit in one."""
+        hours = [h for d in sorted(days) for h in range(d * 24, d * 24 + 24) if h in self._hours]
+        if sum(self._hours[h] for h in hours) <= max_rows:
+            return [None]
+        out: list[tuple[int, int] | None] = []
+        start, acc = hours[0], 0
+        for h in hours:
+            if acc and acc + self._hours[h] > max_rows:
+                out.append((start * HOUR, h * HOUR))
+                start, acc = h, 0
+            acc += self._hours[h]
+        out.append((start * HOUR, (hours[-1] + 1) * HOUR))
+        return out
+
+    def read(self, days: list[int], span: tuple[int, int] | None = None,
+             columns: list[str] | None = None) -> dict[str, np.ndarray]:
+        """The rows of ``days`` (only those with ``span[0] <= ts < span[1]`` when given: row groups of other hours
+        are skipped by their statistics)."""
         files = [f for d in days for f in sorted((self.root / f"day={d}").glob("*.parquet"))]
-        t = pa.concat_tables([pq.read_table(f) for f in files])
+        filters = None if span is None else [("ts", ">=", span[0]), ("ts", "<", span[1])]
+        t = pa.concat_tables([pq.read_table(f, columns=columns, filters=filters, partitioning=None) for f in files])
         return {c: t[c].to_numpy() for c in t.column_names}
 
     def cleanup(self) -> None:
@@ -212,42 +248,28 @@ def write_corpus(spill: Spill, out: Path, *, item_ids: np.ndarray, embed: Any, p
                       engaged=spill.engaged) as w:
         with bar("writing days", total=len(periods), unit="day") as pb:
             for d, p in enumerate(periods.tolist()):
-                c = spill.read([day for day, cal in zip(days, calendar.tolist()) if cal == p])
-                o = np.lexsort((c["seq"], c["ts"], c["user"]))
-                c = {k: v[o] for k, v in c.items()}
-                if spill.context:
-                    watch = c["context"]
-                else:
-                    watch = _previous_positive(c["user"], c["ts"], c["item"], c["click"], state_u, state_i)
-                    state_u, state_i = _carry(state_u, state_i, c["user"], c["item"], c["click"])
-                cols = {"user": c["user"], "watch": watch, "item": c["item"], "click": c["click"],
-                        "engaged": c.get("engaged", np.zeros(len(o), np.int8))}
-                sampled = 0
-                if negatives:
-                    pos = cols["click"] == 1
-                    np.add.at(popularity, cols["item"][pos], 1)
+                period = [day for day, cal in zip(days, calendar.tolist()) if cal == p]
+                spans = spill.slices(period, SLICE_ROWS)
+                first = spill.read(period, spans[0])
+                rng = np.random.default_rng([seed, d])
+                cum = np.zeros(0, np.int64)
+                if negatives:  # popularity counts all of period d's clicks before any draw of it
+                    for k, span in enumerate(spans):
+                        c = first if k == 0 else spill.read(period, span, ["item", "click"])
+                        np.add.at(popularity, c["item"][c["click"] == 1], 1)
                     cum = np.cumsum(popularity)
-                    rng = np.random.default_rng([seed, d])
-                    src = np.repeat(np.flatnonzero(pos), negatives)
-                    draw = np.searchsorted(cum, rng.integers(0, cum[-1], len(src)), side="right")
-                    keep = draw != cols["item"][src]
-                    src, draw = src[keep], draw[keep]
-                    n_neg_dropped += int((~keep).sum())
-                    sampled = len(src)
-                    n_neg += sampled
-                    # each drawn row right after its positive: a stable sort on the source row
-                    merged_src = np.r_[np.arange(len(o)), src]
-                    order = np.argsort(merged_src, kind="stable")
-                    cols = {"user": cols["user"][merged_src][order], "watch": cols["watch"][merged_src][order],
-                            "item": np.r_[cols["item"], draw][order],
-                            "click": np.r_[cols["click"], np.zeros(sampled, np.int8)][order],
-                            "engaged": np.r_[cols["engaged"], np.zeros(sampled, np.int8)][order]}
-                ids_watch = np.where(cols["watch"] >= 0, item_ids[np.maximum(cols["watch"], 0)], -1)
-                w.write_impressions(d, {"day": np.full(len(cols["user"]), d, np.int32), "user_id": cols["user"],
-                                        "watch_item_id": ids_watch, "item_id": item_ids[cols["item"]],
-                                        "click": cols["click"], "engaged": cols["engaged"]})
-                per_day.append({"rows": int(len(o)), "clicks": int(cols["click"].sum()), "sampled_negatives": sampled,
-                                "new_items": int((first_day[rows] == d).sum())})
+                stats = {"rows": 0, "clicks": 0, "sampled_negatives": 0}
+                for k, span in enumerate(spans):
+                    c, first = (first, None) if k == 0 else (spill.read(period, span), None)
+                    state_u, state_i, n = _write_slice(w, d, c, item_ids, spill.context, state_u, state_i,
+                                                       negatives, cum, rng)
+                    stats["rows"] += n["rows"]
+                    stats["clicks"] += n["clicks"]
+                    stats["sampled_negatives"] += n["sampled"]
+                    n_neg += n["sampled"]
+                    n_neg_dropped += n["dropped"]
+                    del c
+                per_day.append({**stats, "new_items": int((first_day[rows] == d).sum())})
                 pb.update(1)
         order = np.argsort(item_ids[rows], kind="stable")
         rows_sorted = rows[order]
@@ -268,6 +290,44 @@ def write_corpus(spill: Spill, out: Path, *, item_ids: np.ndarray, embed: Any, p
                         "equal to the positive's item is dropped; rng numpy default_rng([seed, d])",
                 "per_positive": negatives, "seed": seed, "sampled": n_neg, "dropped_equal_to_positive": n_neg_dropped}
         return w.close(record)
+
+
+def _write_slice(w: CorpusWriter, d: int, c: dict[str, np.ndarray], item_ids: np.ndarray, has_context: bool,
+                 state_u: np.ndarray, state_i: np.ndarray, negatives: int, cum: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """One slice of corpus day ``d`` (rows in spill order) as a part of that day: sorted by user then time, context
+    items, sampled negatives. Returns the carried previous-positive state and the slice's counts."""
+    o = np.lexsort((c["seq"], c["ts"], c["user"]))
+    c = {k: v[o] for k, v in c.items()}
+    if has_context:
+        watch = c["context"]
+    else:
+        watch = _previous_positive(c["user"], c["ts"], c["item"], c["click"], state_u, state_i)
+        state_u, state_i = _carry(state_u, state_i, c["user"], c["item"], c["click"])
+    cols = {"user": c["user"], "watch": watch, "item": c["item"], "click": c["click"],
+            "engaged": c.get("engaged", np.zeros(len(o), np.int8))}
+    sampled = dropped = 0
+    if negatives:
+        pos = cols["click"] == 1
+        src = np.repeat(np.flatnonzero(pos), negatives)
+        draw = np.searchsorted(cum, rng.integers(0, cum[-1], len(src)), side="right")
+        keep = draw != cols["item"][src]
+        src, draw = src[keep], draw[keep]
+        dropped = int((~keep).sum())
+        sampled = len(src)
+        # each drawn row right after its positive: a stable sort on the source row
+        merged_src = np.r_[np.arange(len(o)), src]
+        order = np.argsort(merged_src, kind="stable")
+        cols = {"user": cols["user"][merged_src][order], "watch": cols["watch"][merged_src][order],
+                "item": np.r_[cols["item"], draw][order],
+                "click": np.r_[cols["click"], np.zeros(sampled, np.int8)][order],
+                "engaged": np.r_[cols["engaged"], np.zeros(sampled, np.int8)][order]}
+    ids_watch = np.where(cols["watch"] >= 0, item_ids[np.maximum(cols["watch"], 0)], -1)
+    w.write_impressions(d, {"day": np.full(len(cols["user"]), d, np.int32), "user_id": cols["user"],
+                            "watch_item_id": ids_watch, "item_id": item_ids[cols["item"]],
+                            "click": cols["click"], "engaged": cols["engaged"]})
+    return state_u, state_i, {"rows": int(len(o)), "clicks": int(cols["click"].sum()), "sampled": sampled,
+                              "dropped": dropped}
 
 
 def write_prior_history(folder: Path, prior: PriorHistory, item_ids: np.ndarray) -> None:

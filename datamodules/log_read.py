@@ -1,6 +1,6 @@
 """Streaming, checked reads of a user's tables (CSV, TSV or Parquet) for ``semid data import``.
 
-A table is read a block at a time (``pyarrow.csv.open_csv``: ~16 MiB of text per block; Parquet: record batches),
+A table is read a block at a time (``pyarrow.csv.open_csv``: 1 MiB of text per block; Parquet: record batches),
 so a 100M-row log never sits in memory. Every fault names the file, the line (CSV/TSV: the physical line,
 header = line 1; blank lines and quoted line breaks are refused, so lines and rows stay in step) or the row
 (Parquet, 1-based) and the field, with the fix:
@@ -36,7 +36,10 @@ import pyarrow.parquet as pq
 from semid.core.errors import DataError, SemidError
 
 FORMATS = ("csv", "tsv", "parquet")
-BLOCK_BYTES = 16 << 20  # CSV text per block: ~0.5M rows of a 4-column log, ~60 MB of Arrow strings at most
+# CSV text per block (~45k rows of a 4-column log). Small on purpose: Arrow's streaming CSV reader reads up to 32
+# blocks ahead on its IO thread (a background generator, not configurable), so the raw text in memory is up to 32x
+# this: 16 MiB blocks held the first 240 MB of a 10M-row file (the whole of it) before the first row was used.
+BLOCK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
