@@ -110,6 +110,9 @@ class _DayCheckpoint(L.Callback):
         # stop is the usual one line, not torch's wrapped exception from inside the collective save
         with interrupt.deferred():
             trainer.save_checkpoint(self.path)
+            day = trainer.datamodule.train_days[min(trainer.current_epoch, len(trainer.datamodule.train_days) - 1)]
+            interrupt.at(f"rank fit {self.path.parent.parent}: the end of training day {day} (its checkpoint is "
+                         "saved: a rerun resumes from there)")  # what a signal held during the save reports
 
 
 class _Position(L.Callback):

@@ -70,7 +70,8 @@ def test_a_signal_during_a_checkpoint_write_stops_with_one_line_and_a_whole_chec
                              timeout=600, env=env)
     assert stopped.returncode == code, stopped.stderr[-3000:]
     lines = [ln for ln in stopped.stderr.splitlines() if ln.startswith("semid:")]
-    assert len(lines) == 1 and f"stopped by SIG{sig} during rank fit {out}: training day 1" in lines[0], lines
+    assert len(lines) == 1 and f"stopped by SIG{sig} during rank fit {out}: the end of training day 1 (its " \
+        "checkpoint is saved: a rerun resumes from there)" in lines[0], lines
     assert "Traceback" not in stopped.stderr and "CheckpointException" not in stopped.stderr
     # the write finished before the stop: day 1's checkpoint, whole, and nothing half-written beside it
     steps_per_day = -(-Corpus(signal_corpus).read_day(0).num_rows // 256)
