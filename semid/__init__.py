@@ -11,9 +11,11 @@ from semid.core.errors import DataError, FingerprintMismatch, SemidError
 from semid.core.lazy import lazy_getattr
 from semid.core.version import __version__
 
-# the map of semid.api.SOURCES, restated here because importing semid.api would import torch (a test holds the
-# two equal)
-_EXPORTS = {
+# every public name -> the module that defines it: this file loads them on first use (importing semid.api, which
+# imports them all, would import torch); semid.api reads the same map
+PUBLIC: dict[str, str] = {
+    "SemidError": "semid.core.errors", "DataError": "semid.core.errors",
+    "FingerprintMismatch": "semid.core.errors", "__version__": "semid.core.version",
     "import_log": "semid.datamodules.log_import", "import_mind": "semid.datamodules.mind",
     "fit_quantizer": "semid.rqvae.fit", "Quantizer": "semid.rqvae.frozen", "RqvaeConfig": "semid.rqvae.config",
     "SidTable": "semid.rqvae.sid_table", "TrainingDiverged": "semid.rqvae.finite",
@@ -26,5 +28,5 @@ _EXPORTS = {
     "SidSpaceError": "semid.embeddings.sid_errors", "ContentDimError": "semid.embeddings.sid_errors",
     "DeviceMismatchError": "semid.embeddings.sid_errors", "UnknownItemError": "semid.embeddings.sid_errors",
 }
-__all__ = sorted([*_EXPORTS, "SemidError", "DataError", "FingerprintMismatch", "__version__"])
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+__all__ = sorted(PUBLIC)
+__getattr__ = lazy_getattr(__name__, PUBLIC)

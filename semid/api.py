@@ -18,6 +18,7 @@ Every name here is importable from ``semid`` itself (loaded on first use) and fr
 """
 from __future__ import annotations
 
+from semid import PUBLIC as SOURCES
 from semid.core.errors import DataError, FingerprintMismatch, SemidError
 from semid.core.version import __version__
 from semid.datamodules.log_import import import_log
@@ -37,21 +38,5 @@ from semid.rqvae.fit import fit_quantizer
 from semid.rqvae.frozen import Quantizer
 from semid.rqvae.sid_table import SidTable
 
-# where each public name is defined: semid/__init__.py loads them from there lazily (importing semid must not
-# import torch), and the test of the public surface checks that this module and that map agree
-SOURCES: dict[str, str] = {
-    "SemidError": "semid.core.errors", "DataError": "semid.core.errors",
-    "FingerprintMismatch": "semid.core.errors", "__version__": "semid.core.version",
-    "import_log": "semid.datamodules.log_import", "import_mind": "semid.datamodules.mind",
-    "fit_quantizer": "semid.rqvae.fit", "Quantizer": "semid.rqvae.frozen", "RqvaeConfig": "semid.rqvae.config",
-    "SidTable": "semid.rqvae.sid_table", "TrainingDiverged": "semid.rqvae.finite",
-    "SemanticIdCollection": "semid.embeddings.sid_collection", "SidTokenizer": "semid.embeddings.sid_tokenizer",
-    "sid_table": "semid.embeddings.sid_tokenizer",
-    "HashConfig": "semid.embeddings.hashing", "NgramConfig": "semid.embeddings.ngram",
-    "PrefixNgramConfig": "semid.embeddings.ngram", "SpmConfig": "semid.embeddings.spm",
-    "RandomSidConfig": "semid.embeddings.random_sid", "HybridConfig": "semid.embeddings.hybrid",
-    "UnknownFeatureError": "semid.embeddings.sid_errors", "IdDtypeError": "semid.embeddings.sid_errors",
-    "SidSpaceError": "semid.embeddings.sid_errors", "ContentDimError": "semid.embeddings.sid_errors",
-    "DeviceMismatchError": "semid.embeddings.sid_errors", "UnknownItemError": "semid.embeddings.sid_errors",
-}
+# where each public name is defined: one map, semid/__init__.py's, which loads them lazily for ``import semid``
 __all__ = sorted(SOURCES)

@@ -1,22 +1,19 @@
 """The benchmarks page: BENCHMARKS.md as the docs site shows it, each section titled by what it measures.
 
 BENCHMARKS.md is the lab record (sections are appended with the issue that asked for them); the page drops
-the issue numbers from the titles and points local data paths at a placeholder, since a reader of the site
-has neither the issues nor the development machine's data folder.
+the issue numbers from the titles, since a reader of the site has not seen the issues.
 
 Example::
 
-    >>> page = benchmarks_page("# Benchmarks\\n\\n## Scale: 1M items (issue 19)\\n\\n"
-    ...                        "`semid data movielens ../shared/data/ml-100k`\\n")
-    >>> "## Scale: 1M items\\n" in page, "/path/to/ml-100k" in page, "issue" in page
-    (True, True, False)
+    >>> page = benchmarks_page("# Benchmarks\\n\\n## Scale: 1M items (issue 19)\\n\\n`semid bench scale`\\n")
+    >>> "## Scale: 1M items\\n" in page, "issue" in page
+    (True, False)
 """
 from __future__ import annotations
 
 import re
 
 _ISSUE_IN_TITLE = re.compile(r"\s*\((?:issue|issues|#)\s*\d+[^)]*\)", re.IGNORECASE)
-_LOCAL_DATA = re.compile(r"(?:\.\./)+shared/(?:data/)?")  # the development machine's shared data folder
 
 
 def benchmarks_page(text: str) -> str:
@@ -25,7 +22,7 @@ def benchmarks_page(text: str) -> str:
     for line in text.splitlines():
         if line.startswith("#"):
             line = _ISSUE_IN_TITLE.sub("", line).rstrip()
-        out.append(_LOCAL_DATA.sub("/path/to/", line))
+        out.append(line)
     title = 0 if out and out[0].startswith("# ") else None
     note = ["", "*Generated from the repository's BENCHMARKS.md by `semid docs generate`; each section names the "
             "command that measured it.*"]
