@@ -103,6 +103,15 @@ class SidCollisions(TypedDict):
     largest_collision_group: int
 
 
+class CooccurRecord(TypedDict):
+    """A behaviour-aware variant's co-occurrence term, from its health.json: lambda, the days its pairs came from
+    and how many pairs it trained on."""
+
+    weight: float
+    days: list[int] | None
+    pairs: int | None
+
+
 class QuantizerVariant(TypedDict):
     """One Stage-1 variant of the quantizer table, with its health."""
 
@@ -117,6 +126,7 @@ class QuantizerVariant(TypedDict):
     items: int
     unique_sid_fraction: float
     largest_collision_group: int
+    cooccur: NotRequired[CooccurRecord]  # lambda, days and pairs of a behaviour-aware variant (issue 33)
 
 
 class QuantizerArm(TypedDict, total=False):

@@ -160,7 +160,8 @@ def write_report(cfg: ReportSpec, out: Path, corpus: Path, model: Path, results:
     figs.mkdir(parents=True, exist_ok=True)
     plot_improvements(summary, cfg.reference, figs / "improvement.png")
     plot_report(analysis["lookups"], figs / "lookups_per_item.png")
-    q = quantizer_summary(results, quantizers, cfg.bootstraps) if quantizers else None
+    q = quantizer_summary(results, quantizers, cfg.bootstraps, cfg.age_slices,
+                          (items.item_id, items.first_day)) if quantizers else None
     md = _markdown(cfg, corpus, c, model, n_items, gt, summary, found, analysis, stability, timings, q)
     with atomic_path(path) as tmp:
         tmp.write_text(md)

@@ -485,10 +485,15 @@ class Experiment:
         for v in variants:
             health = read_json(v["model"] / "health.json")
             table = read_sid_table(v["sids"])
-            out.append({"name": v["name"], "model": str(v["model"]), "sids": str(v["sids"]),
-                        "quantizer": (health.get("quantizer") or {}).get("kind", "rqvae"),
-                        "collision_suffix": v["collision_suffix"], "levels": int(table.codes.shape[1]),
-                        "health": {k: health.get(k) for k in ("all_items", "heldout")}})
+            kind = health.get("quantizer") or {}
+            row: StudyVariant = {"name": v["name"], "model": str(v["model"]), "sids": str(v["sids"]),
+                                 "quantizer": kind.get("kind", "rqvae"), "collision_suffix": v["collision_suffix"],
+                                 "levels": int(table.codes.shape[1]),
+                                 "health": {k: health.get(k) for k in ("all_items", "heldout")}}
+            if "cooccur_weight" in kind:  # the report names each behaviour-aware row's lambda and its pairs
+                row["cooccur"] = {"weight": float(kind["cooccur_weight"]), "days": kind.get("cooccur_days"),
+                                  "pairs": kind.get("cooccur_pairs")}
+            out.append(row)
         return {"representations": list(self.cfg.quantizer_representations), "variants": out,
                 "results": results, "baseline": self.cfg.reference}
 

@@ -18,7 +18,7 @@ from typing import NotRequired, TypedDict
 from semid.core.records import JsonObject
 from semid.rankers.records import FitResults
 from semid.rqvae.records import SidComparison, SidHealth
-from semid.results.records import Finding
+from semid.results.records import CooccurRecord, Finding
 
 
 class CellEntry(TypedDict):
@@ -117,6 +117,7 @@ class StudyVariant(TypedDict):
     collision_suffix: bool
     levels: int
     health: dict[str, SidHealth | None]
+    cooccur: NotRequired[CooccurRecord]  # a behaviour-aware quantizer (rqvae_cooc, issue 33) only
 
 
 class QuantizerStudy(TypedDict):
