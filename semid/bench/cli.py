@@ -126,6 +126,38 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="writes sid_module.json and sid_module.md here (default runs/bench)")
     p.set_defaults(func=_sid_module)
 
+    p = bsub.add_parser("import", help="semid data import of generated CSV logs of several lengths with the same "
+                        "rows per day (child processes: rows/s, peak RSS)")
+    p.add_argument("--rows", type=_rows, default=[2_000_000, 10_000_000], help="log lengths (default 2M,10M)")
+    p.add_argument("--rows-per-day", type=int, default=166_667, help="rows per day of every log (default 166667)")
+    p.add_argument("--items", type=int, default=100_000, help="catalogue size (default 100000)")
+    p.add_argument("--users", type=int, default=1_000_000, help="users (default 1000000)")
+    p.add_argument("--work", type=Path, help="folder for the generated logs (default: under --out, deleted after)")
+    p.add_argument("--keep", action="store_true", help="keep the generated logs and corpora")
+    p.add_argument("--max-rss-gb", type=float, default=8.0, help="kill an import past this resident memory")
+    p.add_argument("--out", type=Path, default=Path("runs/bench"), help="import.json and import.md here")
+    p.set_defaults(func=_import)
+
+
+def _rows(s: str) -> list[int]:
+    from semid.bench.scale import parse_size
+
+    try:
+        return [parse_size(x) for x in s.split(",") if x.strip()]
+    except SemidError:
+        raise argparse.ArgumentTypeError(f"expected log lengths such as 2M,10M, got {s!r}") from None
+
+
+def _import(args: argparse.Namespace) -> int:
+    from semid.bench.import_bench import ImportBenchConfig, render_markdown, run_import_bench
+
+    cfg = ImportBenchConfig(out=args.out, rows=args.rows, rows_per_day=args.rows_per_day, items=args.items,
+                            users=args.users, work=args.work, keep=args.keep, max_rss_gb=args.max_rss_gb)
+    cfg.check()
+    res = run_import_bench(cfg)
+    _write_outputs(args.out, "import", res, render_markdown(res))
+    return 0 if all(r["rc"] == 0 for r in res["runs"]) else 1
+
 
 def _sizes(s: str) -> list[int]:
     from semid.bench.scale import parse_size

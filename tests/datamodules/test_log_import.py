@@ -215,3 +215,88 @@ def test_flags_are_checked_before_any_file_is_read(tmp_path: Path, capsys) -> No
     log = _write(tmp_path, _rows())
     assert "--period" in _refused(tmp_path, log, capsys, "--period", "fortnight")
     assert "--label" in _refused(tmp_path, log, capsys, flags=FLAGS[:-1] + ["rating>=four"])
+
+
+def _spread_rows(days: int = 3, per_day: int = 60) -> list[str]:
+    """Users active across many hours of each day (and equal timestamps within an hour), so that a day can be
+    split into slices of whole hours with context items crossing slice boundaries."""
+    rng = np.random.default_rng(3)
+    out = []
+    for d in range(days):
+        for _ in range(per_day):
+            ts = T0 + d * 86400 + 3600 * int(rng.integers(24)) + 60 * int(rng.integers(3))
+            out.append(f"{int(rng.integers(5))},{100 + int(rng.integers(8))},{ts},{int(rng.integers(1, 6))}")
+    return out
+
+
+def _day_rows(corpus: Path) -> dict[int, list[tuple]]:
+    t = ds.dataset(corpus / "impressions").to_table().to_pydict()
+    out: dict[int, list[tuple]] = {}
+    for row in zip(t["day"], t["user_id"], t["watch_item_id"], t["item_id"], t["click"]):
+        out.setdefault(row[0], []).append(row[1:])
+    return {d: sorted(rows, key=repr) for d, rows in out.items()}
+
+
+def test_a_day_larger_than_a_slice_gives_the_same_rows_and_context(tmp_path: Path, monkeypatch) -> None:
+    """Pass 2 holds at most SLICE_ROWS rows (whole hours) of a day: the same rows and previous-positive context
+    items as the whole day at once, written as one part per slice."""
+    import semid.datamodules.log_corpus as log_corpus
+
+    whole, sliced = tmp_path / "whole", tmp_path / "sliced"
+    for d in (whole, sliced):
+        d.mkdir()
+        _write(d, _spread_rows())
+    assert _import(whole, whole / "log.csv") == 0
+    monkeypatch.setattr(log_corpus, "SLICE_ROWS", 7)
+    assert _import(sliced, sliced / "log.csv") == 0
+    assert _day_rows(sliced / "corpus") == _day_rows(whole / "corpus")
+    parts = [len(list(p.glob("*.parquet"))) for p in sorted((sliced / "corpus" / "impressions").iterdir())]
+    assert len(parts) == 3 and min(parts) >= 5, parts  # 60 rows a day over <= 24 hours, <= 7 rows a slice
+    assert all(len(list(p.glob("*.parquet"))) == 1 for p in (whole / "corpus" / "impressions").iterdir())
+    check_corpus(sliced / "corpus", rescan=True)
+
+
+def test_sliced_days_sample_negatives_from_the_whole_days_popularity(tmp_path: Path, monkeypatch) -> None:
+    import semid.datamodules.log_corpus as log_corpus
+
+    rows = [",".join(r.split(",")[:3]) for r in _spread_rows()]
+    _write(tmp_path, rows, header="user,item,time")
+    monkeypatch.setattr(log_corpus, "SLICE_ROWS", 7)
+    flags = ["--user", "user", "--item", "item", "--time", "time"]
+    assert main(["data", "import", str(tmp_path / "log.csv"), "--embeddings", str(tmp_path / "emb.parquet"),
+                 "--out", str(tmp_path / "corpus"), *flags, "--negatives", "2"]) == 0
+    meta = json.loads((tmp_path / "corpus" / "corpus.json").read_text())
+    t = ds.dataset(tmp_path / "corpus" / "impressions").to_table().to_pydict()
+    assert sum(t["click"]) == 180 and len(t["click"]) == 180 + meta["negative_sampling"]["sampled"]
+    assert meta["negative_sampling"]["sampled"] + meta["negative_sampling"]["dropped_equal_to_positive"] == 360
+    # popularity of day d counts all of day d's clicks: every drawn item was clicked on or before its day
+    clicked_by: dict[int, set[int]] = {}
+    for d, i, c in sorted(zip(t["day"], t["item_id"], t["click"])):
+        if c:
+            clicked_by.setdefault(d, set()).add(i)
+    for d, i, c in zip(t["day"], t["item_id"], t["click"]):
+        if not c:
+            assert any(i in clicked_by.get(e, set()) for e in range(d + 1))
+
+
+def test_a_log_read_in_many_small_blocks_gives_the_same_corpus(tmp_path: Path, monkeypatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """The CSV is read a block at a time (small blocks: Arrow reads up to 32 ahead): block boundaries change
+    neither the corpus nor the line a bad value is reported at."""
+    import semid.datamodules.log_read as log_read
+
+    one, many = tmp_path / "one", tmp_path / "many"
+    for d in (one, many):
+        d.mkdir()
+        _write(d, _spread_rows())
+    assert _import(one, one / "log.csv") == 0
+    monkeypatch.setattr(log_read, "BLOCK_BYTES", 256)  # ~10 rows a block
+    assert _import(many, many / "log.csv") == 0
+    fp = [json.loads((d / "corpus" / "corpus.json").read_text())["fingerprint"] for d in (one, many)]
+    assert fp[0] == fp[1]
+    rows = _spread_rows()
+    rows[150] = rows[150].rsplit(",", 1)[0] + ",five"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    err = _refused(bad, _write(bad, rows), capsys)
+    assert "line 152" in err and "rating" in err, err
