@@ -87,7 +87,13 @@ class ImportBenchConfig:
     max_rss_gb: float = 8.0
 
     def check(self) -> None:
-        """Every setting, before any work: a SemidError naming the flag otherwise."""
+        """Every setting, before any work: a SemidError naming the flag otherwise.
+
+        >>> ImportBenchConfig(Path("runs/b"), rows_per_day=0).check()
+        Traceback (most recent call last):
+        ...
+        semid.core.errors.SemidError: --rows-per-day must be >= 1 (got 0)
+        """
         for flag, v in (("--rows-per-day", self.rows_per_day), ("--items", self.items), ("--users", self.users),
                         ("--dim", self.dim)):
             if v < 1:
@@ -106,13 +112,23 @@ def _loadavg() -> list[float] | None:
 
 
 def import_command(log: Path, emb: Path, corpus: Path) -> list[str]:
-    """The child's command: ``semid data import`` as a user runs it (see the module docstring)."""
+    """The child's command: ``semid data import`` as a user runs it (see the module docstring).
+
+    >>> import_command(Path("log.csv"), Path("emb.parquet"), Path("corpus"))[3:6]
+    ['data', 'import', 'log.csv']
+    """
     return [sys.executable, "-m", "semid.cli", "data", "import", str(log), "--embeddings", str(emb), "--user", "user",
             "--item", "item", "--time", "time", "--label", "rating>=4", "--out", str(corpus)]
 
 
 def run_import_bench(cfg: ImportBenchConfig, log: Callable[[str], None] = print) -> JsonObject:
-    """Generate each log, import it in a child process, and return the record (``import.json``)."""
+    """Generate each log, import it in a child process, and return the record (``import.json``).
+
+    >>> import tempfile
+    >>> cfg = ImportBenchConfig(Path(tempfile.mkdtemp()), rows=[300], rows_per_day=100, items=20, users=10)
+    >>> [(r["rows"], r["days"], r["rc"]) for r in run_import_bench(cfg, log=lambda _: None)["runs"]]
+    [(300, 3, 0)]
+    """
     from semid.bench.scale import run_child
 
     cfg.check()
@@ -161,7 +177,14 @@ def run_import_bench(cfg: ImportBenchConfig, log: Callable[[str], None] = print)
 
 
 def render_markdown(res: JsonObject) -> str:
-    """The record as a Markdown table (``import.md``)."""
+    """The record as a Markdown table (``import.md``).
+
+    >>> res = {"rows_per_day": 10, "items": 5, "users": 3, "cli_baseline_rss_mib": 270, "runs": [
+    ...     {"rows": 20, "days": 2, "csv_mib": 0.1, "wall_s": 3.0, "rows_per_s": 7, "peak_rss_mib": 300,
+    ...      "peak_rss_above_baseline_mib": 30, "load_before": [1.0], "load_after": [1.5], "rc": 0}]}
+    >>> render_markdown(res).splitlines()[-1]
+    '| 20 | 2 | 0.1 MiB | 3.0 s | 7 | 300 MiB | 30 MiB | 1.0 / 1.5 | 0 |'
+    """
     lines = [f"`semid data import` of generated logs: {res['rows_per_day']:,} rows/day, {res['items']:,} items "
              f"(Zipf 1.3), {res['users']:,} users; one child process per import. The command's own baseline "
              f"(`semid data import --help`): {res['cli_baseline_rss_mib']} MiB peak RSS.", "",

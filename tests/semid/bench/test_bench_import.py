@@ -34,3 +34,13 @@ def test_bench_import_bad_input(args: list[str], message: str, tmp_path: Path,
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "b").exists()
+
+
+def test_bench_import_examples_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import doctest
+
+    import semid.bench.import_bench as import_bench
+
+    monkeypatch.setenv("SEMID_PROGRESS", "0")
+    result = doctest.testmod(import_bench, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 5 and result.failed == 0
