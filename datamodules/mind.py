@@ -98,7 +98,10 @@ def import_mind(folders: list[Path] | Path, out: Path, *, text_model: str = "min
     ...                                         for i in range(4)))
     >>> _ = (d / "behaviors.tsv").write_text("1\\tU1\\t11/11/2019 9:05:58 AM\\tN0\\tN1-1 N2-0\\n"
     ...                                      "2\\tU2\\t11/12/2019 3:15:00 PM\\tN1\\tN3-0 N2-1\\n")
-    >>> import_mind(d, d / "corpus").name
+    >>> import contextlib, io
+    >>> with contextlib.redirect_stdout(io.StringIO()):  # loading the text model may print a line
+    ...     out = import_mind(d, d / "corpus")
+    >>> out.name
     'corpus'
 """
     from semid.datamodules.text_embeddings import embed_texts, resolve_text_model
