@@ -12,8 +12,8 @@ The import, as a user runs it::
     semid data import LOG.csv --embeddings EMB.parquet --user user --item item --time time --label 'rating>=4' \\
         --out CORPUS
 
-Measurements: wall time from the parent (the import alone: the log is written before); peak RSS from
-``os.wait4`` of the child (the kernel's high-water mark of its resident memory), and the same for
+Measurements: wall time from the parent (the import alone: the log is written before); peak RSS as the child
+reports it at exit (VmHWM, the kernel's high-water mark of its own resident memory), and the same for
 ``semid data import --help`` (the command's baseline: the interpreter, the semid parser and what it imports);
 rows/s = rows / wall; the machine's load average before and after (the machine may be shared). The corpus is checked (every row kept, as
 the generator writes only known items) and deleted with the log unless ``--keep``.
@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from semid.bench.records import ChildRun
 from semid.core.errors import SemidError
 from semid.core.records import JsonObject
 
@@ -121,6 +122,37 @@ def import_command(log: Path, emb: Path, corpus: Path) -> list[str]:
             "--item", "item", "--time", "time", "--label", "rating>=4", "--out", str(corpus)]
 
 
+# The child reports its own peak: ``os.wait4``'s ru_maxrss cannot be used, since Linux carries the parent's
+# high-water mark into a child across exec (a child of a 1.5 GB pytest process "peaked" at 1.5 GB). VmHWM in
+# /proc/self/status belongs to the exec'd process alone; this wrapper writes it at exit, then runs the command.
+_HWM = ("import atexit, runpy, sys\n"
+        "out = sys.argv.pop(1)\n"
+        "def hwm():\n"
+        "    line = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
+        "    open(out, 'w').write(line.split()[1])  # KiB\n"
+        "atexit.register(hwm)\n"
+        "sys.argv = [sys.argv[0], *sys.argv[3:]]  # drop '-m semid.cli'\n"
+        "runpy.run_module('semid.cli', run_name='__main__', alter_sys=True)\n")
+
+
+def _measured(cmd: list[str], hwm_file: Path) -> list[str]:
+    """``cmd`` (``python -m semid.cli ...``) run through the wrapper that records its own peak RSS."""
+    assert cmd[1:3] == ["-m", "semid.cli"], cmd
+    return [cmd[0], "-c", _HWM, str(hwm_file), *cmd[1:]]
+
+
+def _run_measured(cmd: list[str], log_file: Path, max_rss_bytes: int) -> ChildRun:
+    from semid.bench.scale import run_child
+
+    hwm = log_file.with_suffix(".hwm")
+    hwm.unlink(missing_ok=True)
+    child = run_child(_measured(cmd, hwm), log_file, max_rss_bytes)
+    child["command"] = " ".join(cmd[1:]).replace("-m semid.cli", "semid", 1)
+    if hwm.exists():
+        child["peak_rss_mb"] = int(hwm.read_text()) / 1024
+    return child
+
+
 def run_import_bench(cfg: ImportBenchConfig, log: Callable[[str], None] = print) -> JsonObject:
     """Generate each log, import it in a child process, and return the record (``import.json``).
 
@@ -129,14 +161,12 @@ def run_import_bench(cfg: ImportBenchConfig, log: Callable[[str], None] = print)
     >>> [(r["rows"], r["days"], r["rc"]) for r in run_import_bench(cfg, log=lambda _: None)["runs"]]
     [(300, 3, 0)]
     """
-    from semid.bench.scale import run_child
-
     cfg.check()
     work = Path(cfg.work) if cfg.work is not None else Path(cfg.out) / "work"
     # what the command costs before it reads a row (the semid parser and its imports), so the import's own share
     # of the peak can be told apart from the interpreter's
-    base = run_child([sys.executable, "-m", "semid.cli", "data", "import", "--help"], work / "baseline.log",
-                     int(cfg.max_rss_gb * 2**30))
+    base = _run_measured([sys.executable, "-m", "semid.cli", "data", "import", "--help"], work / "baseline.log",
+                         int(cfg.max_rss_gb * 2**30))
     res: JsonObject = {"bench": "import", "rows_per_day": cfg.rows_per_day, "items": cfg.items, "users": cfg.users,
                        "dim": cfg.dim, "cli_baseline_rss_mib": round(base["peak_rss_mb"]), "runs": []}
     for rows in cfg.rows:
@@ -150,7 +180,7 @@ def run_import_bench(cfg: ImportBenchConfig, log: Callable[[str], None] = print)
         log(f"{rows:,} rows over {days} days ({log_path.stat().st_size / 2**20:.0f} MiB CSV, written in {gen_s:.0f} s): "
             "importing")
         load_before = _loadavg()
-        child = run_child(import_command(log_path, emb, corpus), folder / "import.log", int(cfg.max_rss_gb * 2**30))
+        child = _run_measured(import_command(log_path, emb, corpus), folder / "import.log", int(cfg.max_rss_gb * 2**30))
         run: JsonObject = {"rows": rows, "days": days, "csv_mib": round(log_path.stat().st_size / 2**20, 1),
                            "generate_s": round(gen_s, 1), "command": child["command"], "rc": child["rc"],
                            "wall_s": round(child["wall_s"], 1), "rows_per_s": round(rows / child["wall_s"]),
