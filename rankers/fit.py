@@ -229,7 +229,11 @@ def _fit(cfg: RankFitConfig, corpus_path: Path, out: Path, *, sids_path: Path | 
             print(f"resuming {last} (saved at the end of a day, step {step})", flush=True)
             _continue_csv_logs(trainer, step)
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if saved is not None else None)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(last) if saved is not None else None)
+    except BaseException:
+        _close_failed_wandb()
+        raise
     results = {
         "representation": rep.name,
         "representation_kind": rep.kind,
@@ -273,6 +277,16 @@ def _finish_wandb(trainer: L.Trainer, results: FitResults) -> None:
             if results.get("metrics"):
                 lg.experiment.summary.update(flat_scalars(results["metrics"]))
             lg.experiment.finish()
+
+
+def _close_failed_wandb() -> None:
+    """A fit that fails once its loggers exist (a shard garbled past the up-front checks, a divergence, a signal)
+    closes its W&B run as failed: left open, the next fit in the same process (an in-process experiment, the test
+    suite) would log into it instead of starting its own."""
+    import wandb  # loaded already: the W&B logger imported it
+
+    if wandb.run is not None:
+        wandb.run.finish(exit_code=1)
 
 
 def _devices_from_launcher(cfg: RankFitConfig) -> None:
