@@ -135,7 +135,8 @@ class SynthConfig:
         require_int(self.coengage_clusters, "coengage_clusters", minimum=0)
         require_positive(self.coengage_weight, "coengage_weight", allow_zero=True)
         require_positive(self.coengage_fraction, "coengage_fraction", allow_zero=True,
-                         maximum=1.0 - self.related_fraction - self.interest_fraction)
+                         # rounded: 1 - 0.3 - 0.3 is 0.39999999999999997 in binary, and 0.4 must pass
+                         maximum=round(1.0 - self.related_fraction - self.interest_fraction, 12))
         require_positive(self.coengage_content, "coengage_content", allow_zero=True)
         require(self.initial_items >= 1, "new_item_share" if self.new_item_share is not None else "items_per_row",
                 f"leaves {self.initial_items} initial items ({self.catalogue_size} items, "

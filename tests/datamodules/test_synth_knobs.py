@@ -195,3 +195,11 @@ def test_coengagement_clusters_cut_across_topics_and_get_clicked_together(tmp_pa
     topic = np.array(t["gt_topic_path"].to_pylist())[:, 0]
     k = t["gt_coengage_cluster"].to_numpy()
     assert min(len(np.unique(topic[k == j])) for j in range(8)) >= 3
+
+
+def test_coengage_fraction_may_take_exactly_the_share_the_other_candidates_leave():
+    # 1 - 0.3 - 0.3 is 0.39999999999999997 in binary: the bound must still admit 0.4, and refuse just past it
+    ok = load_synth_config("tiny", SHORT + ["related_fraction=0.3", "interest_fraction=0.3", "coengage_fraction=0.4"])
+    assert ok.coengage_fraction == 0.4
+    with pytest.raises(SemidError, match="coengage_fraction=0.41: must be a finite number >= 0 and <= 0.4"):
+        load_synth_config("tiny", SHORT + ["related_fraction=0.3", "interest_fraction=0.3", "coengage_fraction=0.41"])
