@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -93,6 +94,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config", _path: 
         raise ConfigFieldError(_path, str(e), where) from None
 
 
+_YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _coerce(tp: Any, value: Any, where: str, path: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
@@ -109,6 +113,9 @@ def _coerce(tp: Any, value: Any, where: str, path: str) -> Any:
         return origin(_coerce(inner, v, where, f"{path}[{i}]") for i, v in enumerate(value))
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+            # PyYAML follows YAML 1.1, where 1e-3 and 1e30 (no dot) are strings: read them as the numbers meant
             return float(value)
         raise ConfigFieldError(path, f"expected a number, got {value!r}", where)
     if tp in (int, str, bool) and not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
