@@ -42,14 +42,27 @@ RESULT_PAGES: dict[str, ResultPage] = {
 }
 
 
-def _est(e: JsonObject | None, pct: bool = False) -> str:
+def _est(e: JsonObject | None, pct: bool = False, fixed: int | None = None) -> str:
+    """An estimate with its interval: ``fixed`` decimals (AUCs 4, paired Δ% 2, so a column lines up and 0.7000
+    does not print as 0.7), else 4 significant digits (similarities, lookups, knob units)."""
     if not e or e.get("estimate") is None:
         why = (e or {}).get("undefined") or (e or {}).get("reason")
         return f"undefined ({why})" if why else "-"
+
+    def num(x: float) -> str:
+        return sig(x) if fixed is None else f"{x:.{fixed}f}"
     sign = "+" if pct and e["estimate"] > 0 else ""
     unit = "%" if pct else ""
-    ci = f" [{sig(e['ci_low'])}, {sig(e['ci_high'])}]" if e.get("ci_low") is not None else ""
-    return f"{sign}{sig(e['estimate'])}{unit}{ci}"
+    ci = f" [{num(e['ci_low'])}, {num(e['ci_high'])}]" if e.get("ci_low") is not None else ""
+    return f"{sign}{num(e['estimate'])}{unit}{ci}"
+
+
+def _auc(e: JsonObject | None) -> str:
+    return _est(e, fixed=4)
+
+
+def _pct(e: JsonObject | None) -> str:
+    return _est(e, pct=True, fixed=2)
 
 
 def _cell(s: object) -> str:
@@ -97,9 +110,9 @@ def _ranking(summary: JsonObject) -> list[str]:
             depth = "" if row.get("depth_multiplier", 1) == 1 else f" {row['depth_multiplier']:g}x"
             new = auc.get("new") or {}
             lines.append(f"| {name} | {row.get('kind', '')}{depth} | {_rows(row)} | "
-                         f"{len(row.get('seeds', []))} | {_est(auc.get('overall'))} | "
-                         f"{'reference' if vs is None else _est(vs.get('overall'), True)} | {_est(new)} | "
-                         f"{'reference' if vs is None else _est(vs.get('new'), True)} | "
+                         f"{len(row.get('seeds', []))} | {_auc(auc.get('overall'))} | "
+                         f"{'reference' if vs is None else _pct(vs.get('overall'))} | {_auc(new)} | "
+                         f"{'reference' if vs is None else _pct(vs.get('new'))} | "
                          f"{new.get('items', 0):,} / {new.get('impressions', 0):,} |")
         ages = sorted((k for k in next(iter(arms.values()))["auc"] if k.startswith("age_le_")),
                       key=lambda k: int(k.removeprefix("age_le_")))
@@ -110,7 +123,7 @@ def _ranking(summary: JsonObject) -> list[str]:
                       "|---|" + "---|" * len(ages)]
             for name, row in arms.items():
                 vs = row.get("vs_reference_pct") or {}
-                cells = [f"{_est(row['auc'][k])}; {'reference' if not vs else _est(vs.get(k), True)}" for k in ages]
+                cells = [f"{_auc(row['auc'][k])}; {'reference' if not vs else _pct(vs.get(k))}" for k in ages]
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines

@@ -9,7 +9,6 @@ import pytest
 
 from semid.cli import main
 from semid.core.errors import SemidError
-from semid.core.numbers import sig
 from semid.site.generate import results_pages
 from semid.study.regimes import load_regimes_config, write_regimes_report
 from tests.semid.tiny_study import tiny_study  # noqa: F401  # the session's one tiny study
@@ -25,8 +24,10 @@ def test_a_study_page_shows_the_reports_numbers(tiny_study, tmp_path: Path) -> N
     assert isinstance(page, str) and page.startswith("# The small study")
     hash8k = report["summary"]["without_history"]["hash_8k"]["auc"]["overall"]
     dense = report["summary"]["without_history"]["dense"]["vs_reference_pct"]["overall"]
-    assert f"| hash_8k | hash | 8,192 | 1 | {sig(hash8k['estimate'])} [{sig(hash8k['ci_low'])}, " in page
-    assert f"{sig(dense['estimate'])}% [{sig(dense['ci_low'])}, {sig(dense['ci_high'])}]" in page
+    # AUCs to 4 decimals, paired differences to 2, fixed: a column lines up
+    assert f"| hash_8k | hash | 8,192 | 1 | {hash8k['estimate']:.4f} [{hash8k['ci_low']:.4f}, " in page
+    sign = "+" if dense["estimate"] > 0 else ""
+    assert f"{sign}{dense['estimate']:.2f}% [{dense['ci_low']:.2f}, {dense['ci_high']:.2f}]" in page
     verdicts = {f["verdict"] for f in report["findings"]}
     assert all(f"### {v.capitalize()} (" in page for v in verdicts)
     # the figures travel with the page, byte for byte
