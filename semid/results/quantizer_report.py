@@ -91,9 +91,9 @@ def _cell(e: EstimateDict | None, pct: bool = False) -> str:
         return "reference"
     if e.get("estimate") is None:
         return f"undefined ({e.get('undefined') or 'no estimate'})"
-    sign = "+" if pct and e["estimate"] > 0 else ""
-    unit = "%" if pct else ""
-    return f"{sign}{sig(e['estimate'])}{unit} [{sig(e['ci_low'])}, {sig(e['ci_high'])}]"
+    # fixed decimals, AUCs 4 and paired Δ% 2, so a column lines up (4 significant digits printed 0.7000 as 0.7)
+    sign, unit, d = ("+" if e["estimate"] > 0 else "", "%", 2) if pct else ("", "", 4)
+    return f"{sign}{e['estimate']:.{d}f}{unit} [{e['ci_low']:.{d}f}, {e['ci_high']:.{d}f}]"
 
 
 def quantizer_markdown(q: QuantizerSummary) -> list[str]:
