@@ -57,12 +57,27 @@ def _est(e: JsonObject | None, pct: bool = False, fixed: int | None = None) -> s
     return f"{sign}{num(e['estimate'])}{unit}{ci}"
 
 
-def _auc(e: JsonObject | None) -> str:
-    return _est(e, fixed=4)
+def _undefined(e: JsonObject | None, notes: list[str]) -> bool:
+    """True when ``e`` has no estimate; its reason goes to ``notes`` once (printed under the table, not in every
+    cell: on MovieLens-1M every CTR/1D cell gave the same one)."""
+    if e and e.get("estimate") is not None:
+        return False
+    why = (e or {}).get("undefined") or (e or {}).get("reason")
+    if why and why not in notes:
+        notes.append(str(why))
+    return True
 
 
-def _pct(e: JsonObject | None) -> str:
-    return _est(e, pct=True, fixed=2)
+def _auc(e: JsonObject | None, notes: list[str]) -> str:
+    return "undefined" if _undefined(e, notes) else _est(e, fixed=4)
+
+
+def _pct(e: JsonObject | None, notes: list[str]) -> str:
+    return "undefined" if _undefined(e, notes) else _est(e, pct=True, fixed=2)
+
+
+def _notes(notes: list[str]) -> list[str]:
+    return ["", "Undefined: " + "; ".join(notes) + "."] if notes else []
 
 
 def _cell(s: object) -> str:
@@ -105,26 +120,38 @@ def _ranking(summary: JsonObject) -> list[str]:
                   f"| representation | kind | table rows | seeds | CTR AUC | Δ% vs {ref} | CTR/1D AUC | Δ% vs {ref} "
                   "| CTR/1D items / impressions |",
                   "|---|---|---:|---:|---|---|---|---|---|"]
+        notes: list[str] = []
         for name, row in arms.items():
             auc, vs = row["auc"], row.get("vs_reference_pct")
             depth = "" if row.get("depth_multiplier", 1) == 1 else f" {row['depth_multiplier']:g}x"
             new = auc.get("new") or {}
             lines.append(f"| {name} | {row.get('kind', '')}{depth} | {_rows(row)} | "
-                         f"{len(row.get('seeds', []))} | {_auc(auc.get('overall'))} | "
-                         f"{'reference' if vs is None else _pct(vs.get('overall'))} | {_auc(new)} | "
-                         f"{'reference' if vs is None else _pct(vs.get('new'))} | "
+                         f"{len(row.get('seeds', []))} | {_auc(auc.get('overall'), notes)} | "
+                         f"{'reference' if vs is None else _pct(vs.get('overall'), notes)} | {_auc(new, notes)} | "
+                         f"{'reference' if vs is None else _pct(vs.get('new'), notes)} | "
                          f"{new.get('items', 0):,} / {new.get('impressions', 0):,} |")
+        lines += _notes(notes)
+        # an age slice no arm could estimate (too few young items on every evaluation day) says so in one line
         ages = sorted((k for k in next(iter(arms.values()))["auc"] if k.startswith("age_le_")),
                       key=lambda k: int(k.removeprefix("age_le_")))
+        empty = [k for k in ages if all(_undefined(r["auc"].get(k), []) for r in arms.values())]
+        ages = [k for k in ages if k not in empty]
         if ages:
+            notes = []
             lines += ["", "Items introduced at most k periods before the evaluation day: AUC [95%]; Δ% vs the "
                       "reference.", "",
                       "| representation | " + " | ".join(f"age <= {k.removeprefix('age_le_')}" for k in ages) + " |",
                       "|---|" + "---|" * len(ages)]
             for name, row in arms.items():
                 vs = row.get("vs_reference_pct") or {}
-                cells = [f"{_auc(row['auc'][k])}; {'reference' if not vs else _pct(vs.get(k))}" for k in ages]
+                cells = [f"{_auc(row['auc'][k], notes)}; {'reference' if not vs else _pct(vs.get(k), notes)}"
+                         for k in ages]
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines += _notes(notes)
+        if empty:
+            first = next(iter(arms.values()))["auc"][empty[0]]
+            lines += ["", f"Age slices {', '.join('<= ' + k.removeprefix('age_le_') for k in empty)}: undefined for "
+                      f"every representation ({(first or {}).get('undefined') or 'no estimate'}, for the first)."]
         lines.append("")
     return lines
 

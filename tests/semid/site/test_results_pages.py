@@ -72,3 +72,29 @@ def test_bad_results_arguments_are_one_line_before_any_work(tmp_path: Path, caps
     err = capsys.readouterr().err
     assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not docs.exists()  # nothing written, not even the reference pages
+
+
+def _arm(kind: str, rows: int, overall: float, new: dict, ages: dict, vs: dict | None = None) -> dict:
+    ci = {"estimate": overall, "ci_low": overall - 0.01, "ci_high": overall + 0.01}
+    row = {"kind": kind, "table_rows": rows, "seeds": [0, 1], "auc": {"overall": ci, "new": new, **ages}}
+    if vs is not None:
+        row["vs_reference_pct"] = vs
+    return row
+
+
+def test_an_undefined_slice_gives_its_reason_once_and_an_empty_age_slice_no_column() -> None:
+    from semid.site.results_pages import study_page
+
+    why = "7 items on day 32, need >= 20 for an interval"
+    undefined = {"estimate": None, "undefined": why, "items": 7, "impressions": 7}
+    age = {"estimate": 0.68, "ci_low": 0.61, "ci_high": 0.72}
+    ages = {"age_le_1": undefined, "age_le_16": age}
+    vs = {"overall": {"estimate": 7.0123, "ci_low": 6.481, "ci_high": 7.52}, "new": undefined,
+          "age_le_1": undefined, "age_le_16": {"estimate": 6.8, "ci_low": 0.51, "ci_high": 13.76}}
+    report = {"summary": {"without_history": {"hash_1k": _arm("hash", 1024, 0.6756, undefined, ages),
+                                              "bigram": _arm("ngram", 8192, 0.723, undefined, ages, vs)}}}
+    page = study_page(report, "MovieLens-1M", "`r/report.json`", slug="movielens-1m")
+    assert "| bigram | ngram | 8,192 | 2 | 0.7230 [0.7130, 0.7330] | +7.01% [6.48, 7.52] | undefined | undefined |" in page
+    assert page.count(why) == 2  # once under the ranking table, once for the age slices no arm could estimate
+    assert "| representation | age <= 16 |" in page and "age <= 1 |" not in page
+    assert "| bigram | 0.6800 [0.6100, 0.7200]; +6.80% [0.51, 13.76] |" in page
