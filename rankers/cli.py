@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from semid.rankers.plan_spec import PlanSpec
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     rank = sub.add_parser("rank", help="train and evaluate rankers day by day")
@@ -37,8 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def register_plan(sub: argparse._SubParsersAction) -> None:
-    from semid.rankers.plan import PlanSpec
-
     d = PlanSpec()
     p = sub.add_parser("plan", help="TorchRec planner dry run for a paper-scale configuration (CPU only)")
     p.add_argument("--representation", default=d.representation, help="hash | unigram | bigram | spm | all")
@@ -57,7 +57,7 @@ def register_plan(sub: argparse._SubParsersAction) -> None:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from semid.rankers.plan import PlanSpec, dry_run, render
+    from semid.rankers.plan import dry_run, render  # torchrec: only for the command that plans
     from semid.core.artifacts import write_json
 
     spec = PlanSpec(representation=args.representation, levels=args.levels, codebook_size=args.codebook_size,

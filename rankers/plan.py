@@ -7,48 +7,16 @@ weights plus the fused optimizer's state (row-wise Adagrad keeps one float per r
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from semid.core.errors import SemidError
+from semid.rankers.plan_spec import PlanSpec, paper_tables
+
+__all__ = ["PlanSpec", "dry_run", "paper_tables", "render"]
 
 GB = 1024 ** 3
-
-
-@dataclass
-class PlanSpec:
-    representation: str = "bigram"  # hash | unigram | bigram | spm | all
-    levels: int = 8  # L
-    codebook_size: int = 2048  # K
-    hash_rows: int = 10_000_000
-    spm_rows: int | None = None  # default: the bigram budget (L/2 * K^2)
-    dim: int = 128
-    nodes: int = 4
-    gpus_per_node: int = 8
-    hbm_gb: float = 80.0
-    ddr_gb: float = 512.0
-    batch_size: int = 8192  # per rank
-    sharding_types: list[str] | None = None
-    optimizer: str = "rowwise_adagrad"
-
-
-def paper_tables(spec: PlanSpec) -> list[tuple[str, int]]:
-    """(table name, rows) of the paper-scale representations."""
-    L, K = spec.levels, spec.codebook_size
-    bigram_rows = (L // 2) * K * K
-    tables: dict[str, list[tuple[str, int]]] = {
-        "hash": [("hash", spec.hash_rows)],
-        "unigram": [(f"unigram_l{i}", K) for i in range(L)],
-        "bigram": [(f"bigram_g{i}", K * K) for i in range(L // 2)],
-        "spm": [("spm", spec.spm_rows or bigram_rows)],
-    }
-    if spec.representation == "all":
-        return [t for v in tables.values() for t in v]
-    if spec.representation not in tables:
-        raise SemidError(f"--representation must be one of {', '.join(tables)}, all (got '{spec.representation}')")
-    return tables[spec.representation]
 
 
 def dry_run(spec: PlanSpec) -> dict[str, Any]:

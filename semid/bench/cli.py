@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 from typing import Mapping
 
+from semid.bench.names import CONTENDERS, DEFAULT_CONTENDERS, DISTRIBUTIONS, LAYOUTS
 from semid.core.errors import SemidError
 
 
@@ -20,8 +21,6 @@ def _names(s: str) -> list[str]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from semid.bench.lookups import CONTENDERS, DEFAULT_CONTENDERS, DISTRIBUTIONS, LAYOUTS
-
     bench = sub.add_parser("bench", help="benchmarks: embedding lookups, pipeline stages")
     bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
 

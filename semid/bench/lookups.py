@@ -39,8 +39,9 @@ from torch import nn
 
 from semid.bench.dmp2 import run_dmp2_rounds
 from semid.bench.timing import interleaved, machine, markdown_table, median, ratio
-from semid.bench.workloads import (CONTENDERS, DEFAULT_CONTENDERS, DISTRIBUTIONS, DMP, LAYOUTS, Batch, Built, Layout,
-                                   LookupBenchConfig, build_torchrec, cycle, grads, make_batches, make_layout)
+from semid.bench.names import CONTENDERS, DEFAULT_CONTENDERS, DISTRIBUTIONS, LAYOUTS
+from semid.bench.workloads import (DMP, Batch, Built, Layout, LookupBenchConfig, build_torchrec, cycle, grads,
+                                   make_batches, make_layout)
 from semid.core.errors import SemidError
 from semid.bench.records import LookupBench, LookupTarget, Throughput
 from semid.core.records import JsonObject

@@ -15,19 +15,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from semid.bench.names import CONTENDERS, DEFAULT_CONTENDERS, DISTRIBUTIONS, LAYOUTS
 from semid.core.errors import SemidError
 
 # torchrec, fbgemm_gpu, torch.distributed and semid's embeddings and rankers are imported inside the
-# functions that use them: every `semid` command imports this module (semid.bench.cli builds its choices from
-# it), and torchrec alone takes seconds to import
+# functions that use them: torchrec alone takes seconds to import, and the lookups bench's 2-process run
+# (dmp2.py) imports this module in each process
 
 T = TypeVar("T")
 
-LAYOUTS = ("hash", "unigram", "bigram", "spm", "history")
-DISTRIBUTIONS = ("zipf", "uniform")
-CONTENDERS = ("torchrec_fast", "torchrec_dmp", "torchrec_dmp_tw", "fbgemm_tbe", "eb_sgd", "eb_adagrad",
-              "eb_sparseadam", "ceiling")
-DEFAULT_CONTENDERS = tuple(c for c in CONTENDERS if c != "torchrec_dmp_tw")
 DMP = "torchrec_dmp"  # the same module without the fast path: the targets are also checked for it
 ZIPF_S = 1.05  # exponent of the Zipf id distribution (rank r drawn with p ~ (r + 1)^-s)
 N_BATCHES = 4  # distinct pre-built batches cycled through, so caches do not see one batch only
