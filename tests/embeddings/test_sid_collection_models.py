@@ -3,6 +3,7 @@ sharded by DistributedModelParallel on 2 gloo processes gives the losses of 1 pr
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -98,10 +99,19 @@ def _train(rank: int, world: int, store: str, module_path: str, out: str) -> Non
         dist.destroy_process_group()
 
 
-def _run(world: int, tmp: Path, module_path: Path) -> list[dict]:
-    out = tmp / f"world{world}"
-    mp.start_processes(_train, args=(world, str(tmp / f"store{world}"), str(module_path), str(out)), nprocs=world,
-                       join=True, start_method="spawn")
+def _run(world: int, tmp: Path, module_path: Path, attempt: int = 0) -> list[dict]:
+    out = tmp / f"world{world}-{attempt}"
+    try:
+        mp.start_processes(_train, args=(world, str(tmp / f"store{world}-{attempt}"), str(module_path), str(out)),
+                           nprocs=world, join=True, start_method="spawn")
+    except mp.ProcessExitedException as e:
+        # One CI run (2026-12-08) lost rank 0 to "terminate called without an active exception" (SIGABRT) in the
+        # first step of the 2-process gloo run; 8 reruns here passed. A native abort is retried once, with a
+        # fresh store, and said so; a second abort, an exception or a wrong loss still fails the test.
+        if e.signal_name != "SIGABRT" or attempt:
+            raise
+        warnings.warn(f"{world}-process gloo run: rank {e.error_index} aborted (SIGABRT); retried once")
+        return _run(world, tmp, module_path, attempt + 1)
     return [json.loads(out.with_suffix(f".{r}.json").read_text()) for r in range(world)]
 
 
