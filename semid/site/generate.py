@@ -72,6 +72,12 @@ def results_pages(runs: dict[str, Path]) -> dict[str, Page]:
             found = "a regime map's" if is_regimes else "a study's"
             raise SemidError(f"--results {slug}={run}: {run}/report.json is {found} report, but page '{slug}' is made "
                              f"from {'a regime map' if want == 'regimes' else 'a study'} (`{RESULT_PAGES[slug].preset}`)")
+        # a report that names its experiment must be the page's (an older study report names none: rendered as is)
+        name = report.get("experiment") or report.get("name")
+        if name is not None and name != RESULT_PAGES[slug].experiment:
+            raise SemidError(f"--results {slug}={run}: {run}/report.json is experiment '{name}', but page '{slug}' is "
+                             f"made from '{RESULT_PAGES[slug].experiment}' (`{RESULT_PAGES[slug].preset}`); pass "
+                             "that run's directory")
         reports[slug] = report
     pages: dict[str, Page] = {}
     for slug, report in reports.items():

@@ -31,14 +31,17 @@ class ResultPage(NamedTuple):
     title: str
     kind: str  # "study" (an experiment's report.json) or "regimes" (a regime map's report.json)
     preset: str  # the experiment that makes it, for the page's "how to regenerate" line
+    experiment: str  # that experiment's name, as its report.json records it (a study's "experiment", a map's "name")
 
 
 # slug (docs/results/<slug>.md) -> page; the nav in mkdocs.yml lists them in this order
 RESULT_PAGES: dict[str, ResultPage] = {
-    "small-study": ResultPage("The small study", "study", "semid experiment --preset small-full --seeds 0,1,2"),
-    "movielens-1m": ResultPage("MovieLens-1M", "study", "semid experiment --preset movielens-1m"),
-    "regime-map": ResultPage("The regime map", "regimes", "semid experiment --preset regimes"),
-    "quantizer-study": ResultPage("The quantizer study", "study", "semid experiment --preset small-quantizers"),
+    "small-study": ResultPage("The small study", "study", "semid experiment --preset small-full --seeds 0,1,2",
+                              "small-full"),
+    "movielens-1m": ResultPage("MovieLens-1M", "study", "semid experiment --preset movielens-1m", "movielens-1m"),
+    "regime-map": ResultPage("The regime map", "regimes", "semid experiment --preset regimes", "regimes"),
+    "quantizer-study": ResultPage("The quantizer study", "study", "semid experiment --preset small-quantizers",
+                                  "small-quantizers"),
 }
 
 

@@ -3,6 +3,7 @@ regime map's report.json written by the map's own writer; bad --results argument
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,26 @@ from tests.semid.tiny_study import tiny_study  # noqa: F401  # the session's one
 CLAIM = "Dense Input (1x depth) is worse than random hashing with 8K rows"
 
 
+def _as_older_report(run: Path, tmp: Path) -> Path:
+    """The run's report.json and figures as a report written before reports named their experiment."""
+    report = json.loads((run / "report.json").read_text())
+    assert report.pop("experiment") == "tiny"
+    (tmp / "older").mkdir()
+    (tmp / "older" / "report.json").write_text(json.dumps(report))
+    shutil.copytree(run / "figures", tmp / "older" / "figures")
+    return tmp / "older"
+
+
+def test_a_report_of_another_experiment_is_refused(tiny_study) -> None:  # noqa: F811
+    with pytest.raises(SemidError, match=r"report.json is experiment 'tiny', but page 'small-study' is made from "
+                                         r"'small-full' \(`semid experiment --preset small-full --seeds 0,1,2`\)"):
+        results_pages({"small-study": tiny_study.out})
+
+
 def test_a_study_page_shows_the_reports_numbers(tiny_study, tmp_path: Path) -> None:  # noqa: F811
     assert tiny_study.rc == 0
     report = json.loads((tiny_study.out / "report.json").read_text())
-    pages = results_pages({"small-study": tiny_study.out})
+    pages = results_pages({"small-study": _as_older_report(tiny_study.out, tmp_path)})
     page = pages["results/small-study.md"]
     assert isinstance(page, str) and page.startswith("# The small study")
     hash8k = report["summary"]["without_history"]["hash_8k"]["auc"]["overall"]
