@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -283,9 +284,8 @@ def _close_failed_wandb() -> None:
     """A fit that fails once its loggers exist (a shard garbled past the up-front checks, a divergence, a signal)
     closes its W&B run as failed: left open, the next fit in the same process (an in-process experiment, the test
     suite) would log into it instead of starting its own."""
-    import wandb  # loaded already: the W&B logger imported it
-
-    if wandb.run is not None:
+    wandb = sys.modules.get("wandb")  # only a fit with a W&B logger has imported it: nothing to close otherwise
+    if wandb is not None and wandb.run is not None:
         wandb.run.finish(exit_code=1)
 
 

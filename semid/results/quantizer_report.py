@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 import numpy as np
 
-from semid.core.numbers import sig
+from semid.core.numbers import estimate_text, sig
 from semid.rankers.records import FitResults
 from semid.results.records import EstimateDict, QuantizerArm, QuantizerSummary, QuantizerVariant, SidCollisions
 from semid.study.records import QuantizerStudy
@@ -91,9 +91,7 @@ def _cell(e: EstimateDict | None, pct: bool = False) -> str:
         return "reference"
     if e.get("estimate") is None:
         return f"undefined ({e.get('undefined') or 'no estimate'})"
-    # fixed decimals, AUCs 4 and paired Δ% 2, so a column lines up (4 significant digits printed 0.7000 as 0.7)
-    sign, unit, d = ("+" if e["estimate"] > 0 else "", "%", 2) if pct else ("", "", 4)
-    return f"{sign}{e['estimate']:.{d}f}{unit} [{e['ci_low']:.{d}f}, {e['ci_high']:.{d}f}]"
+    return estimate_text(e, pct, decimals=2 if pct else 4)
 
 
 def quantizer_markdown(q: QuantizerSummary) -> list[str]:

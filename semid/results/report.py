@@ -165,8 +165,8 @@ def write_report(cfg: ReportSpec, out: Path, corpus: Path, model: Path, results:
     md = _markdown(cfg, corpus, c, model, n_items, gt, summary, found, analysis, stability, timings, q)
     with atomic_path(path) as tmp:
         tmp.write_text(md)
-    write_json(json_path, {"experiment": cfg.name, "fingerprint": fp, "summary": summary, "findings": found, "table1": analysis["table1"],
-                           "lookups": analysis["lookups"], "stability": _strip(stability), "timings": timings,
+    write_json(json_path, {"experiment": cfg.name, "fingerprint": fp, "summary": summary, "findings": found,
+                           "table1": analysis["table1"], "lookups": analysis["lookups"], "stability": _strip(stability), "timings": timings,
                            **({"quantizers": q} if q else {})})
     return path
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from semid.core.numbers import sig
+from semid.core.numbers import estimate_text, sig
 from semid.core.records import JsonObject
 
 METRICS = {"ctr": "CTR", "ctr_new": "CTR/1D", "new": "CTR/1D", "lookups": "lookups", "table1": "Table 1"}
@@ -46,24 +46,21 @@ RESULT_PAGES: dict[str, ResultPage] = {
 
 
 def _est(e: JsonObject | None, pct: bool = False, fixed: int | None = None) -> str:
-    """An estimate with its interval: ``fixed`` decimals (AUCs 4, paired Δ% 2, so a column lines up and 0.7000
-    does not print as 0.7), else 4 significant digits (similarities, lookups, knob units)."""
+    """An estimate with its interval (``fixed`` decimals, else 4 significant digits), or why there is none."""
     if not e or e.get("estimate") is None:
         why = (e or {}).get("undefined") or (e or {}).get("reason")
         return f"undefined ({why})" if why else "-"
+    return estimate_text(e, pct, fixed)
 
-    def num(x: float) -> str:
-        return sig(x) if fixed is None else f"{x:.{fixed}f}"
-    sign = "+" if pct and e["estimate"] > 0 else ""
-    unit = "%" if pct else ""
-    ci = f" [{num(e['ci_low'])}, {num(e['ci_high'])}]" if e.get("ci_low") is not None else ""
-    return f"{sign}{num(e['estimate'])}{unit}{ci}"
+
+def _defined(e: JsonObject | None) -> bool:
+    return bool(e) and e.get("estimate") is not None
 
 
 def _undefined(e: JsonObject | None, notes: list[str]) -> bool:
     """True when ``e`` has no estimate; its reason goes to ``notes`` once (printed under the table, not in every
     cell: on MovieLens-1M every CTR/1D cell gave the same one)."""
-    if e and e.get("estimate") is not None:
+    if _defined(e):
         return False
     why = (e or {}).get("undefined") or (e or {}).get("reason")
     if why and why not in notes:
@@ -137,7 +134,7 @@ def _ranking(summary: JsonObject) -> list[str]:
         # an age slice no arm could estimate (too few young items on every evaluation day) says so in one line
         ages = sorted((k for k in next(iter(arms.values()))["auc"] if k.startswith("age_le_")),
                       key=lambda k: int(k.removeprefix("age_le_")))
-        empty = [k for k in ages if all(_undefined(r["auc"].get(k), []) for r in arms.values())]
+        empty = [k for k in ages if not any(_defined(r["auc"].get(k)) for r in arms.values())]
         ages = [k for k in ages if k not in empty]
         if ages:
             notes = []

@@ -23,7 +23,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import torch
 from torchmetrics.functional.classification import binary_auroc
@@ -67,7 +66,7 @@ def prefix_ranker_auc(corpus: Path, codes: np.ndarray) -> tuple[float, float]:
     i = items.index_of(t["item_id"].to_numpy(zero_copy_only=False)[has])
     same = torch.tensor(np.cumprod(codes[w] == codes[i], axis=1).sum(axis=1), dtype=torch.float32)
     click = torch.tensor(t["click"].to_numpy(zero_copy_only=False)[has].astype(np.int64))
-    new = torch.from_numpy(pq.read_table(c.items_path, columns=["first_day"])["first_day"].to_numpy()[i] == last)
+    new = torch.from_numpy(items.first_day[i] == last)
     assert int(new.sum()) > 100, "the evaluation day needs new-item impressions"
     return float(binary_auroc(same, click)), float(binary_auroc(same[new], click[new]))
 
